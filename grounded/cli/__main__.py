@@ -1,0 +1,5 @@
+import sys
+
+from grounded.cli import main
+
+sys.exit(main())
