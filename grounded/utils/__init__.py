@@ -1,0 +1,1 @@
+"""Pure helpers (images, boxes, masks): no models, no pipeline."""
