@@ -33,3 +33,26 @@ def masks_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = a2 @ b2.T
     union = a2.sum(1)[:, None] + b2.sum(1)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def rasterize_semantic(
+    masks: np.ndarray, class_ids: np.ndarray, shape: tuple[int, int], confidence: np.ndarray | None = None
+) -> np.ndarray:
+    """Instance masks -> one class index per pixel, (H, W) ``uint8``; 0 is background, class c is ``c + 1``.
+
+    Overlap rule: larger instances are painted first and smaller ones over them, so a wheel stays visible on
+    top of the car that contains it; equal areas are ordered by confidence (higher on top), then by index.
+    """
+    if len(masks) and masks.shape[1:] != tuple(shape):
+        raise ValueError(f"masks have shape {masks.shape[1:]}, expected {tuple(shape)} (H, W)")
+    if len(class_ids) and int(np.max(class_ids)) > 253:
+        raise ValueError("rasterize_semantic stores class_id + 1 in uint8: at most 254 classes")
+    out = np.zeros(shape, dtype=np.uint8)
+    if len(masks) == 0:
+        return out
+    areas = masks.reshape(len(masks), -1).sum(1)
+    conf = np.zeros(len(masks)) if confidence is None else np.asarray(confidence, dtype=np.float64)
+    order = sorted(range(len(masks)), key=lambda i: (-int(areas[i]), float(conf[i]), i))
+    for i in order:
+        out[masks[i]] = int(class_ids[i]) + 1
+    return out
