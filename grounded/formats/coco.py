@@ -1,0 +1,257 @@
+"""COCO instance annotations: a lazy reader for external files and the encoding rules of our exports.
+
+Reading (``CocoDataset``)::
+
+    ds = CocoDataset("car_parts/train/annotations.json")      # images found below the JSON's folder
+    ds.classes                                                  # ['back_bumper', ..., 'wheel'] (18)
+    path, detections = ds[0]                                    # masks decoded for this image only
+    detections = ds.detections(0, with_masks=False)             # boxes only: cheap
+
+The JSON is parsed once; annotations are grouped per image, and an image's polygons / RLE are decoded into
+masks only when that image is asked for, so a large file costs its JSON, never all its masks.
+
+Class ids. COCO category ids are arbitrary (1-based, holes allowed). Classes are the categories sorted by id,
+numbered 0, 1, 2, ... (as ``sv.DetectionDataset.from_coco`` does), **except** a background placeholder that no
+annotation uses (a category named ``_background_``, ``background`` or ``__background__``, as exported by
+COCO Annotator and CVAT): it is dropped, so the real categories stay contiguous. ``ds.category_ids[k]`` is
+the COCO id of class ``k``; ``ds.class_id_of(category_id)`` maps back.
+
+Quirks handled: ``iscrowd`` stored as JSON booleans; ``file_name`` that is a bare name while the image lives
+in a sub-folder (``path`` field ``JPEGImages/train1.jpg``); absolute ``path`` fields from another machine;
+polygons as a flat list or a list of parts; RLE with string or list ``counts``; missing ``bbox`` (taken
+from the mask); missing ``width`` / ``height`` (read from the image header).
+
+Writing: :func:`encode_segmentation` gives the COCO rules our exports follow (supervision's ``as_coco``
+writes holed or multi-part masks as ``iscrowd=1`` with the box area, which COCO tools then ignore):
+
+- a single-part mask without holes -> polygon, ``iscrowd=0``;
+- a mask with holes or several parts -> compressed RLE, ``iscrowd=0``;
+- ``area`` = the mask's pixel count (the box area only when there is no mask).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import supervision as sv
+from pycocotools import mask as mask_utils
+
+from grounded.errors import InputError
+from grounded.utils.images import IMAGE_EXTENSIONS
+from grounded.utils.masks import mask_to_rle
+
+logger = logging.getLogger(__name__)
+
+BACKGROUND_NAMES = frozenset({"_background_", "background", "__background__"})
+
+
+# ------------------------------------------------------------------------------------------- decoding
+def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """One annotation's ``segmentation`` (polygon parts, flat polygon, or RLE) -> (H, W) bool.
+
+    Polygon parts with fewer than three points are skipped (they enclose nothing); an empty or missing
+    segmentation gives an all-False mask.
+    """
+    if not segmentation:
+        return np.zeros((height, width), dtype=bool)
+    if isinstance(segmentation, dict):
+        if "counts" not in segmentation:
+            raise InputError(f"RLE segmentation without 'counts' (keys {sorted(segmentation)}); expected COCO RLE")
+        size = segmentation.get("size", [height, width])
+        if isinstance(segmentation["counts"], list):
+            rle = mask_utils.frPyObjects(segmentation, int(size[0]), int(size[1]))
+        else:
+            counts = segmentation["counts"]
+            rle = {"size": [int(size[0]), int(size[1])], "counts": counts.encode() if isinstance(counts, str) else counts}
+        return mask_utils.decode(rle).astype(bool)
+    parts = segmentation if isinstance(segmentation[0], (list, tuple)) else [segmentation]
+    parts = [[float(v) for v in part] for part in parts if len(part) >= 6]
+    if not parts:
+        return np.zeros((height, width), dtype=bool)
+    rles = mask_utils.frPyObjects(parts, height, width)
+    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+
+
+def _box_from_mask(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+class CocoDataset:
+    """Lazy, read-only view of a COCO instance-annotation file.
+
+    Args:
+        annotations_path: the COCO JSON.
+        images_root: folder the images' ``file_name`` is relative to; default the JSON's folder.
+        drop_unused_background: drop a background placeholder category that no annotation uses (see the
+            module docstring); class ids then cover the real categories only.
+
+    ``ds[i]`` returns ``(image_path: str, sv.Detections)`` with masks, like ``sv.DetectionDataset`` without
+    the pixels. Detections: ``xyxy`` float32 (N, 4) XYXY pixels; ``mask`` (N, H, W) bool; ``class_id`` (N,)
+    0-based contiguous; ``data["class_name"]``, ``data["iscrowd"]`` (int), ``data["area"]`` (float, as
+    stored), ``data["annotation_id"]`` (int). ``confidence`` is None (ground truth).
+    """
+
+    def __init__(
+        self,
+        annotations_path: str | Path,
+        images_root: str | Path | None = None,
+        drop_unused_background: bool = True,
+    ) -> None:
+        self.annotations_path = Path(annotations_path)
+        if not self.annotations_path.is_file():
+            raise InputError(f"COCO file {str(self.annotations_path)!r} not found; give the path of a COCO .json")
+        try:
+            with open(self.annotations_path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"COCO file {str(self.annotations_path)!r} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            raise InputError(f"COCO file {str(self.annotations_path)!r}: expected a mapping with an 'images' list")
+        self.images_root = Path(images_root) if images_root is not None else self.annotations_path.parent
+        self.images: list[dict[str, Any]] = data["images"]
+        annotations: list[dict[str, Any]] = data.get("annotations") or []
+        categories = sorted(data.get("categories") or [], key=lambda c: c["id"])
+
+        used = {a.get("category_id") for a in annotations}
+        if drop_unused_background:
+            dropped = [c for c in categories if str(c.get("name", "")).lower() in BACKGROUND_NAMES and c["id"] not in used]
+            if dropped:
+                logger.info("%s: dropped unused background category %s", self.annotations_path, [c["name"] for c in dropped])
+            categories = [c for c in categories if c not in dropped]
+        self.classes: list[str] = [str(c["name"]) for c in categories]
+        self.category_ids: list[int] = [int(c["id"]) for c in categories]
+        self._class_of_category = {cid: k for k, cid in enumerate(self.category_ids)}
+        unknown = sorted(used - set(self._class_of_category), key=str)
+        if unknown:
+            raise InputError(
+                f"COCO file {str(self.annotations_path)!r}: annotations use category ids {unknown[:10]} "
+                f"that 'categories' does not define (defined: {self.category_ids[:20]})"
+            )
+
+        index_of_image = {}
+        for i, image in enumerate(self.images):
+            if image.get("id") in index_of_image:
+                raise InputError(f"COCO file {str(self.annotations_path)!r}: image id {image.get('id')!r} appears twice")
+            index_of_image[image.get("id")] = i
+        self._by_image: list[list[dict[str, Any]]] = [[] for _ in self.images]
+        for ann in annotations:
+            i = index_of_image.get(ann.get("image_id"))
+            if i is None:
+                raise InputError(
+                    f"COCO file {str(self.annotations_path)!r}: annotation {ann.get('id')!r} refers to "
+                    f"image id {ann.get('image_id')!r}, which 'images' does not list"
+                )
+            self._by_image[i].append(ann)
+        self._paths: list[Path | None] = [None] * len(self.images)
+        self._basename_index: dict[str, Path | None] | None = None
+
+    # ---------------------------------------------------------------------------------------- sizes
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[tuple[str, sv.Detections]]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, index: int) -> tuple[str, sv.Detections]:
+        return str(self.image_path(index)), self.detections(index)
+
+    def class_id_of(self, category_id: int) -> int:
+        """COCO category id -> 0-based class id; KeyError if the category was dropped or is unknown."""
+        return self._class_of_category[int(category_id)]
+
+    def num_annotations(self, index: int) -> int:
+        return len(self._by_image[index])
+
+    # ---------------------------------------------------------------------------------------- images
+    def image_path(self, index: int) -> Path:
+        """Where image ``index`` is on disk; InputError listing the places tried if it is nowhere."""
+        cached = self._paths[index]
+        if cached is not None:
+            return cached
+        info = self.images[index]
+        file_name = str(info.get("file_name", ""))
+        tried = []
+        for rel in (file_name, str(info.get("path", ""))):
+            if rel and not os.path.isabs(rel):
+                tried.append(self.images_root / rel)
+        found = next((p for p in tried if p.is_file()), None)
+        if found is None:
+            found = self._find_by_basename(Path(file_name or str(info.get("path", ""))).name)
+        if found is None:
+            raise InputError(
+                f"COCO image {file_name!r} (id {info.get('id')}) not found: tried {[str(p) for p in tried]} and "
+                f"every file named {Path(file_name).name!r} below {str(self.images_root)!r}; pass images_root="
+            )
+        self._paths[index] = found
+        return found
+
+    def _find_by_basename(self, name: str) -> Path | None:
+        """Search ``images_root`` once for image files by base name (used only when the direct paths miss)."""
+        if not name:
+            return None
+        if self._basename_index is None:
+            index: dict[str, Path | None] = {}
+            for p in sorted(self.images_root.rglob("*")):
+                if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+                    index[p.name] = None if p.name in index else p  # ambiguous names resolve to nothing
+            self._basename_index = index
+        return self._basename_index.get(name)
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """(height, width) of image ``index``, from the JSON, else from the image header."""
+        info = self.images[index]
+        if info.get("height") and info.get("width"):
+            return int(info["height"]), int(info["width"])
+        from PIL import Image
+
+        with Image.open(self.image_path(index)) as im:
+            width, height = im.size
+        return height, width
+
+    # ------------------------------------------------------------------------------------ annotations
+    def detections(self, index: int, with_masks: bool = True) -> sv.Detections:
+        """Ground truth of image ``index`` as ``sv.Detections`` (see the class docstring)."""
+        anns = self._by_image[index]
+        height, width = self.image_size(index) if (with_masks or any("bbox" not in a for a in anns)) else (0, 0)
+        if not anns:
+            empty = sv.Detections.empty()
+            if with_masks:
+                empty.mask = np.zeros((0, height, width), dtype=bool)
+            empty.class_id = np.zeros(0, dtype=int)
+            empty.data = {"class_name": np.array([], dtype=str), "iscrowd": np.zeros(0, dtype=int),
+                          "area": np.zeros(0, dtype=float), "annotation_id": np.zeros(0, dtype=int)}
+            return empty
+        masks = [segmentation_to_mask(a.get("segmentation"), height, width) for a in anns] if with_masks else None
+        boxes = []
+        for k, a in enumerate(anns):
+            bbox = a.get("bbox")
+            if bbox is not None and len(bbox) == 4:
+                x, y, w, h = (float(v) for v in bbox)
+                if w < 0 or h < 0:
+                    raise InputError(f"COCO annotation {a.get('id')!r}: bbox {bbox} has a negative width or height")
+                boxes.append([x, y, x + w, y + h])
+            else:
+                mask = masks[k] if masks is not None else segmentation_to_mask(a.get("segmentation"), height, width)
+                boxes.append(_box_from_mask(mask))
+        class_id = np.array([self.class_id_of(a["category_id"]) for a in anns], dtype=int)
+        return sv.Detections(
+            xyxy=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            mask=np.stack(masks) if masks is not None else None,
+            class_id=class_id,
+            data={
+                "class_name": np.array([self.classes[c] for c in class_id]),
+                "iscrowd": np.array([int(bool(a.get("iscrowd", 0))) for a in anns], dtype=int),
+                "area": np.array([float(a.get("area", 0.0)) for a in anns], dtype=float),
+                "annotation_id": np.array([int(a.get("id", -1)) for a in anns], dtype=int),
+            },
+        )
