@@ -1,0 +1,97 @@
+"""SAM through transformers: image embeddings once, then box prompts decoded in batches.
+
+Shapes and formats:
+- ``preprocess``: RGB uint8 (H, W, 3) images -> ``pixel_values`` (B, 3, 1024, 1024): resized so the long
+  side is 1024 (``longest_edge`` of the checkpoint's processor), normalised, padded bottom-right.
+- ``embed``: -> image embeddings (B, 256, 64, 64) for SAM ViT-B/L/H and SlimSAM.
+- ``decode``: one image's embedding (1, 256, 64, 64) and N boxes **XYXY in pixels of the original image**
+  -> low-resolution mask logits (N, K, 256, 256) and predicted IoU (N, K), with K = 3 when ``multimask`` else 1.
+- ``upscale``: low-resolution logits (N, 256, 256) -> boolean masks (N, H, W) at the original resolution,
+  through the processor's ``post_process_masks`` (remove padding, bilinear resize, threshold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from grounded.models.loading import load_pretrained
+
+
+def boxes_to_sam_frame(boxes_xyxy: np.ndarray, original_hw: tuple[int, int], longest_edge: int) -> np.ndarray:
+    """Scale XYXY pixel boxes (N, 4) of an (H, W) image into SAM's resized frame (long side = longest_edge)."""
+    h, w = original_hw
+    scale = longest_edge / max(h, w)
+    new_h, new_w = int(h * scale + 0.5), int(w * scale + 0.5)
+    factors = np.array([new_w / w, new_h / h, new_w / w, new_h / h], dtype=np.float64)
+    return np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4) * factors
+
+
+class SamSegmenter:
+    """SAM processor + model; see the module docstring for shapes."""
+
+    def __init__(self, model: nn.Module, processor: Any, name: str = "") -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+
+    @classmethod
+    def from_pretrained(
+        cls, name: str, device: torch.device, dtype: torch.dtype, local_files_only: bool = False
+    ) -> SamSegmenter:
+        from transformers import SamModel, SamProcessor
+
+        processor = load_pretrained(SamProcessor, name, "segmenter", local_files_only=local_files_only)
+        model = load_pretrained(SamModel, name, "segmenter", local_files_only=local_files_only)
+        return cls(model.to(device=device, dtype=dtype), processor, name)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def longest_edge(self) -> int:
+        return int(self.processor.image_processor.size["longest_edge"])
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, int]], list[tuple[int, int]]]:
+        """-> pixel_values (B, 3, S, S), original sizes [(H, W)], reshaped input sizes [(h, w)]."""
+        out = self.processor.image_processor(images=list(images), return_tensors="pt")
+        return (
+            out["pixel_values"].to(self.device, self.dtype),
+            [tuple(int(v) for v in s) for s in out["original_sizes"]],
+            [tuple(int(v) for v in s) for s in out["reshaped_input_sizes"]],
+        )
+
+    @torch.inference_mode()
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> image embeddings (B, 256, 64, 64)."""
+        return self.model.get_image_embeddings(pixel_values)
+
+    @torch.inference_mode()
+    def decode(
+        self, embedding: torch.Tensor, boxes_xyxy: np.ndarray, original_hw: tuple[int, int], multimask: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Box prompts on one image -> mask logits (N, K, 256, 256), predicted IoU (N, K)."""
+        boxes = boxes_to_sam_frame(boxes_xyxy, original_hw, self.longest_edge)
+        input_boxes = torch.as_tensor(boxes, dtype=self.dtype, device=self.device)[None]  # (1, N, 4)
+        out = self.model(
+            image_embeddings=embedding.to(self.dtype), input_boxes=input_boxes, multimask_output=multimask
+        )
+        return out.pred_masks[0].float(), out.iou_scores[0].float()
+
+    def upscale(
+        self, low_res: torch.Tensor, original_hw: tuple[int, int], reshaped_hw: tuple[int, int], threshold: float
+    ) -> np.ndarray:
+        """(N, 256, 256) logits -> (N, H, W) bool masks at the original resolution."""
+        masks = self.processor.image_processor.post_process_masks(
+            [low_res[None]], [original_hw], [reshaped_hw], mask_threshold=threshold, binarize=True
+        )[0][0]
+        return masks.cpu().numpy().astype(bool)

@@ -1,0 +1,1 @@
+"""Test support: tiny randomly initialised models and a fake predictor (test double)."""
