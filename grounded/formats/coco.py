@@ -43,6 +43,7 @@ import supervision as sv
 from pycocotools import mask as mask_utils
 
 from grounded.errors import InputError
+from grounded.formats.polygons import mask_to_polygon
 from grounded.utils.images import IMAGE_EXTENSIONS
 from grounded.utils.masks import mask_to_rle
 
@@ -255,3 +256,117 @@ class CocoDataset:
                 "annotation_id": np.array([int(a.get("id", -1)) for a in anns], dtype=int),
             },
         )
+
+
+# ------------------------------------------------------------------------------------------- encoding
+def encode_segmentation(mask: np.ndarray) -> tuple[list[list[float]] | dict, int]:
+    """(H, W) bool -> (COCO ``segmentation``, area in pixels); always an ``iscrowd=0`` object.
+
+    One part without holes -> ``[polygon]`` traced along pixel edges (rasterises back to the same pixels in
+    ``pycocotools``); holes or several parts -> compressed RLE (polygons cannot hold holes). An empty mask
+    gives ``[]`` and area 0.
+    """
+    area = int(np.count_nonzero(mask))
+    if area == 0:
+        return [], 0
+    polygon = mask_to_polygon(mask)
+    if polygon is not None:
+        return [polygon], area
+    return mask_to_rle(mask), area
+
+
+def classes_to_categories(classes: list[str]) -> list[dict[str, Any]]:
+    """Class names (ontology order) -> COCO categories; category id = class id + 1, as supervision writes."""
+    return [{"id": k + 1, "name": name, "supercategory": "object"} for k, name in enumerate(classes)]
+
+
+def detections_to_annotations(
+    detections: sv.Detections, image_id: int, first_annotation_id: int, height: int, width: int
+) -> list[dict[str, Any]]:
+    """One image's detections -> COCO annotation dicts (see :func:`encode_segmentation` for the rules).
+
+    ``bbox`` is the detection box (XYXY pixels -> XYWH), clipped to the image, rounded to 0.01 px; ``score``
+    is the confidence when there is one (ignored by COCO tools reading ground truth).
+    """
+    annotations = []
+    for k in range(len(detections)):
+        x0, y0, x1, y1 = (float(v) for v in detections.xyxy[k])
+        x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
+        y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
+        bbox = [round(x0, 2), round(y0, 2), round(max(x1 - x0, 0.0), 2), round(max(y1 - y0, 0.0), 2)]
+        if detections.mask is not None:
+            segmentation, area = encode_segmentation(detections.mask[k])
+        else:
+            segmentation, area = [], round(bbox[2] * bbox[3], 2)
+        ann = {
+            "id": first_annotation_id + k,
+            "image_id": image_id,
+            "category_id": int(detections.class_id[k]) + 1,
+            "bbox": bbox,
+            "area": area,
+            "segmentation": segmentation,
+            "iscrowd": 0,
+        }
+        if detections.confidence is not None:
+            ann["score"] = round(float(detections.confidence[k]), 4)
+        annotations.append(ann)
+    return annotations
+
+
+class CocoWriter:
+    """Write a COCO file one image at a time, holding no masks: annotations stream to a side file.
+
+    ``close()`` assembles ``{"info", "licenses", "categories", "images", "annotations"}`` into a temporary
+    file and renames it over ``path`` (atomic); leaving the ``with`` block on an exception writes nothing.
+    Output is deterministic: sorted keys, no dates. Image and annotation ids count from 1 in call order.
+    """
+
+    def __init__(self, path: str | Path, classes: list[str], description: str = "grounded") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.classes = list(classes)
+        self.description = description
+        self._images: list[dict[str, Any]] = []
+        self._next_annotation_id = 1
+        self._side_path = self.path.with_name(self.path.name + ".annotations.tmp")
+        self._side = open(self._side_path, "w", encoding="utf-8")
+
+    def add(self, file_name: str, height: int, width: int, detections: sv.Detections) -> int:
+        """Add one image (``file_name`` relative to the images root) and its detections; return its id."""
+        image_id = len(self._images) + 1
+        self._images.append({"id": image_id, "file_name": file_name, "height": int(height), "width": int(width)})
+        for ann in detections_to_annotations(detections, image_id, self._next_annotation_id, height, width):
+            self._side.write(("," if self._next_annotation_id > 1 else "") + json.dumps(ann, sort_keys=True))
+            self._next_annotation_id += 1
+        return image_id
+
+    def close(self) -> None:
+        self._side.close()
+        head = {
+            "info": {"description": self.description},
+            "licenses": [],
+            "categories": classes_to_categories(self.classes),
+            "images": self._images,
+        }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as out, open(self._side_path, encoding="utf-8") as side:
+            text = json.dumps(head, sort_keys=True)
+            out.write(text[:-1] + ',"annotations":[')
+            for chunk in iter(lambda: side.read(1 << 20), ""):
+                out.write(chunk)
+            out.write("]}")
+        os.replace(tmp, self.path)
+        self._side_path.unlink()
+
+    def abort(self) -> None:
+        self._side.close()
+        self._side_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> CocoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
