@@ -6,8 +6,10 @@ Nothing here runs at import time: device and dtype are resolved when a model is 
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 
@@ -43,26 +45,64 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
         raise InputError(f"dtype {dtype!r} not supported; use one of {sorted(set(_DTYPES))}") from None
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connection to the Hugging Face endpoint (``HF_ENDPOINT`` respected); False when offline."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _fix_hint(name: str, role: str) -> str:
+    return (
+        f"download it on a machine with network access (`hf download {name} --local-dir DIR`, or "
+        f"`from_pretrained(...).save_pretrained(DIR)`), copy DIR here and pass --{role} DIR (Python: {role}=\"DIR\")"
+    )
+
+
 def load_pretrained(loader: Any, name: str, role: str, *, local_files_only: bool = False, **kwargs: Any) -> Any:
     """Call ``loader.from_pretrained(name)``; on failure raise :class:`ModelLoadError` saying how to fix it.
 
-    ``role`` names what the model is for (``"detector"``, ``"segmenter"``, ...) so the message can name the
-    command-line flag that points at a local copy.
+    A local folder is loaded as is. A hub name is taken from the local cache when it is there; otherwise the
+    hub is probed once (a few seconds at most) before downloading, so an offline machine fails at once
+    instead of retrying for minutes. ``role`` (``"detector"``, ``"segmenter"``, ...) names the flag that
+    points at a local copy.
     """
     path = Path(name).expanduser()
     looks_local = name.startswith((".", "/", "~")) or path.exists()
-    if looks_local and not path.is_dir():
+    if looks_local:
+        if not path.is_dir():
+            raise ModelLoadError(
+                f"{role} model folder {name!r} does not exist; pass a folder made by save_pretrained() "
+                f"(config.json + weights) or a Hugging Face name"
+            )
+        try:
+            return loader.from_pretrained(str(path), **kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"{role} model folder {name!r} could not be loaded as {getattr(loader, '__name__', loader)} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); it must hold a save_pretrained() "
+                f"checkpoint of the right kind with its processor files"
+            ) from exc
+    try:
+        return loader.from_pretrained(name, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        pass  # not cached (or cached incompletely): try the hub below
+    if local_files_only or not hub_reachable():
         raise ModelLoadError(
-            f"{role} model folder {name!r} does not exist; pass a folder made by save_pretrained() "
-            f"(config.json + weights) or a Hugging Face name"
+            f"{role} model {name!r} is not in the local Hugging Face cache and the hub cannot be reached "
+            f"(offline); {_fix_hint(name, role)}"
         )
     try:
-        return loader.from_pretrained(str(path) if looks_local else name, local_files_only=local_files_only, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as exc:
-        where = "folder" if looks_local else "Hugging Face model"
+        return loader.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as exc:
         raise ModelLoadError(
-            f"could not load {role} {where} {name!r} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-            f"If this machine is offline, download it elsewhere with "
-            f"`huggingface-cli download {name} --local-dir DIR`, copy DIR here and pass --{role} DIR "
-            f"(Python: {role}=\"DIR\")"
+            f"could not load {role} model {name!r} from the Hugging Face hub "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); check the name, or {_fix_hint(name, role)}"
         ) from exc

@@ -1,0 +1,53 @@
+"""grounded: open-vocabulary grounded segmentation. Name things, get their masks.
+
+    import grounded
+    detections = grounded.segment("truck.jpg", "a wheel")      # sv.Detections with masks
+
+    predictor = grounded.Predictor()                            # models loaded once
+    predictor.set_image("truck.jpg")                            # image encoders run once
+    predictor.segment("a wheel"); predictor.segment(["car", "headlight"])
+
+    ontology = grounded.Ontology.from_yaml("prompts/car_parts.yaml")   # synonyms -> one class id
+
+Models (Hugging Face names or local folders): Grounding DINO ``IDEA-Research/grounding-dino-tiny`` finds
+and names boxes; SAM ``facebook/sam-vit-base`` turns each box into a mask. Importing this package loads no
+model, touches no device and downloads nothing.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it; imported on first use so `import grounded` stays light.
+_LAZY = {
+    "segment": "grounded.pipeline.api",
+    "Predictor": "grounded.pipeline.predictor",
+    "Ontology": "grounded.ontology",
+    "ModelConfig": "grounded.config",
+    "SegmentOptions": "grounded.config",
+    "load_image": "grounded.utils.images",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grounded.config import ModelConfig, SegmentOptions
+    from grounded.ontology import Ontology
+    from grounded.pipeline.api import segment
+    from grounded.pipeline.predictor import Predictor
+    from grounded.utils.images import load_image
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'grounded' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,1 @@
+"""Reading and writing results: detections as JSON (masks as COCO RLE), annotated pictures."""

@@ -1,0 +1,41 @@
+"""``grounded.segment(image, prompt, **options)``: one call, default models built once and reused."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict
+from typing import Any
+
+import supervision as sv
+
+from grounded.config import split_kwargs
+from grounded.pipeline.predictor import Predictor, Prompt
+from grounded.utils.images import ImageInput
+
+_lock = threading.Lock()
+_cached: tuple[Any, Predictor] | None = None  # (ModelConfig, Predictor): one set of models in memory
+
+
+def get_predictor(**model_kwargs: Any) -> Predictor:
+    """The shared Predictor for these model settings, built on first use (a new config replaces the old)."""
+    global _cached
+    config, _ = split_kwargs(model_kwargs)
+    with _lock:
+        if _cached is None or _cached[0] != config:
+            _cached = None  # release the old models before loading new ones
+            _cached = (config, Predictor(**asdict(config)))
+        return _cached[1]
+
+
+def segment(image: ImageInput, prompt: Prompt, **kwargs: Any) -> sv.Detections:
+    """Segment every instance of ``prompt`` in ``image``; see :class:`grounded.Predictor` for the output.
+
+    ``kwargs`` are fields of :class:`grounded.config.ModelConfig` (detector, segmenter, device, dtype, ...)
+    and of :class:`grounded.config.SegmentOptions` (box_threshold, text_threshold, nms, ...).
+    """
+    model, options = split_kwargs(kwargs)
+    predictor = get_predictor(**asdict(model))
+    overrides = {k: v for k, v in kwargs.items() if k in asdict(options)}
+    with _lock:
+        predictor.set_image(image)
+        return predictor.segment(prompt, **overrides)
