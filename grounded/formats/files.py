@@ -48,3 +48,20 @@ def link_image(source: str | Path, target: str | Path, copy: bool = False) -> No
         except OSError:  # e.g. Windows without the privilege
             pass
     shutil.copyfile(source, target)
+
+
+def export_names(relative_paths: list[str]) -> dict[str, str]:
+    """Flat, unique export names for images given by their paths relative to the images root.
+
+    Folders become ``__`` (see :func:`flat_name`). YOLO, VOC and mask labels are matched to images by stem,
+    so images that would share a stem (``a.jpg`` and ``a.png``) get the extension in it: ``a_jpg.jpg``.
+    """
+    flat = {rel: flat_name(rel) for rel in relative_paths}
+    stems: dict[str, int] = {}
+    for name in flat.values():
+        stems[Path(name).stem] = stems.get(Path(name).stem, 0) + 1
+    out = {}
+    for rel, name in flat.items():
+        path = Path(name)
+        out[rel] = name if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.')}{path.suffix}"
+    return out
