@@ -42,7 +42,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
-        "images_root": str(Path(images_root).resolve()),
+        "images_root": str(Path(images_root).absolute()),
         "classes": ontology.class_names,
         "ontology": ontology.to_dict(),
         "ontology_fingerprint": ontology.fingerprint(),

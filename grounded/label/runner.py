@@ -48,19 +48,21 @@ def as_ontology(ontology: Ontology | str | Path | Sequence[str]) -> Ontology:
     return Ontology.from_classes(ontology)
 
 
-def _images_and_root(images: str | Path | Sequence[str | Path]) -> tuple[Path, list[Path]]:
+def _images_and_root(images: str | Path | Sequence[str | Path]) -> tuple[Path, list[str]]:
+    """(absolute images root, image paths relative to it as POSIX strings, sorted)."""
     if isinstance(images, (str, Path)):
         root = Path(images)
         if root.is_file():
-            return root.parent.resolve(), [root.resolve()]
+            return root.parent.absolute(), [root.name]
         found = find_images(root)
         if not found:
             raise InputError(f"no images found below {str(root)!r} (looked for jpg, jpeg, png, bmp, tif, tiff, webp)")
-        return root.resolve(), [p.resolve() for p in found]
-    paths = sorted({Path(p).resolve() for p in images})
+        return root.absolute(), [p.relative_to(root).as_posix() for p in found]
+    paths = sorted({Path(p).absolute() for p in images})
     if not paths:
         raise InputError("no images given: pass a folder or a list of image paths")
-    return Path(os.path.commonpath([p.parent for p in paths])), paths
+    root = Path(os.path.commonpath([p.parent for p in paths]))
+    return root, [p.relative_to(root).as_posix() for p in paths]
 
 
 def label(
@@ -97,7 +99,7 @@ def label(
     ontology = as_ontology(ontology)
     formats = check_formats(list(formats))
     fractions = parse_split(split)
-    root, paths = _images_and_root(images)
+    root, relatives = _images_and_root(images)
     out = Path(out)
     if predictor is None:
         from grounded.pipeline.predictor import Predictor
@@ -110,7 +112,6 @@ def label(
     start_run(out, manifest, force=force)
     if remove_stale_temporaries(out):
         logger.info("removed temporary files of an interrupted run")
-    relatives = [p.relative_to(root).as_posix() for p in paths]
     todo = [rel for rel in relatives if (rec := read_record(out, rel)) is None or "error" in rec]
     resumed = len(relatives) - len(todo)
     if resumed:
