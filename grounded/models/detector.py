@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from grounded.models.acceleration import autocast_context
 from grounded.models.loading import load_pretrained
 
 
@@ -71,6 +72,7 @@ class GroundingDinoDetector:
         self.model = model.eval()
         self.processor = processor
         self.name = name
+        self.autocast: torch.dtype | None = None  # forward passes under torch.autocast to this (acceleration.py)
 
     @classmethod
     def from_pretrained(
@@ -79,7 +81,8 @@ class GroundingDinoDetector:
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
         processor = load_pretrained(AutoProcessor, name, "detector", local_files_only=local_files_only)
-        model = load_pretrained(GroundingDinoForObjectDetection, name, "detector", local_files_only=local_files_only)
+        model = load_pretrained(GroundingDinoForObjectDetection, name, "detector", local_files_only=local_files_only,
+                                model_types=("grounding-dino", "mm-grounding-dino"))
         return cls(model.to(device=device, dtype=dtype), processor, name)
 
     # ------------------------------------------------------------------------------------------ props
@@ -108,7 +111,8 @@ class GroundingDinoDetector:
     @torch.inference_mode()
     def encode_images(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> DetectorImageFeatures:
         """Run the backbone once (Swin + position embeddings)."""
-        features, positions = self.model.model.backbone(pixel_values, pixel_mask)
+        with autocast_context(self.device, self.autocast):
+            features, positions = self.model.model.backbone(pixel_values, pixel_mask)
         return DetectorImageFeatures(pixel_values, pixel_mask, list(features), list(positions))
 
     @contextmanager
@@ -141,7 +145,7 @@ class GroundingDinoDetector:
             ids[i, : len(row)] = torch.tensor(row)
             attention[i, : len(row)] = 1
         rows = torch.as_tensor(list(image_rows), dtype=torch.long, device=self.device)
-        with self._reusing(cached, rows):
+        with self._reusing(cached, rows), autocast_context(self.device, self.autocast):
             out = self.model(
                 pixel_values=cached.pixel_values.index_select(0, rows),
                 pixel_mask=cached.pixel_mask.index_select(0, rows),

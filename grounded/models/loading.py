@@ -66,13 +66,33 @@ def _fix_hint(name: str, role: str) -> str:
     )
 
 
-def load_pretrained(loader: Any, name: str, role: str, *, local_files_only: bool = False, **kwargs: Any) -> Any:
+def _check_model_type(model: Any, name: str, role: str, model_types: tuple[str, ...] | None) -> Any:
+    """Refuse a checkpoint of another architecture: transformers would load it with random weights."""
+    found = getattr(getattr(model, "config", None), "model_type", None)
+    if model_types and found is not None and found not in model_types:
+        raise ModelLoadError(
+            f"{role} model {name!r} is a {found!r} checkpoint, expected {' or '.join(map(repr, model_types))}; "
+            f"pass a {role} checkpoint to --{role}"
+        )
+    return model
+
+
+def load_pretrained(
+    loader: Any,
+    name: str,
+    role: str,
+    *,
+    local_files_only: bool = False,
+    model_types: tuple[str, ...] | None = None,
+    **kwargs: Any,
+) -> Any:
     """Call ``loader.from_pretrained(name)``; on failure raise :class:`ModelLoadError` saying how to fix it.
 
     A local folder is loaded as is. A hub name is taken from the local cache when it is there; otherwise the
     hub is probed once (a few seconds at most) before downloading, so an offline machine fails at once
     instead of retrying for minutes. ``role`` (``"detector"``, ``"segmenter"``, ...) names the flag that
-    points at a local copy.
+    points at a local copy. ``model_types``: the config ``model_type`` values accepted (checked after loading
+    a model, since transformers fills a mismatched checkpoint with random weights and only logs it).
     """
     path = Path(name).expanduser()
     looks_local = name.startswith((".", "/", "~")) or path.exists()
@@ -83,15 +103,19 @@ def load_pretrained(loader: Any, name: str, role: str, *, local_files_only: bool
                 f"(config.json + weights) or a Hugging Face name"
             )
         try:
-            return loader.from_pretrained(str(path), **kwargs)
+            model = loader.from_pretrained(str(path), **kwargs)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(
                 f"{role} model folder {name!r} could not be loaded as {getattr(loader, '__name__', loader)} "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); it must hold a save_pretrained() "
                 f"checkpoint of the right kind with its processor files"
             ) from exc
+        return _check_model_type(model, name, role, model_types)
     try:
-        return loader.from_pretrained(name, local_files_only=True, **kwargs)
+        model = loader.from_pretrained(name, local_files_only=True, **kwargs)
+        return _check_model_type(model, name, role, model_types)
+    except ModelLoadError:
+        raise
     except (OSError, ValueError):
         pass  # not cached (or cached incompletely): try the hub below
     if local_files_only or not hub_reachable():
@@ -100,9 +124,10 @@ def load_pretrained(loader: Any, name: str, role: str, *, local_files_only: bool
             f"(offline); {_fix_hint(name, role)}"
         )
     try:
-        return loader.from_pretrained(name, **kwargs)
+        model = loader.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"could not load {role} model {name!r} from the Hugging Face hub "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); check the name, or {_fix_hint(name, role)}"
         ) from exc
+    return _check_model_type(model, name, role, model_types)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from grounded.models.acceleration import autocast_context
 from grounded.models.loading import load_pretrained
 
 
@@ -38,6 +39,7 @@ class SamSegmenter:
         self.model = model.eval()
         self.processor = processor
         self.name = name
+        self.autocast: torch.dtype | None = None  # forward passes under torch.autocast to this (acceleration.py)
 
     @classmethod
     def from_pretrained(
@@ -46,7 +48,8 @@ class SamSegmenter:
         from transformers import SamModel, SamProcessor
 
         processor = load_pretrained(SamProcessor, name, "segmenter", local_files_only=local_files_only)
-        model = load_pretrained(SamModel, name, "segmenter", local_files_only=local_files_only)
+        model = load_pretrained(SamModel, name, "segmenter", local_files_only=local_files_only,
+                                model_types=("sam",))
         return cls(model.to(device=device, dtype=dtype), processor, name)
 
     @property
@@ -73,7 +76,8 @@ class SamSegmenter:
     @torch.inference_mode()
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> image embeddings (B, 256, 64, 64)."""
-        return self.model.get_image_embeddings(pixel_values)
+        with autocast_context(self.device, self.autocast):
+            return self.model.get_image_embeddings(pixel_values)
 
     @torch.inference_mode()
     def decode(
@@ -82,9 +86,10 @@ class SamSegmenter:
         """Box prompts on one image -> mask logits (N, K, 256, 256), predicted IoU (N, K)."""
         boxes = boxes_to_sam_frame(boxes_xyxy, original_hw, self.longest_edge)
         input_boxes = torch.as_tensor(boxes, dtype=self.dtype, device=self.device)[None]  # (1, N, 4)
-        out = self.model(
-            image_embeddings=embedding.to(self.dtype), input_boxes=input_boxes, multimask_output=multimask
-        )
+        with autocast_context(self.device, self.autocast):
+            out = self.model(
+                image_embeddings=embedding.to(self.dtype), input_boxes=input_boxes, multimask_output=multimask
+            )
         return out.pred_masks[0].float(), out.iou_scores[0].float()
 
     def upscale(
