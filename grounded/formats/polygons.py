@@ -34,6 +34,15 @@ def _directed_edges(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
     return edges
 
 
+def _crop(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """The mask cut to its bounding box, and the box's (x0, y0); outlines and counts do not change."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return mask[:0, :0], 0, 0
+    y0, x0 = int(rows[0]), int(cols[0])
+    return mask[y0 : rows[-1] + 1, x0 : cols[-1] + 1], x0, y0
+
+
 def _signed_area(loop: np.ndarray) -> float:
     x, y = loop[:, 0], loop[:, 1]
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
@@ -45,6 +54,7 @@ def mask_boundaries(mask: np.ndarray) -> list[np.ndarray]:
     Collinear vertices are removed. Outlines of parts have positive :func:`loop_area`, holes negative.
     Loops are ordered by their first vertex (deterministic).
     """
+    mask, offset_x, offset_y = _crop(mask)
     edges = _directed_edges(mask)
     outgoing: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for x0, y0, x1, y1 in edges:
@@ -61,11 +71,11 @@ def mask_boundaries(mask: np.ndarray) -> list[np.ndarray]:
                     nxt = options.pop()
                 else:  # a pinch: two parts touch at a corner; turn left to hug the same pixel
                     dx, dy = cur[0] - prev[0], cur[1] - prev[1]
-                    left = (cur[0] + dy, cur[1] - dx)
-                    nxt = left if left in options else options[0]
+                    turn_left = (cur[0] + dy, cur[1] - dx)
+                    nxt = turn_left if turn_left in options else options[0]
                     options.remove(nxt)
                 prev, cur = cur, nxt
-            loops.append(_drop_collinear(np.asarray(loop, dtype=np.int64)))
+            loops.append(_drop_collinear(np.asarray(loop, dtype=np.int64)) + np.array([offset_x, offset_y]))
     return loops
 
 
@@ -81,8 +91,25 @@ def loop_area(loop: np.ndarray) -> float:
     return -_signed_area(loop)
 
 
+def _label(mask: np.ndarray, connectivity: int) -> tuple[int, np.ndarray] | None:
+    """OpenCV connected components (count includes label 0), or None where OpenCV is not installed."""
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - opencv-python-headless is a dependency; tracing still works
+        return None
+    return cv2.connectedComponents(mask.astype(np.uint8), connectivity=connectivity)
+
+
 def count_parts_and_holes(mask: np.ndarray) -> tuple[int, int]:
-    """(parts, holes) of a (H, W) bool mask: parts 4-connected, holes 8-connected background regions."""
+    """(parts, holes) of a (H, W) bool mask: parts 4-connected, holes 8-connected background regions.
+
+    Uses OpenCV's connected components (fast on noisy masks), else counts the traced loops.
+    """
+    mask = _crop(mask.astype(bool))[0]
+    parts = _label(mask, 4)
+    if parts is not None:
+        background = _label(np.pad(~mask.astype(bool), 1, constant_values=True), 8)
+        return parts[0] - 1, background[0] - 2
     areas = [loop_area(loop) for loop in mask_boundaries(mask)]
     return sum(a > 0 for a in areas), sum(a < 0 for a in areas)
 
@@ -92,13 +119,27 @@ def mask_to_polygon(mask: np.ndarray) -> list[float] | None:
 
     Returns None unless the mask has exactly one part and no hole (those need RLE or several polygons).
     """
-    loops = mask_boundaries(mask)
-    if len(loops) != 1 or loop_area(loops[0]) <= 0:
+    if count_parts_and_holes(mask) != (1, 0):
         return None
+    loops = mask_boundaries(mask)
     return [float(v) for v in loops[0].reshape(-1)]
 
 
-def outer_polygons(mask: np.ndarray) -> list[np.ndarray]:
-    """Outlines of the mask's parts (holes ignored), largest area first: (K, 2) int XY corner vertices."""
-    parts = [loop for loop in mask_boundaries(mask) if loop_area(loop) > 0]
-    return sorted(parts, key=lambda loop: -loop_area(loop))
+def largest_part_outline(mask: np.ndarray) -> np.ndarray | None:
+    """Outline of the mask's largest part with its holes filled, (K, 2) int XY corner vertices; None if empty.
+
+    Ties go to the part met first in raster order. Only that part is traced, so noisy masks stay cheap.
+    """
+    mask, x0, y0 = _crop(mask.astype(bool))
+    labelled = _label(mask, 4)
+    if labelled is None:
+        parts = [loop for loop in mask_boundaries(mask) if loop_area(loop) > 0]
+        return max(parts, key=loop_area) + np.array([x0, y0]) if parts else None
+    count, labels = labelled
+    if count <= 1:
+        return None
+    areas = np.bincount(labels.reshape(-1), minlength=count)[1:]
+    part = labels == int(np.argmax(areas)) + 1
+    _, background = _label(np.pad(~part, 1, constant_values=True), 8)
+    filled = part | (background[1:-1, 1:-1] != background[0, 0])  # background not reaching the border: holes
+    return mask_boundaries(filled)[0] + np.array([x0, y0])

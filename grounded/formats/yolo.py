@@ -24,7 +24,7 @@ import yaml
 from supervision.dataset.formats.yolo import yolo_annotations_to_detections
 
 from grounded.formats.files import atomic_write_text
-from grounded.formats.polygons import outer_polygons
+from grounded.formats.polygons import largest_part_outline
 
 
 def detections_to_yolo_lines(detections: sv.Detections, height: int, width: int, segmentation: bool = False) -> list[str]:
@@ -35,8 +35,8 @@ def detections_to_yolo_lines(detections: sv.Detections, height: int, width: int,
         x0, y0, x1, y1 = np.clip(detections.xyxy[k].astype(np.float64), 0, [width, height, width, height])
         class_id = int(detections.class_id[k])
         if segmentation:
-            parts = outer_polygons(detections.mask[k]) if detections.mask is not None else []
-            points = parts[0] if parts else np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+            outline = largest_part_outline(detections.mask[k]) if detections.mask is not None else None
+            points = outline if outline is not None else np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
             values = (points / scale).reshape(-1)
         else:
             values = np.array([(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height])

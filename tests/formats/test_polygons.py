@@ -1,0 +1,66 @@
+"""Pixel-edge outlines: exact under pycocotools, and parts/holes counted the same by both methods."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from grounded.formats import polygons
+from grounded.formats.polygons import (
+    count_parts_and_holes,
+    largest_part_outline,
+    loop_area,
+    mask_boundaries,
+    mask_to_polygon,
+)
+
+
+def _mask(rows: list[str]) -> np.ndarray:
+    return np.array([[c == "#" for c in row] for row in rows])
+
+
+@pytest.mark.parametrize(
+    "rows, parts, holes",
+    [
+        (["#"], 1, 0),
+        (["##", "##"], 1, 0),
+        (["###", "#.#", "###"], 1, 1),
+        (["#.#"], 2, 0),
+        (["#.", ".#"], 2, 0),  # diagonal pixels are two parts (4-connectivity)
+        ([".#.", "#.#", ".#."], 4, 0),  # the centre hole leaks out diagonally (8-connected background)
+        (["####", "#..#", "#.##", "###."], 1, 1),
+        (["...", "...", "..."], 0, 0),
+    ],
+)
+def test_parts_and_holes(rows, parts, holes, monkeypatch):
+    mask = _mask(rows)
+    assert count_parts_and_holes(mask) == (parts, holes)
+    monkeypatch.setattr(polygons, "_label", lambda mask, connectivity: None)  # the pure tracing path
+    assert count_parts_and_holes(mask) == (parts, holes)
+
+
+def test_random_masks_trace_exactly_and_counts_agree(monkeypatch):
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        mask = rng.random((10, 13)) < rng.uniform(0.3, 0.9)
+        fast = count_parts_and_holes(mask)
+        loops = mask_boundaries(mask)
+        traced = (sum(loop_area(lp) > 0 for lp in loops), sum(loop_area(lp) < 0 for lp in loops))
+        assert fast == traced
+        assert sum(loop_area(lp) for lp in loops) == mask.sum()  # outlines minus holes = pixel count
+        polygon = mask_to_polygon(mask)
+        assert (polygon is not None) == (fast == (1, 0))
+        if polygon is not None:
+            rle = mask_utils.frPyObjects([polygon], *mask.shape)
+            assert np.array_equal(mask_utils.decode(rle)[..., 0].astype(bool), mask)
+
+
+def test_largest_part_outline_fills_holes():
+    mask = _mask(["#####..##", "#...#..##", "#####....", "........."])
+    outline = largest_part_outline(mask)
+    filled = mask_utils.decode(mask_utils.frPyObjects([outline.reshape(-1).astype(float).tolist()], *mask.shape))[..., 0]
+    expected = np.zeros_like(mask)
+    expected[0:3, 0:5] = True
+    assert np.array_equal(filled.astype(bool), expected)
+    assert largest_part_outline(np.zeros((3, 3), dtype=bool)) is None
