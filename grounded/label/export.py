@@ -32,9 +32,8 @@ from grounded.formats.masks_png import save_labels_txt, save_mask_png
 from grounded.formats.voc import save_voc
 from grounded.formats.yolo import save_data_yaml, save_yolo_labels
 from grounded.label.manifest import read_manifest
-from grounded.label.records import read_record, record_to_detections
+from grounded.label.records import image_relatives, read_record, record_to_detections
 from grounded.label.splits import assign_splits
-from grounded.utils.images import find_images
 
 FORMATS = ("coco", "yolo", "yolo-seg", "voc", "masks")
 ERRORS_FILE = "errors.json"
@@ -151,7 +150,7 @@ def export_run(
     manifest = read_manifest(out)
     root = Path(manifest["images_root"])
     classes: list[str] = manifest["classes"]
-    relatives = [p.relative_to(root).as_posix() for p in find_images(root)]
+    relatives = image_relatives(root, out)
     split_of = assign_splits(relatives, manifest["split"], manifest["seed"])
     names = export_names(relatives)
     splits = list(manifest["split"])

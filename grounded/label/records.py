@@ -23,9 +23,18 @@ import numpy as np
 import supervision as sv
 
 from grounded.formats.files import atomic_write_text
+from grounded.utils.images import find_images
 from grounded.utils.masks import mask_to_rle, rle_to_mask
 
 RECORDS_DIR = "records"
+
+
+def image_relatives(root: Path, out: Path) -> list[str]:
+    """Images below ``root`` as sorted POSIX paths relative to it, leaving out anything inside ``out``
+    (a run written into its own image folder must not label its previews and exported image links)."""
+    root, out = Path(root).absolute(), Path(out).absolute()
+    found = find_images(root)
+    return [p.relative_to(root).as_posix() for p in found if not p.absolute().is_relative_to(out)]
 
 
 def record_path(out: Path, relative: str) -> Path:

@@ -30,11 +30,17 @@ from grounded.errors import InputError
 from grounded.label.export import check_formats, export_run
 from grounded.label.manifest import build_manifest, start_run
 from grounded.label.preview import write_preview
-from grounded.label.records import detections_to_record, read_record, remove_stale_temporaries, write_record
+from grounded.label.records import (
+    detections_to_record,
+    image_relatives,
+    read_record,
+    remove_stale_temporaries,
+    write_record,
+)
 from grounded.label.splits import parse_split
 from grounded.label.summary import LabelSummary
 from grounded.ontology import Ontology
-from grounded.utils.images import find_images, load_image
+from grounded.utils.images import load_image
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +54,18 @@ def as_ontology(ontology: Ontology | str | Path | Sequence[str]) -> Ontology:
     return Ontology.from_classes(ontology)
 
 
-def _images_and_root(images: str | Path | Sequence[str | Path]) -> tuple[Path, list[str]]:
+def _images_and_root(images: str | Path | Sequence[str | Path], out: Path) -> tuple[Path, list[str]]:
     """(absolute images root, image paths relative to it as POSIX strings, sorted)."""
     if isinstance(images, (str, Path)):
         root = Path(images)
         if root.is_file():
             return root.parent.absolute(), [root.name]
-        found = find_images(root)
-        if not found:
+        if not root.is_dir():
+            raise InputError(f"image folder {str(root)!r} not found or not a folder")
+        relatives = image_relatives(root, out)
+        if not relatives:
             raise InputError(f"no images found below {str(root)!r} (looked for jpg, jpeg, png, bmp, tif, tiff, webp)")
-        return root.absolute(), [p.relative_to(root).as_posix() for p in found]
+        return root.absolute(), relatives
     paths = sorted({Path(p).absolute() for p in images})
     if not paths:
         raise InputError("no images given: pass a folder or a list of image paths")
@@ -99,8 +107,8 @@ def label(
     ontology = as_ontology(ontology)
     formats = check_formats(list(formats))
     fractions = parse_split(split)
-    root, relatives = _images_and_root(images)
     out = Path(out)
+    root, relatives = _images_and_root(images, out)
     if predictor is None:
         from grounded.pipeline.predictor import Predictor
 

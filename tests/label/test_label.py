@@ -173,3 +173,10 @@ def test_records_hold_rle_masks(image_folder, tmp_path):
     back = record_to_detections(record)
     assert np.array_equal(back.mask, expected.mask) and np.array_equal(back.class_id, expected.class_id)
     assert all(isinstance(d["rle"]["counts"], str) for d in record["detections"])
+
+
+def test_output_inside_the_image_folder_is_not_labelled(image_folder):
+    out = image_folder / "labelled"
+    first = label(image_folder, CLASSES, out, predictor=FakePredictor(), formats=ALL, progress=False)
+    again = label(image_folder, CLASSES, out, predictor=FakePredictor(), formats=ALL, progress=False)
+    assert first.images == again.images == 17 and again.resumed == 16 and again.processed == 0
