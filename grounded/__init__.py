@@ -33,12 +33,13 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-if TYPE_CHECKING:  # pragma: no cover
-    from grounded.config import ModelConfig, SegmentOptions
-    from grounded.ontology import Ontology
-    from grounded.pipeline.api import segment
-    from grounded.pipeline.predictor import Predictor
-    from grounded.utils.images import load_image
+if TYPE_CHECKING:  # pragma: no cover  (`X as X`: re-exported, for type checkers and IDEs)
+    from grounded.config import ModelConfig as ModelConfig
+    from grounded.config import SegmentOptions as SegmentOptions
+    from grounded.ontology import Ontology as Ontology
+    from grounded.pipeline.api import segment as segment
+    from grounded.pipeline.predictor import Predictor as Predictor
+    from grounded.utils.images import load_image as load_image
 
 
 def __getattr__(name: str) -> Any:

@@ -96,7 +96,7 @@ def test_caching_and_prompt_order_change_nothing(tiny_predictor, photo, prompts)
 def test_batch_equals_one_at_a_time(tiny_predictor, photo):
     flipped = np.ascontiguousarray(photo[:, ::-1])  # same size, different content
     batch = tiny_predictor.segment_batch([photo, flipped], ["wheel", "car"])
-    for image, got in zip([photo, flipped], batch):
+    for image, got in zip([photo, flipped], batch, strict=True):
         tiny_predictor.set_image(image)
         single = tiny_predictor.segment(["wheel", "car"])
         assert len(got) == len(single)

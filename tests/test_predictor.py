@@ -52,8 +52,8 @@ def test_long_prompt_split_into_captions_equals_separate_runs(tiny_predictor, ph
     expected = []
     for caption in captions:
         alone = tiny_predictor.segment(list(caption.phrases), nms="none")
-        expected += [(onto.class_names.index(n), float(c)) for n, c in zip(alone.data["class_name"], alone.confidence)]
-    got = sorted(zip(together.class_id.tolist(), together.confidence.tolist()))
+        expected += [(onto.class_names.index(n), float(c)) for n, c in zip(alone.data["class_name"], alone.confidence, strict=True)]
+    got = sorted(zip(together.class_id.tolist(), together.confidence.tolist(), strict=True))
     expected.sort()
     assert len(got) == len(expected) > 0
     assert [k for k, _ in got] == [k for k, _ in expected]

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         for start in range(0, len(images), args.batch_size):
             batch = images[start : start + args.batch_size]
             results = predictor.segment_batch([arrays[p] for p in batch], prompt)
-            for path, stem, dets in zip(batch, stems[start:], results):
+            for path, stem, dets in zip(batch, stems[start : start + len(batch)], results, strict=True):
                 image = arrays.pop(path)
                 annotate(image, dets, labels=not args.no_labels).save(args.out / f"{stem}.png")
                 write_json(detections_to_json(dets, image.shape[:2], str(path)), args.out / f"{stem}.json")

@@ -39,8 +39,15 @@ def _write_vocab(path: Path) -> Path:
 def build_tiny_detector(folder: str | Path, vocab_file: str | Path | None = None, seed: int = 0,
                         image_size: int = 128) -> Path:
     """Save a tiny Grounding DINO (Swin + BERT) with its processor to ``folder``; return the folder."""
-    from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessorPil, GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        BertConfig,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessorPil,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,8 +74,15 @@ def build_tiny_detector(folder: str | Path, vocab_file: str | Path | None = None
 
 def build_tiny_segmenter(folder: str | Path, seed: int = 0) -> Path:
     """Save a tiny SAM (128-pixel input, 8x8 embedding) with its processor to ``folder``; return the folder."""
-    from transformers import (SamConfig, SamImageProcessorPil, SamMaskDecoderConfig, SamModel,
-                              SamProcessor, SamPromptEncoderConfig, SamVisionConfig)
+    from transformers import (
+        SamConfig,
+        SamImageProcessorPil,
+        SamMaskDecoderConfig,
+        SamModel,
+        SamProcessor,
+        SamPromptEncoderConfig,
+        SamVisionConfig,
+    )
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,14 +16,14 @@ images are expanded to RGB, 16-bit images are scaled to 8 bits.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from grounded.errors import InputError
 
-ImageInput = Union[str, Path, Image.Image, np.ndarray, Any]  # Any: torch.Tensor (imported lazily)
+ImageInput = str | Path | Image.Image | np.ndarray | Any  # Any: torch.Tensor (imported lazily)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
