@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
-        "images_root": str(Path(images_root).absolute()),
+        "images_root": os.path.abspath(images_root),
         "classes": ontology.class_names,
         "ontology": ontology.to_dict(),
         "ontology_fingerprint": ontology.fingerprint(),

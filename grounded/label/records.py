@@ -16,6 +16,7 @@ again on the next run. An empty ``detections`` list is a negative image and stay
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,8 @@ RECORDS_DIR = "records"
 def image_relatives(root: Path, out: Path) -> list[str]:
     """Images below ``root`` as sorted POSIX paths relative to it, leaving out anything inside ``out``
     (a run written into its own image folder must not label its previews and exported image links)."""
-    root, out = Path(root).absolute(), Path(out).absolute()
-    found = find_images(root)
-    return [p.relative_to(root).as_posix() for p in found if not p.absolute().is_relative_to(out)]
+    root, out = Path(os.path.abspath(root)), Path(os.path.abspath(out))
+    return [p.relative_to(root).as_posix() for p in find_images(root) if not p.is_relative_to(out)]
 
 
 def record_path(out: Path, relative: str) -> Path:

@@ -59,14 +59,14 @@ def _images_and_root(images: str | Path | Sequence[str | Path], out: Path) -> tu
     if isinstance(images, (str, Path)):
         root = Path(images)
         if root.is_file():
-            return root.parent.absolute(), [root.name]
+            return Path(os.path.abspath(root.parent)), [root.name]
         if not root.is_dir():
             raise InputError(f"image folder {str(root)!r} not found or not a folder")
         relatives = image_relatives(root, out)
         if not relatives:
             raise InputError(f"no images found below {str(root)!r} (looked for jpg, jpeg, png, bmp, tif, tiff, webp)")
-        return root.absolute(), relatives
-    paths = sorted({Path(p).absolute() for p in images})
+        return Path(os.path.abspath(root)), relatives
+    paths = sorted({Path(os.path.abspath(p)) for p in images})
     if not paths:
         raise InputError("no images given: pass a folder or a list of image paths")
     root = Path(os.path.commonpath([p.parent for p in paths]))
