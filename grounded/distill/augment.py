@@ -1,0 +1,147 @@
+"""Geometry shared by training and inference, training augmentations, and the torch ``Dataset``.
+
+Sizing. Training letterboxes every image to a ``size`` x ``size`` square: the long side is resized to
+``size`` (aspect kept, bilinear for the image, nearest for the class map) and the rest is padded, image with
+0 and target with ``IGNORE_INDEX`` (255, outside the loss). Inference (:func:`fit_to_stride`) resizes the
+long side to ``size`` too but pads only to the next multiple of the student's stride, so non-square images
+cost no more than they must.
+
+Augmentations (:func:`augment`), in torch, on one sample with its own ``torch.Generator``; geometry is
+applied identically to the image (3, S, S) and the target (S, S):
+
+- horizontal flip (probability ``hflip``); classes whose names contain ``left``/``right`` are swapped with
+  their mirror class when the dataset has it (``front_left_door`` <-> ``front_right_door``);
+- scale-and-crop: zoom by a factor drawn from ``scale``, then crop (zoom in) or pad (zoom out) back to S x S
+  at a random offset;
+- colour jitter on the image only: brightness, contrast, saturation.
+
+Determinism: :class:`TrainSet` seeds each sample's generator from ``(seed, epoch, index)``, so an epoch's
+augmentations do not depend on worker count, on order, or on whether training was interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from grounded.distill.config import IGNORE_INDEX, AugmentConfig
+
+
+def resize_long_side(image: np.ndarray, size: int, resample: int = Image.BILINEAR) -> np.ndarray:
+    """Resize (H, W[, 3]) uint8 so that max(H, W) == size, aspect kept."""
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if new == (width, height):
+        return image
+    return np.asarray(Image.fromarray(image).resize(new, resample))
+
+
+def letterbox(image: np.ndarray, target: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image (H, W, 3) uint8 + target (H, W) uint8 -> (size, size, 3) and (size, size), top-left aligned."""
+    img = resize_long_side(image, size)
+    tgt = resize_long_side(target, size, Image.NEAREST)
+    out_img = np.zeros((size, size, 3), dtype=np.uint8)
+    out_tgt = np.full((size, size), IGNORE_INDEX, dtype=np.uint8)
+    out_img[: img.shape[0], : img.shape[1]] = img
+    out_tgt[: tgt.shape[0], : tgt.shape[1]] = tgt
+    return out_img, out_tgt
+
+
+def fit_to_stride(image: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Image (H, W, 3) uint8 -> float32 (1, 3, H', W') in [0, 1], H' and W' multiples of ``stride``.
+
+    Returns the batch and the (h, w) of the resized image inside it (the rest is zero padding).
+    """
+    img = resize_long_side(image, size)
+    h, w = img.shape[:2]
+    ph, pw = -(-h // stride) * stride, -(-w // stride) * stride
+    out = np.zeros((1, 3, ph, pw), dtype=np.float32)
+    out[0, :, :h, :w] = img.transpose(2, 0, 1).astype(np.float32) / 255.0
+    return out, (h, w)
+
+
+def flip_map(class_names: Sequence[str]) -> torch.Tensor:
+    """(256,) long lookup: target value -> value after a horizontal flip (left/right classes swapped)."""
+    lut = torch.arange(256)
+    index = {name: k for k, name in enumerate(class_names)}
+    for k, name in enumerate(class_names):
+        for a, b in (("left", "right"), ("right", "left")):
+            if a in name and name.replace(a, b) in index:
+                lut[k + 1] = index[name.replace(a, b)] + 1
+    return lut
+
+
+def _uniform(g: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=g))
+
+
+def augment(
+    image: torch.Tensor, target: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, lut: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment image (3, S, S) float in [0, 1] and target (S, S) long; see the module docstring."""
+    size = image.shape[-1]
+    if float(torch.rand((), generator=g)) < cfg.hflip:
+        image, target = image.flip(-1), lut[target.flip(-1)]
+    scale = _uniform(g, *cfg.scale)
+    new = max(1, round(size * scale))
+    if new != size:
+        image = F.interpolate(image[None], size=(new, new), mode="bilinear", align_corners=False)[0]
+        target = F.interpolate(target[None, None].float(), size=(new, new), mode="nearest")[0, 0].long()
+        if new > size:
+            y, x = (int(torch.randint(0, new - size + 1, (), generator=g)) for _ in range(2))
+            image, target = image[:, y : y + size, x : x + size], target[y : y + size, x : x + size]
+        else:
+            y, x = (int(torch.randint(0, size - new + 1, (), generator=g)) for _ in range(2))
+            canvas = image.new_zeros((3, size, size))
+            canvas[:, y : y + new, x : x + new] = image
+            labels = target.new_full((size, size), IGNORE_INDEX)
+            labels[y : y + new, x : x + new] = target
+            image, target = canvas, labels
+    if cfg.brightness:
+        image = image * _uniform(g, 1 - cfg.brightness, 1 + cfg.brightness)
+    if cfg.contrast:
+        mean = image.mean()
+        image = (image - mean) * _uniform(g, 1 - cfg.contrast, 1 + cfg.contrast) + mean
+    if cfg.saturation:
+        gray = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
+        image = (image - gray) * _uniform(g, 1 - cfg.saturation, 1 + cfg.saturation) + gray
+    return image.clamp(0.0, 1.0).contiguous(), target.contiguous()
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 63-bit seed for one sample of one epoch."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32).astype(np.uint64)
+               .view(np.uint64)[0] >> np.uint64(1))
+
+
+class TrainSet(Dataset):
+    """Items of a :class:`~grounded.distill.data.View` as (pixels (3, S, S) float, target (S, S) long).
+
+    With ``augment`` None (validation) items are only letterboxed. Call :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, view, size: int, augment_cfg: AugmentConfig | None = None, seed: int = 0) -> None:  # noqa: ANN001
+        self.view, self.size, self.augment_cfg, self.seed = view, size, augment_cfg, seed
+        self.epoch = 0
+        self.lut = flip_map(view.class_names)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, target = letterbox(self.view.image(i), self.view.semantic(i), self.size)
+        pixels = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+        labels = torch.from_numpy(target.astype(np.int64))
+        if self.augment_cfg is not None:
+            g = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, i))
+            pixels, labels = augment(pixels, labels, self.augment_cfg, g, self.lut)
+        return pixels, labels

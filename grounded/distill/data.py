@@ -1,0 +1,290 @@
+"""Datasets a student trains on: ``grounded label`` runs and external COCO, YOLO-seg and mask-PNG folders.
+
+:func:`open_dataset` recognises the layout and returns :class:`DataSplits` (a train and a validation
+:class:`View`). Every source is lazy: it parses its index once and decodes one image and its masks only when
+that item is asked for, so memory stays flat however large the dataset.
+
+Accepted layouts (checked in this order):
+
+- a ``grounded label`` run folder: ``run.json`` (``images_root``) + ``coco/train.json`` [+ ``coco/val.json``];
+- a COCO ``.json`` file, or a folder holding ``annotations.json``, ``_annotations.coco.json`` or a single
+  ``*.json``; images relative to the JSON's folder (``file_name`` or ``path``; see
+  :class:`grounded.formats.coco.CocoDataset` for the quirks handled);
+- a folder with ``train/`` and ``valid/`` (or ``val/``) sub-folders that are each one of these (Roboflow);
+- a YOLO-seg folder with ``data.yaml`` (``path``, ``train``, ``val``, ``names``); label files ``*.txt`` beside
+  ``images`` -> ``labels``, one object per line ``class x1 y1 x2 y2 ...`` normalised to [0, 1] (a 4-number
+  line is a box, filled as its mask);
+- a mask-PNG folder: ``images/`` and ``masks/`` (same stem, ``.png``, one class index per pixel: 0 background,
+  c = class c, 255 ignored) with ``classes.txt`` naming classes 1..K, one per line; or the ``masks/`` export
+  of ``grounded label`` (``images/<split>/``, ``annotations/<split>/``, ``labels.txt``).
+
+When a dataset has no validation split, it is split by ``seed`` (``val_fraction`` of the images, at least one).
+Items: ``view.image(i)`` RGB uint8 (H, W, 3); ``view.detections(i)`` ground-truth ``sv.Detections`` with
+masks (N, H, W) bool and 0-based ``class_id``; ``view.semantic(i)`` uint8 (H, W), 0 background, c + 1 class c,
+255 ignored (instances are rasterised with :func:`grounded.utils.masks.rasterize_semantic`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import supervision as sv
+from PIL import Image
+
+from grounded.distill.instances import label_map_to_detections
+from grounded.errors import InputError
+from grounded.formats.coco import CocoDataset, segmentation_to_mask
+from grounded.utils.images import IMAGE_EXTENSIONS, find_images, load_image
+from grounded.utils.masks import rasterize_semantic
+
+COCO_NAMES = ("annotations.json", "_annotations.coco.json")
+
+
+class Source(Protocol):
+    class_names: list[str]
+
+    def __len__(self) -> int: ...
+    def image_path(self, index: int) -> Path: ...
+    def detections(self, index: int) -> sv.Detections: ...
+    def semantic(self, index: int) -> np.ndarray: ...
+
+
+def _rasterize(detections: sv.Detections, shape: tuple[int, int]) -> np.ndarray:
+    if detections.mask is None or len(detections) == 0:
+        return np.zeros(shape, dtype=np.uint8)
+    return rasterize_semantic(detections.mask, detections.class_id, shape, detections.confidence)
+
+
+class CocoSource:
+    """A COCO file through the lazy :class:`~grounded.formats.coco.CocoDataset`."""
+
+    def __init__(self, path: Path, images_root: Path | None = None) -> None:
+        self.coco = CocoDataset(path, images_root)
+        self.class_names = list(self.coco.classes)
+
+    def __len__(self) -> int:
+        return len(self.coco)
+
+    def image_path(self, index: int) -> Path:
+        return self.coco.image_path(index)
+
+    def detections(self, index: int) -> sv.Detections:
+        return self.coco.detections(index)
+
+    def semantic(self, index: int) -> np.ndarray:
+        return _rasterize(self.detections(index), self.coco.image_size(index))
+
+
+class YoloSegSource:
+    """YOLO segmentation labels for a list of images (see the module docstring for the line format)."""
+
+    def __init__(self, images: list[Path], class_names: list[str]) -> None:
+        self.images, self.class_names = images, class_names
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image_path(self, index: int) -> Path:
+        return self.images[index]
+
+    def _label_path(self, image: Path) -> Path:
+        parts = list(image.parts)
+        if "images" in parts:
+            parts[len(parts) - 1 - parts[::-1].index("images")] = "labels"
+        return Path(*parts).with_suffix(".txt")
+
+    def detections(self, index: int) -> sv.Detections:
+        with Image.open(self.images[index]) as im:
+            width, height = im.size
+        masks, classes = [], []
+        label = self._label_path(self.images[index])
+        lines = label.read_text().splitlines() if label.is_file() else []
+        for n, line in enumerate(lines, start=1):
+            values = line.split()
+            if not values:
+                continue
+            try:
+                cls, coords = int(values[0]), [float(v) for v in values[1:]]
+            except ValueError:
+                raise InputError(f"{label}:{n}: expected 'class x y ...' numbers, got {line!r}") from None
+            if not 0 <= cls < len(self.class_names):
+                raise InputError(f"{label}:{n}: class {cls} is outside data.yaml's {len(self.class_names)} names")
+            if len(coords) == 4:  # a box: centre x, centre y, width, height
+                cx, cy, w, h = coords
+                coords = [cx - w / 2, cy - h / 2, cx + w / 2, cy - h / 2, cx + w / 2, cy + h / 2, cx - w / 2, cy + h / 2]
+            xy = np.asarray(coords, dtype=np.float64).reshape(-1, 2) * (width, height)
+            masks.append(segmentation_to_mask([xy.ravel().tolist()], height, width))
+            classes.append(cls)
+        mask = np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool)
+        return sv.Detections(
+            xyxy=sv.mask_to_xyxy(mask).astype(np.float32) if len(mask) else np.zeros((0, 4), np.float32),
+            mask=mask,
+            class_id=np.asarray(classes, dtype=int),
+            data={"class_name": np.array([self.class_names[c] for c in classes], dtype=str)},
+        )
+
+    def semantic(self, index: int) -> np.ndarray:
+        detections = self.detections(index)
+        return _rasterize(detections, detections.mask.shape[1:])
+
+
+class MaskPngSource:
+    """Class-index PNGs beside images; instances are the connected components of each class."""
+
+    def __init__(self, images_dir: Path, masks_dir: Path, class_names: list[str]) -> None:
+        self.images = find_images(images_dir)
+        self.masks = [masks_dir / p.relative_to(images_dir).with_suffix(".png") for p in self.images]
+        missing = [str(m) for m in self.masks if not m.is_file()]
+        if missing:
+            raise InputError(f"mask-PNG dataset {images_dir}: {len(missing)} image(s) have no mask, e.g. {missing[0]}")
+        self.class_names = class_names
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image_path(self, index: int) -> Path:
+        return self.images[index]
+
+    def semantic(self, index: int) -> np.ndarray:
+        with Image.open(self.masks[index]) as im:
+            return np.asarray(im if im.mode in ("L", "P") else im.convert("L"), dtype=np.uint8).copy()
+
+    def detections(self, index: int) -> sv.Detections:
+        return label_map_to_detections(self.semantic(index), self.class_names, min_area=1)
+
+
+def _mask_png(root: Path, val_fraction: float, seed: int) -> DataSplits:
+    """``images/`` + ``masks/`` + ``classes.txt``, or the label export's ``images/<split>/`` +
+    ``annotations/<split>/`` + ``labels.txt`` (``index name`` lines, 0 = background)."""
+    if (root / "labels.txt").is_file():
+        rows = [line.split(maxsplit=1) for line in (root / "labels.txt").read_text().splitlines() if line.strip()]
+        names = [name.strip() for index, name in rows if index != "0"]
+    elif (root / "classes.txt").is_file():
+        names = [line.strip() for line in (root / "classes.txt").read_text().splitlines() if line.strip()]
+    else:
+        raise InputError(f"mask-PNG dataset {root}: classes.txt (names of classes 1..K, one per line) is missing")
+    masks = root / "masks" if (root / "masks").is_dir() else root / "annotations"
+    info = {"kind": "mask-png", "path": str(root)}
+    if (root / "images" / "train").is_dir() and (masks / "train").is_dir():
+        val = MaskPngSource(root / "images" / "val", masks / "val", names) if (masks / "val").is_dir() else None
+        return _both(MaskPngSource(root / "images" / "train", masks / "train", names), val, val_fraction, seed, info)
+    return _both(MaskPngSource(root / "images", masks, names), None, val_fraction, seed, info)
+
+
+@dataclass
+class View:
+    """The items ``indices`` of ``source``: one split. Same item interface as the source."""
+
+    source: Any
+    indices: list[int]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.source.class_names
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def image_path(self, i: int) -> Path:
+        return self.source.image_path(self.indices[i])
+
+    def image(self, i: int) -> np.ndarray:
+        return load_image(self.image_path(i))
+
+    def detections(self, i: int) -> sv.Detections:
+        return self.source.detections(self.indices[i])
+
+    def semantic(self, i: int) -> np.ndarray:
+        return self.source.semantic(self.indices[i])
+
+
+@dataclass
+class DataSplits:
+    train: View
+    val: View
+    class_names: list[str]
+    info: dict[str, Any] = field(default_factory=dict)  # kind, path, how it was split: recorded in the run
+
+
+def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split ``range(n)`` at random by ``seed``: (train indices, val indices), each sorted."""
+    if n < 2:
+        raise InputError(f"a dataset of {n} image(s) cannot be split into train and validation; add images")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, round(n * val_fraction)), n - 1)
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def _both(train: Any, val: Any | None, val_fraction: float, seed: int, info: dict) -> DataSplits:
+    if val is None or len(val) == 0:
+        tr, va = seeded_split(len(train), val_fraction, seed)
+        return DataSplits(View(train, tr), View(train, va), train.class_names, {**info, "split": f"seeded {seed}"})
+    if list(val.class_names) != list(train.class_names):
+        raise InputError(f"train and validation classes differ: {train.class_names} vs {val.class_names}")
+    info = {**info, "split": "given"}
+    return DataSplits(View(train, list(range(len(train)))), View(val, list(range(len(val)))), train.class_names, info)
+
+
+def _yolo(root: Path, val_fraction: float, seed: int) -> DataSplits:
+    import yaml
+
+    spec = yaml.safe_load((root / "data.yaml").read_text()) or {}
+    names = spec.get("names")
+    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names or [])
+    if not names:
+        raise InputError(f"{root / 'data.yaml'}: 'names' (the class names) is missing or empty")
+    base = root / spec["path"] if spec.get("path") and not Path(spec["path"]).is_absolute() else Path(spec.get("path") or root)
+
+    def images(key: str) -> YoloSegSource | None:
+        if not spec.get(key):
+            return None
+        folder = (base / spec[key]).resolve()
+        if not folder.is_dir() and (root / spec[key]).is_dir():
+            folder = root / spec[key]
+        return YoloSegSource(find_images(folder), [str(n) for n in names])
+
+    train = images("train")
+    if train is None or len(train) == 0:
+        raise InputError(f"{root / 'data.yaml'}: 'train' names no folder with images")
+    return _both(train, images("val"), val_fraction, seed, {"kind": "yolo-seg", "path": str(root)})
+
+
+def open_dataset(path: str | Path, val_fraction: float = 0.2, seed: int = 0) -> DataSplits:
+    """Open the dataset at ``path`` (any layout of the module docstring) as train/val splits."""
+    root = Path(path)
+    if root.is_file() and root.suffix == ".json":
+        return _both(CocoSource(root), None, val_fraction, seed, {"kind": "coco", "path": str(root)})
+    if not root.is_dir():
+        raise InputError(f"dataset {str(root)!r} not found: give a label run, a COCO json or a dataset folder")
+    if (root / "run.json").is_file():
+        run = json.loads((root / "run.json").read_text())
+        images_root = Path(run.get("images_root", root))
+        images_root = images_root if images_root.is_absolute() else (root / images_root)
+        if not (root / "coco" / "train.json").is_file():
+            raise InputError(f"label run {root} has no coco/train.json: is it finished? (re-run grounded label)")
+        val_path = root / "coco" / "val.json"
+        val = CocoSource(val_path, images_root) if val_path.is_file() else None
+        return _both(CocoSource(root / "coco" / "train.json", images_root), val, val_fraction, seed,
+                     {"kind": "label-run", "path": str(root)})
+    if (root / "data.yaml").is_file():
+        return _yolo(root, val_fraction, seed)
+    jsons = [root / n for n in COCO_NAMES if (root / n).is_file()] or sorted(root.glob("*.json"))
+    if len(jsons) == 1:
+        return _both(CocoSource(jsons[0]), None, val_fraction, seed, {"kind": "coco", "path": str(jsons[0])})
+    if (root / "images").is_dir() and ((root / "masks").is_dir() or (root / "annotations").is_dir()):
+        return _mask_png(root, val_fraction, seed)
+    val_dir = next((root / n for n in ("valid", "val") if (root / n).is_dir()), None)
+    if (root / "train").is_dir() and val_dir is not None:
+        train, val = open_dataset(root / "train", val_fraction, seed), open_dataset(val_dir, val_fraction, seed)
+        return _both(train.train.source, val.train.source, val_fraction, seed, {"kind": "folders", "path": str(root)})
+    raise InputError(
+        f"{root}: not a dataset I can read; expected a label run (run.json), a COCO json ({', '.join(COCO_NAMES)}), "
+        "a YOLO-seg data.yaml, images/ + masks/ PNGs, or train/ + valid/ folders"
+    )
+
+
+__all__ = ["DataSplits", "View", "open_dataset", "seeded_split", "IMAGE_EXTENSIONS"]

@@ -1,0 +1,102 @@
+"""Segmentation losses against class imbalance: cross-entropy + Dice (+ focal), class weights from counts.
+
+Shapes: ``logits`` (B, C, H, W) with C = K + 1 (channel 0 background); ``target`` (B, H, W) long with values
+in [0, C) or ``IGNORE_INDEX`` (255), which takes no part in any term.
+
+- Cross-entropy, optionally weighted per class (:func:`class_weights`).
+- Soft Dice (Milletari et al., 2016): ``1 - mean_c (2 |P_c * T_c| + eps) / (|P_c| + |T_c| + eps)`` over the
+  classes present in the batch's target or prediction mass, computed on softmax probabilities over the
+  whole batch; it rewards overlap of small classes that pixel-wise CE under-weights.
+- Focal (Lin et al., 2017): ``mean((1 - p_t) ** gamma * -log p_t)``; it down-weights easy pixels (mostly
+  background).
+
+``SegmentationLoss(...)(logits, target)`` returns ``(total, {"ce": ..., "dice": ..., "focal": ...})`` with the
+parts as floats for logging.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from grounded.distill.config import IGNORE_INDEX
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft multi-class Dice loss; logits (B, C, H, W), target (B, H, W) -> scalar."""
+    num_classes = logits.shape[1]
+    valid = target != IGNORE_INDEX
+    probs = logits.float().softmax(1) * valid[:, None]
+    onehot = F.one_hot(torch.where(valid, target, 0), num_classes).permute(0, 3, 1, 2).float() * valid[:, None]
+    inter = (probs * onehot).sum((0, 2, 3))
+    denom = probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    present = onehot.sum((0, 2, 3)) > 0
+    dice = (2 * inter + eps) / (denom + eps)
+    return 1.0 - dice[present].mean() if bool(present.any()) else logits.sum() * 0.0
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Focal loss; logits (B, C, H, W), target (B, H, W) -> scalar (mean over non-ignored pixels)."""
+    logp = F.log_softmax(logits.float(), 1)
+    valid = target != IGNORE_INDEX
+    logp_t = logp.gather(1, torch.where(valid, target, 0)[:, None])[:, 0]
+    loss = -((1 - logp_t.exp()) ** gamma) * logp_t
+    return loss[valid].mean() if bool(valid.any()) else logits.sum() * 0.0
+
+
+def class_weights(counts: np.ndarray, c: float = 1.02) -> np.ndarray:
+    """Pixel counts per class (C,) -> CE weights (C,), ``1 / ln(c + frequency)`` (ENet), mean 1 over classes seen.
+
+    Classes never seen get weight 1 (they take no part in the loss anyway).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    freq = counts / max(counts.sum(), 1.0)
+    weights = 1.0 / np.log(c + freq)
+    seen = counts > 0
+    weights[seen] /= weights[seen].mean() if seen.any() else 1.0
+    weights[~seen] = 1.0
+    return weights.astype(np.float32)
+
+
+def pixel_counts(view, num_classes: int, max_items: int = 200, seed: int = 0) -> np.ndarray:  # noqa: ANN001
+    """Pixels per class (num_classes,) over up to ``max_items`` items of a view (a seeded sample), one at a time."""
+    n = len(view)
+    items = range(n) if n <= max_items else np.random.default_rng(seed).choice(n, max_items, replace=False)
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for i in items:
+        values = view.semantic(int(i)).ravel()
+        counts += np.bincount(values[values < num_classes], minlength=num_classes)[:num_classes]
+    return counts
+
+
+class SegmentationLoss(nn.Module):
+    """``CE(weight) + dice_weight * Dice + focal_weight * Focal``; see the module docstring."""
+
+    def __init__(
+        self,
+        weight: torch.Tensor | None = None,
+        dice_weight: float = 1.0,
+        focal_weight: float = 0.0,
+        focal_gamma: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight if weight is not None else None)
+        self.dice_weight, self.focal_weight, self.focal_gamma = dice_weight, focal_weight, focal_gamma
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        if not bool((target != IGNORE_INDEX).any()):  # nothing to learn from: a zero that keeps the graph
+            ce = logits.sum() * 0.0
+        else:
+            ce = F.cross_entropy(logits.float(), target, weight=self.weight, ignore_index=IGNORE_INDEX)
+        total, parts = ce, {"ce": float(ce.detach())}
+        if self.dice_weight:
+            dice = dice_loss(logits, target)
+            total = total + self.dice_weight * dice
+            parts["dice"] = float(dice.detach())
+        if self.focal_weight:
+            focal = focal_loss(logits, target, self.focal_gamma)
+            total = total + self.focal_weight * focal
+            parts["focal"] = float(focal.detach())
+        return total, parts

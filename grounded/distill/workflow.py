@@ -1,0 +1,161 @@
+"""The steps the command line chains: train -> export -> evaluate, on run folders.
+
+- :func:`train_run`: train (or resume) into a run folder, export ``student.onnx``, optionally evaluate;
+- :func:`evaluate_run`: score a run's best student (or its ONNX export, or a teacher's label run) on the
+  run's own validation split, or on any dataset given;
+- :func:`default_lr`: a peak learning rate that suits the architecture.
+
+Each returns plain dicts / paths; the CLI modules only parse arguments and print.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from grounded.distill.checkpoint import load_student, read_record
+from grounded.distill.config import StudentConfig, TrainConfig
+from grounded.distill.data import View, open_dataset
+from grounded.distill.evaluate import evaluate_labels, evaluate_student, write_report
+from grounded.distill.export import export_onnx
+from grounded.distill.predictor import StudentPredictor
+from grounded.distill.train import train
+from grounded.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def default_lr(student: StudentConfig) -> float:
+    """1e-3 for a U-Net from scratch, 1e-4 to fine-tune pretrained weights, 4e-4 for a random transformer."""
+    if student.arch == "unet":
+        return 1e-3
+    return 1e-4 if student.pretrained else 4e-4
+
+
+def export_run(run: str | Path) -> Path:
+    """Export the best student of ``run`` to ``run/student.onnx``."""
+    student, record = load_student(run)
+    return export_onnx(student, Path(run) / "student.onnx", record["image_size"])
+
+
+def train_run(
+    dataset: str | Path,
+    out: str | Path,
+    student: StudentConfig,
+    config: TrainConfig,
+    resume: bool = True,
+    export: bool = True,
+    evaluate: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train, then export and evaluate as asked; returns a summary dict (also written to ``out/summary.json``)."""
+    result = train(dataset, out, student, config, resume=resume, progress=progress)
+    summary: dict[str, Any] = {"run": str(result.out), "steps": result.steps, "best_val_miou": result.best_miou,
+                               "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
+    if result.best_epoch < 0:
+        raise InputError(f"training in {out} ran no validation, so no student was kept; train for longer")
+    if export:
+        summary["onnx"] = str(export_run(out))
+    if evaluate:
+        metrics, where = evaluate_run(out, progress=progress)
+        summary["eval"] = {"dir": str(where), "miou": metrics["miou"], "mask_ap": metrics["mask_ap"]}
+    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _split_view(data: str | Path, split: str, val_fraction: float, seed: int) -> View:
+    splits = open_dataset(data, val_fraction, seed)
+    if split not in ("val", "train"):
+        raise InputError(f"--split must be 'val' or 'train', got {split!r}")
+    return splits.val if split == "val" else splits.train
+
+
+def evaluate_run(
+    run: str | Path,
+    data: str | Path | None = None,
+    split: str = "val",
+    out: str | Path | None = None,
+    pairs: int = 0,
+    progress: bool = True,
+) -> tuple[dict[str, Any], Path]:
+    """Evaluate and write the report; returns (metrics, report folder).
+
+    ``run``: a training run folder, a ``.safetensors`` or a ``.onnx`` student; its training dataset and
+    split are reused unless ``data`` is given (then ``split`` of that dataset, split by the run's seed).
+    Or a ``grounded label`` run (``run.json``, no student): its labels are scored against ``data``.
+    """
+    run = Path(run)
+    folder = run if run.is_dir() else run.parent
+    if run.is_dir() and (run / "run.json").is_file() and not (run / "student.json").is_file():
+        if data is None:
+            raise InputError(f"{run} is a label run: give the ground truth to compare its labels with (--data)")
+        labels, truth = open_dataset(run), open_dataset(data)
+        metrics = evaluate_labels([labels.train, labels.val], [truth.train, truth.val], out, pairs, progress)
+        metrics["labels"], metrics["truth"] = str(run), str(data)
+    else:
+        predictor = StudentPredictor.load(run)
+        meta = folder / "student.json"
+        record = read_record(meta)[0] if meta.is_file() else {}
+        train_cfg = record.get("train", {})
+        if data is None and "data" not in record:
+            raise InputError(f"{run}: no training record beside it to find its dataset; pass --data")
+        source = data if data is not None else record["data"]["path"]
+        view = _split_view(source, split, train_cfg.get("val_fraction", 0.2), train_cfg.get("seed", 0))
+        where = Path(out) if out is not None else folder / "eval"
+        metrics = evaluate_student(predictor, view, where, pairs, progress)
+        metrics["model"], metrics["data"], metrics["split"] = str(run), str(source), split
+    where = Path(out) if out is not None else folder / "eval"
+    write_report(metrics, where)
+    return metrics, where
+
+
+def _finished_label_run(labels: Path, images: Path, ontology) -> bool:  # noqa: ANN001
+    """True when ``labels`` holds a finished ``grounded label`` run of ``images`` with ``ontology``."""
+    from grounded.label.manifest import read_manifest
+
+    if not ((labels / "summary.json").is_file() and (labels / "coco" / "train.json").is_file()):
+        return False
+    manifest = read_manifest(labels)
+    same = (Path(manifest["images_root"]).resolve() == images.resolve()
+            and manifest.get("ontology_fingerprint") == ontology.fingerprint())
+    if not same:
+        raise InputError(f"{labels} holds a label run of other images or another ontology; use another --out")
+    return True
+
+
+def distill(
+    images: str | Path,
+    ontology,  # noqa: ANN001
+    out: str | Path,
+    student: StudentConfig,
+    config: TrainConfig,
+    predictor=None,  # noqa: ANN001
+    progress: bool = True,
+    **predictor_options: Any,
+) -> dict[str, Any]:
+    """Label ``images`` with the teacher into ``out/labels`` (reused when finished), then train, export and
+    evaluate a student into ``out/student``. Returns the summary (also ``out/distill.json``).
+
+    ``predictor``: the teacher (default ``grounded.Predictor(**predictor_options)``, loaded only when
+    labelling is needed); ``ontology``: an Ontology, a YAML path or class names.
+    """
+    from grounded.label import label
+    from grounded.label.runner import as_ontology
+
+    out, images, ontology = Path(out), Path(images), as_ontology(ontology)
+    labels = out / "labels"
+    reused = _finished_label_run(labels, images, ontology)
+    if reused:
+        logger.info("reusing the finished label run in %s", labels)
+    else:
+        if predictor is None:
+            from grounded.pipeline.predictor import Predictor
+
+            predictor = Predictor(**predictor_options)
+        label(images, ontology, labels, predictor=predictor, formats=["coco"], seed=config.seed, progress=progress)
+    summary = train_run(labels, out / "student", student, config, export=True, evaluate=True, progress=progress)
+    result = {"labels": str(labels), "labels_reused": reused, **summary}
+    (out / "distill.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,83 @@
+"""Command line: train -> evaluate -> predict (torch and ONNX), distill end to end, and clear input errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from grounded.cli import main
+
+FAST = ["--size", "tiny", "--epochs", "2", "--image-size", "32", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def trained(coco_dataset, tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", str(coco_dataset), "--out", str(run), *FAST]) == 0
+    return run
+
+
+def test_train_writes_a_deployable_run(trained):
+    for name in ("student.safetensors", "student.json", "student.onnx", "summary.json", "training_curve.png"):
+        assert (trained / name).is_file(), name
+
+
+def test_evaluate_writes_metrics_for_the_run_and_its_onnx(trained, tmp_path, capsys):
+    assert main(["evaluate", str(trained), "--pairs", "2"]) == 0
+    metrics = json.loads((trained / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 3 and set(metrics["per_class_iou"]) == {"disc", "square"}
+    assert 0.0 <= metrics["miou"] <= 1.0 and 0.0 <= metrics["mask_ap"] <= 1.0
+    assert len(list((trained / "eval" / "pairs").glob("*.png"))) == 2
+    assert "mIoU" in capsys.readouterr().out
+    assert main(["evaluate", str(trained / "student.onnx"), "--out", str(tmp_path)]) == 0
+    onnx_metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert onnx_metrics["miou"] == pytest.approx(metrics["miou"], abs=0.02)
+
+
+@pytest.mark.parametrize("model", ["student.onnx", "student.safetensors", "."])
+def test_predict_writes_png_and_json_like_segment(trained, coco_dataset, tmp_path, model):
+    image = coco_dataset / "images" / "img000.png"
+    assert main(["predict", "--model", str(trained / model), str(image), "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "img000.json").read_text())
+    assert (result["width"], result["height"]) == (48, 48)
+    for det in result["detections"]:
+        assert {"bbox_xyxy", "class_id", "class_name", "confidence", "mask", "area"} <= set(det)
+    assert Image.open(tmp_path / "img000.png").size == (48, 48)
+
+
+def test_teacher_labels_equal_to_the_truth_score_perfectly(label_run, tmp_path):
+    # a bare COCO file whose images live elsewhere is a one-line input error, not a crash
+    assert main(["evaluate", str(label_run), "--data", str(label_run / "coco" / "train.json"), "--out", str(tmp_path)]) == 2
+    assert main(["evaluate", str(label_run), "--data", str(label_run / "masks"), "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["images"] == 16 and metrics["miou"] == pytest.approx(1.0) and metrics["mask_ap"] == pytest.approx(1.0)
+
+
+def test_distill_labels_trains_evaluates_exports_then_reuses_labels(coco_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("GROUNDED_FAKE_PREDICTOR", "1")
+    args = ["distill", str(coco_dataset / "images"), "--classes", "disc, square", "--out", str(tmp_path), *FAST]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "distill.json").read_text())
+    assert not first["labels_reused"] and (tmp_path / "labels" / "coco" / "train.json").is_file()
+    assert (tmp_path / "student" / "student.onnx").is_file() and (tmp_path / "student" / "eval" / "metrics.json").is_file()
+    assert main(args) == 0
+    assert json.loads((tmp_path / "distill.json").read_text())["labels_reused"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "{tmp}/nowhere", "--out", "{tmp}/run"],
+        ["train", "{tmp}", "--out", "{tmp}/run"],  # an empty folder is no dataset
+        ["train", "{tmp}", "--out", "{tmp}/run", "--arch", "backbone_unet"],  # needs --pretrained
+        ["evaluate", "{tmp}/nowhere"],
+        ["predict", "--model", "{tmp}/missing.onnx", "{tmp}/missing.jpg"],
+        ["distill", "{tmp}/nowhere", "--classes", "car", "--out", "{tmp}/run"],
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, tmp_path, capsys):
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("grounded: error:")
