@@ -17,6 +17,9 @@ DEFAULT_SEGMENTER = "facebook/sam-vit-base"  # any SamModel checkpoint: sam-vit-
 
 NMS_MODES = ("class", "agnostic", "none")
 NMS_ON = ("box", "mask")
+PRESET_NAMES = ("accurate", "fast")  # speed presets, defined in grounded/models/acceleration.py
+AUTOCAST_CHOICES = ("auto", "bfloat16", "float16")
+QUANTIZE_CHOICES = ("int8",)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,12 @@ class ModelConfig:
     device: str | None = None  # None: "cuda" when available, else "cpu" (decided when models load)
     dtype: str | None = None  # None: float32; "float16"/"bfloat16" cast the weights
     local_files_only: bool = False  # True: never try the network, only the cache or folders
+    # Speed (grounded/models/acceleration.py); None everywhere = float32 at the checkpoint's input size.
+    preset: str | None = None  # "accurate" (float32, 800) or "fast" (512 short side, autocast="auto")
+    autocast: str | None = None  # "auto" (bf16 where the CPU/GPU has it natively), "bfloat16", "float16"
+    quantize: str | None = None  # "int8": dynamic int8 quantisation of all linear layers (CPU)
+    detector_size: int | None = None  # Grounding DINO input short side (checkpoint default 800)
+    threads: int | None = None  # torch.set_num_threads when the models load (process-wide)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from grounded.config import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, NMS_MODES, NMS_ON, SegmentOptions
+from grounded.config import (
+    AUTOCAST_CHOICES,
+    DEFAULT_DETECTOR,
+    DEFAULT_SEGMENTER,
+    NMS_MODES,
+    NMS_ON,
+    PRESET_NAMES,
+    QUANTIZE_CHOICES,
+    SegmentOptions,
+)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +27,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
     group.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"], help="weights dtype (default float32)")
     group.add_argument("--offline", action="store_true", help="never contact the Hugging Face hub; use the cache or folders")
+    speed = parser.add_argument_group("speed (all off by default: float32 at the checkpoint's input size)")
+    speed.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                       help="fast: detector input 512 short side + autocast auto; accurate: float32 at 800")
+    speed.add_argument("--autocast", choices=AUTOCAST_CHOICES, default=None,
+                       help="compute in bf16/fp16 under torch.autocast; auto: only where the CPU/GPU has it natively")
+    speed.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None,
+                       help="int8: dynamic int8 quantisation of all linear layers (CPU, float32 weights)")
+    speed.add_argument("--detector-size", type=int, default=None, help="Grounding DINO input short side (default 800)")
+    speed.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     defaults = SegmentOptions()
     opts = parser.add_argument_group("detection options")
     opts.add_argument("--box-threshold", type=float, default=defaults.box_threshold,
@@ -50,5 +68,6 @@ def predictor_from_args(args: argparse.Namespace):
     """Build the teacher :class:`grounded.Predictor` from parsed arguments."""
     from grounded.pipeline.predictor import Predictor
 
+    speed = {name: getattr(args, name, None) for name in ("preset", "autocast", "quantize", "detector_size", "threads")}
     return Predictor(args.detector, args.segmenter, device=args.device, dtype=args.dtype,
-                     local_files_only=args.offline, **options_from_args(args))
+                     local_files_only=args.offline, **speed, **options_from_args(args))

@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import supervision as sv
 import torch
 
-from grounded.config import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, ModelConfig, SegmentOptions, split_kwargs
+from grounded.config import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, SegmentOptions, split_kwargs
 from grounded.errors import InputError, OrderError
+from grounded.models.acceleration import Acceleration, apply_acceleration, resolve_acceleration
 from grounded.models.detector import DetectorImageFeatures, GroundingDinoDetector
 from grounded.models.loading import resolve_device, resolve_dtype
 from grounded.models.segmenter import SamSegmenter
@@ -73,12 +74,21 @@ class Predictor:
         local_files_only: bool = False,
         **options: Any,
     ) -> None:
-        """Load both models (names or local folders) and keep ``options`` (fields of SegmentOptions)."""
-        self.model_config = ModelConfig(detector, segmenter, device, dtype, local_files_only)
-        _, self.options = split_kwargs(options)
+        """Load both models (names or local folders) and keep ``options`` (fields of SegmentOptions).
+
+        Speed options (fields of ModelConfig, all off by default): ``preset`` ("fast"/"accurate"),
+        ``autocast``, ``quantize``, ``detector_size``, ``threads``; see grounded/models/acceleration.py.
+        """
+        model_options, self.options = split_kwargs(options)
+        self.model_config = replace(model_options, detector=detector, segmenter=segmenter, device=device,
+                                    dtype=dtype, local_files_only=local_files_only)
+        mc = self.model_config
+        self.acceleration = resolve_acceleration(mc.preset, autocast=mc.autocast, quantize=mc.quantize,
+                                                 detector_size=mc.detector_size, threads=mc.threads)
         dev, dt = resolve_device(device), resolve_dtype(dtype)
         self.detector = GroundingDinoDetector.from_pretrained(detector, dev, dt, local_files_only)
         self.segmenter = SamSegmenter.from_pretrained(segmenter, dev, dt, local_files_only)
+        apply_acceleration(self.acceleration, self.detector, self.segmenter)
         self.timer = StageTimer()
         self._encoding: ImageEncoding | None = None
         self._captions: dict[str, list[Caption]] = {}
@@ -91,6 +101,7 @@ class Predictor:
             "segmenter": self.model_config.segmenter,
             "dtype": str(self.detector.dtype).replace("torch.", ""),
             "options": asdict(self.options),
+            **({"acceleration": asdict(self.acceleration)} if self.acceleration != Acceleration() else {}),
         }
 
     # ------------------------------------------------------------------------------------- encoding

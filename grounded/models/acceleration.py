@@ -1,0 +1,151 @@
+"""Opt-in speed settings: reduced-precision autocast, int8 dynamic quantisation, input size, threads.
+
+Nothing here runs at import time and nothing is on by default: a ``Predictor`` built without these options
+computes in float32 exactly as before. Each knob trades a measured amount of agreement with float32 for
+speed (``benchmarks/pipeline.py`` prints both side by side):
+
+- ``autocast``: ``"bfloat16"`` / ``"float16"`` run matmuls and convolutions in that type under
+  ``torch.autocast`` (weights stay float32; outputs are returned as float32). ``"auto"`` picks bfloat16 on a
+  CPU whose instruction set has native bf16 dot products (AVX-512 BF16 or AMX, read from the CPU flags, not
+  assumed) and on a CUDA GPU that supports it (else float16 there); on any other CPU it picks nothing, since
+  emulated bf16 is slower than float32.
+- ``quantize="int8"``: dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised
+  per batch), CPU only. Nearly all of Grounding DINO's and SAM's compute is in linear layers.
+- ``detector_size``: Grounding DINO's input short side (800 for the released checkpoints, long side capped
+  at 1333/800 of it). Smaller is faster and finds fewer small objects; a speed/quality knob, not a free win.
+- ``threads``: ``torch.set_num_threads`` (process-wide).
+
+``PRESETS`` bundle them: ``"accurate"`` is the float32 default at 800; ``"fast"`` is 512 on the short side
+with ``autocast="auto"``. Explicit options override the preset's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from grounded.config import AUTOCAST_CHOICES, PRESET_NAMES, QUANTIZE_CHOICES
+from grounded.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """Resolved speed settings of one predictor (see the module docstring)."""
+
+    autocast: str | None = None  # None: float32; "auto", "bfloat16", "float16"
+    quantize: str | None = None  # None or "int8" (CPU)
+    detector_size: int | None = None  # Grounding DINO input short side; None: the checkpoint's (800)
+    threads: int | None = None  # torch.set_num_threads; None: leave as is
+
+    def __post_init__(self) -> None:
+        if self.autocast is not None and self.autocast not in AUTOCAST_CHOICES:
+            raise InputError(f"autocast must be one of {AUTOCAST_CHOICES} or None, got {self.autocast!r}")
+        if self.quantize is not None and self.quantize not in QUANTIZE_CHOICES:
+            raise InputError(f"quantize must be one of {QUANTIZE_CHOICES} or None, got {self.quantize!r}")
+        for name in ("detector_size", "threads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InputError(f"{name} must be a positive integer or None, got {value!r}")
+
+
+PRESETS: dict[str, Acceleration] = {
+    "accurate": Acceleration(),  # float32, the checkpoint's input size (800 short side)
+    "fast": Acceleration(autocast="auto", detector_size=512),
+}
+assert tuple(sorted(PRESETS)) == PRESET_NAMES  # the CLI lists PRESET_NAMES without importing torch
+
+
+def resolve_acceleration(preset: str | None = None, **overrides: Any) -> Acceleration:
+    """The preset's settings with every non-None override applied; unknown preset names are an error."""
+    if preset is not None and preset not in PRESETS:
+        raise InputError(f"preset must be one of {sorted(PRESETS)} or None, got {preset!r}")
+    base = PRESETS[preset] if preset else Acceleration()
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# ------------------------------------------------------------------------------------------- detection
+def cpu_flags() -> set[str]:
+    """Instruction-set flags of the first CPU in /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 dot products natively (AVX-512 BF16 or AMX-BF16)."""
+    flags = cpu_flags()
+    if flags:
+        return bool({"avx512_bf16", "amx_bf16"} & flags)
+    try:  # no /proc/cpuinfo (macOS, Windows): ask oneDNN, which checks the same instructions
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_dtype(autocast: str | None, device: torch.device) -> torch.dtype | None:
+    """The dtype to autocast to on ``device``, or None for float32 (``"auto"`` resolved by detection)."""
+    if autocast is None:
+        return None
+    if autocast == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[autocast]
+    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        logger.warning("autocast=bfloat16 on a CPU without native bf16 (no avx512_bf16/amx_bf16): it is emulated "
+                       "and usually slower than float32; autocast='auto' would not use it here")
+    return dtype
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``, or a no-op context when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------- rewrites
+def quantize_linear_int8(model: nn.Module) -> nn.Module:
+    """Replace every ``nn.Linear`` by a dynamically quantised int8 one, in place (CPU, float32 weights)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao on every call
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def set_detector_size(image_processor: Any, short_side: int) -> None:
+    """Make a Grounding DINO image processor resize to ``short_side`` (long side capped at 1333/800 of it)."""
+    image_processor.size = {"shortest_edge": short_side, "longest_edge": round(short_side * 1333 / 800)}
+
+
+def apply_acceleration(acc: Acceleration, detector: Any, segmenter: Any) -> torch.dtype | None:
+    """Apply ``acc`` to a loaded GroundingDinoDetector and SamSegmenter; return the autocast dtype chosen."""
+    device = detector.device
+    if acc.quantize == "int8":
+        if device.type != "cpu" or detector.dtype != torch.float32 or segmenter.dtype != torch.float32:
+            raise InputError("quantize='int8' needs float32 weights on the CPU; drop --dtype/--device cuda or --quantize")
+        quantize_linear_int8(detector.model)
+        quantize_linear_int8(segmenter.model)
+    if acc.detector_size is not None:
+        set_detector_size(detector.processor.image_processor, acc.detector_size)
+    if acc.threads is not None:
+        torch.set_num_threads(acc.threads)
+    dtype = autocast_dtype(acc.autocast, device)
+    detector.autocast = segmenter.autocast = dtype
+    logger.info("acceleration %s on %s: autocast=%s", acc, device, dtype)
+    return dtype
