@@ -18,6 +18,9 @@ Teacher cost: the full-size Grounding DINO (Swin-T + BERT, ``GroundingDinoConfig
 1024 and its mask decoder for 8 boxes (about the mean number of parts per image). These are the bare model
 forwards: the pipeline's pre- and post-processing is not counted, which flatters the teacher slightly.
 
+Threads: on a CPU shared with other work, torch's OpenMP threads oversubscribe the cores and slow down
+badly (measured here under load: U-Net step 11.6 s with 2 threads, 3.5 s with 1); use ``--threads 1`` there.
+
 Run:  python benchmarks/distill_car_parts.py --minutes-per-student 30 --threads 2 --out /tmp/distill_bench
 """
 
@@ -73,7 +76,7 @@ def calibrate(student_cfg: StudentConfig, cfg: TrainConfig, train_set: TrainSet,
 
 def student_speed(model_path: Path, images: list, threads: int) -> float:
     """Images per second of the whole predict path."""
-    predictor = StudentPredictor.load(model_path, device="cpu")
+    predictor = StudentPredictor.load(model_path, device="cpu", threads=threads)
     predictor.predict(images[0])
     start = time.perf_counter()
     for image in images:
@@ -167,7 +170,7 @@ def main() -> None:
                          "mask_ap50": metrics["mask_ap50"], "pixel_accuracy": metrics["pixel_accuracy"],
                          "images_per_s_torch": torch_ips, "images_per_s_onnx": onnx_ips, "params": params}
         print(f"{params / 1e6:.2f} M parameters; trained {minutes:.1f} min, {summary['steps']} steps; CPU speed: {torch_ips:.2f} img/s torch, "
-              f"{onnx_ips:.2f} img/s onnxruntime ({args.threads} threads, 512x512 photos)")
+              f"{onnx_ips:.2f} img/s onnxruntime ({args.threads} thread(s), 512x512 photos)")
 
     teacher = None if args.skip_teacher else teacher_seconds(splits.class_names)
     print("\n== summary (validation: 80 images, 512 x 512)")

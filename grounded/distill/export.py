@@ -67,14 +67,20 @@ def export_onnx(student, path: str | Path, image_size: int) -> Path:  # noqa: AN
     return path
 
 
-def load_onnx(path: str | Path) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
-    """An exported student -> (run: (1, 3, H, W) float32 -> logits, {"class_names", "image_size", "stride"})."""
+def load_onnx(path: str | Path, threads: int | None = None) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+    """An exported student -> (run: (1, 3, H, W) float32 -> logits, {"class_names", "image_size", "stride"}).
+
+    ``threads``: onnxruntime's intra-op threads (default: its own choice, one per physical core).
+    """
     ort = _require("onnxruntime")
     path = Path(path)
     if not path.is_file():
         raise InputError(f"ONNX model {str(path)!r} not found; export one with `grounded train` or export_onnx()")
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ModelLoadError(f"onnxruntime cannot load {path}: {exc}") from None
     props = session.get_modelmeta().custom_metadata_map

@@ -56,12 +56,12 @@ class StudentPredictor:
         self.image_size, self.stride, self.min_area = int(image_size), int(stride), min_area
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", min_area: int = 16) -> StudentPredictor:
-        """A run folder / ``.safetensors`` (torch) or ``.onnx`` (onnxruntime) -> predictor."""
+    def load(cls, path: str | Path, device: str = "auto", min_area: int = 16, threads: int | None = None) -> StudentPredictor:
+        """A run folder / ``.safetensors`` (torch) or ``.onnx`` (onnxruntime, ``threads`` intra-op) -> predictor."""
         if Path(path).suffix == ".onnx":
             from grounded.distill.export import load_onnx
 
-            run, meta = load_onnx(path)
+            run, meta = load_onnx(path, threads)
             return cls(run, meta["class_names"], meta["image_size"], meta["stride"], min_area)
         from grounded.distill.checkpoint import load_student
 

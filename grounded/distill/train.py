@@ -47,6 +47,9 @@ from grounded.errors import InputError
 
 logger = logging.getLogger(__name__)
 
+# TrainConfig fields a resumed run takes from the new call (they do not change what is trained).
+RUN_CONTROL = ("max_minutes", "max_steps", "checkpoint_every", "num_workers", "device")
+
 
 @dataclass
 class TrainResult:
@@ -104,11 +107,14 @@ def _start(out: Path, splits: DataSplits, student_cfg: StudentConfig, cfg: Train
         record, _ = read_record(out / "last.json")
         if record["student"]["class_names"] != splits.class_names:
             raise InputError(f"{out} holds a run on other classes; pass a new --out or --no-resume")
-        if record.get("train") != cfg.to_dict():
+        saved = TrainConfig.from_dict(record["train"])
+        for name in RUN_CONTROL:  # how long and where to run may change; what is trained may not
+            setattr(saved, name, getattr(cfg, name))
+        if saved != cfg:
             logger.warning("resuming %s with its saved training config (the one given differs)", out)
         student, _ = load_student(out / "last.safetensors")
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        return student, state, TrainConfig.from_dict(record["train"])
+        return student, state, saved
     student_cfg.class_names = list(splits.class_names)
     torch.manual_seed(cfg.seed)
     return build_student(student_cfg), None, cfg

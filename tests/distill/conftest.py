@@ -7,9 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from grounded.utils.masks import mask_to_rle
+
+# Tiny models gain nothing from threads, and on a shared CPU OpenMP threads oversubscribe the cores (5x slower).
+torch.set_num_threads(1)
 
 CLASSES = ["disc", "square"]
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
