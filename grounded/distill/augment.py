@@ -116,8 +116,7 @@ def augment(
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A well-mixed 63-bit seed for one sample of one epoch."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32).astype(np.uint64)
-               .view(np.uint64)[0] >> np.uint64(1))
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 class TrainSet(Dataset):

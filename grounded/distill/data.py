@@ -220,6 +220,7 @@ def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], lis
 
 
 def _both(train: Any, val: Any | None, val_fraction: float, seed: int, info: dict) -> DataSplits:
+    info = {**info, "path": str(Path(info["path"]).resolve())}  # runs record it; evaluation may run elsewhere
     if val is None or len(val) == 0:
         tr, va = seeded_split(len(train), val_fraction, seed)
         return DataSplits(View(train, tr), View(train, va), train.class_names, {**info, "split": f"seeded {seed}"})
@@ -237,14 +238,12 @@ def _yolo(root: Path, val_fraction: float, seed: int) -> DataSplits:
     names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names or [])
     if not names:
         raise InputError(f"{root / 'data.yaml'}: 'names' (the class names) is missing or empty")
-    base = root / spec["path"] if spec.get("path") and not Path(spec["path"]).is_absolute() else Path(spec.get("path") or root)
+    base = root / spec.get("path", "")  # Ultralytics: split folders are relative to 'path', itself to data.yaml
 
     def images(key: str) -> YoloSegSource | None:
         if not spec.get(key):
             return None
-        folder = (base / spec[key]).resolve()
-        if not folder.is_dir() and (root / spec[key]).is_dir():
-            folder = root / spec[key]
+        folder = next((f for f in (base / spec[key], root / spec[key]) if f.is_dir()), base / spec[key])
         return YoloSegSource(find_images(folder), [str(n) for n in names])
 
     train = images("train")

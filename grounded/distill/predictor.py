@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU; anything else as torch reads it."""
+    """``"auto"``: CUDA when available, else CPU; anything else as torch reads it (``"cuda:1"``)."""
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
 
 

@@ -73,3 +73,8 @@ def test_epoch_batches_are_seeded_full_and_cover_once():
     batches = epoch_batches(10, 4, seed=0, epoch=0)
     assert [len(b) for b in batches] == [4, 4] and len(set(sum(batches, []))) == 8
     assert batches == epoch_batches(10, 4, seed=0, epoch=0) != epoch_batches(10, 4, seed=0, epoch=1)
+
+
+def test_bfloat16_autocast_trains_on_cpu(coco_dataset, tmp_path):
+    result = train(coco_dataset, tmp_path, StudentConfig(size="tiny"), tiny(epochs=1, amp="bf16"), progress=False)
+    assert result.steps == 3 and all(torch.isfinite(v).all() for v in weights(tmp_path / "last.safetensors").values())
