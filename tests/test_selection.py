@@ -17,10 +17,11 @@ ONTOLOGY = Ontology.from_dict({"classes": [{"name": "wheel", "phrases": ["wheel"
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    from conftest import BERT_VOCAB
-
-    vocab = BERT_VOCAB if BERT_VOCAB.is_file() else _write_vocab(tmp_path_factory.mktemp("v") / "vocab.txt")
+def tokenizer(tmp_path_factory, tiny_model_dirs):
+    """BERT WordPiece with the real vocabulary when ../shared/data is present (the tiny detector's)."""
+    vocab = tiny_model_dirs[0] / "vocab.txt"
+    if not vocab.is_file():
+        vocab = _write_vocab(tmp_path_factory.mktemp("v") / "vocab.txt")
     return BertTokenizer(vocab=str(vocab))
 
 
