@@ -17,6 +17,8 @@ DEFAULT_SEGMENTER = "facebook/sam-vit-base"  # any SamModel checkpoint: sam-vit-
 
 NMS_MODES = ("class", "agnostic", "none")
 NMS_ON = ("box", "mask")
+TEXT_TOKENS = (False, True, "only")  # SegmentOptions.text_tokens
+VERIFY_MODES = (None, "clip")  # SegmentOptions.verify
 PRESET_NAMES = ("accurate", "fast")  # speed presets, defined in grounded/models/acceleration.py
 AUTOCAST_CHOICES = ("auto", "bfloat16", "float16")
 QUANTIZE_CHOICES = ("int8",)
@@ -50,6 +52,9 @@ class SegmentOptions:
     max_detections: int = 100  # per image, highest confidence first
     mask_threshold: float = 0.0  # SAM logit threshold for a mask pixel
     sam_box_batch: int = 64  # boxes per mask-decoder call (bounds memory, not results)
+    # CLIP in the loop (grounded/clip); the defaults leave results exactly as without CLIP.
+    text_tokens: bool | str = False  # True: box + text tokens (needs an adapter); "only": text alone, no detector
+    verify: str | None = None  # "clip": CLIP checks each label on its masked crop (grounded/clip/verify.py)
 
     def __post_init__(self) -> None:
         for name in ("box_threshold", "text_threshold", "nms_iou"):
@@ -64,6 +69,10 @@ class SegmentOptions:
             raise InputError(f"max_detections must be a positive integer, got {self.max_detections!r}")
         if not isinstance(self.sam_box_batch, int) or self.sam_box_batch < 1:
             raise InputError(f"sam_box_batch must be a positive integer, got {self.sam_box_batch!r}")
+        if self.text_tokens not in TEXT_TOKENS:
+            raise InputError(f"text_tokens must be one of {TEXT_TOKENS}, got {self.text_tokens!r}")
+        if self.verify not in VERIFY_MODES:
+            raise InputError(f"verify must be one of {VERIFY_MODES}, got {self.verify!r}")
 
     def updated(self, **overrides: Any) -> SegmentOptions:
         """A copy with ``overrides`` applied; unknown names raise an error listing the valid ones."""

@@ -17,8 +17,8 @@ from grounded.config import (
 )
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--detector, --segmenter, --device, --dtype, --offline, and the detection options."""
+def add_model_arguments(parser: argparse.ArgumentParser, clip_options: bool = True) -> None:
+    """--detector, --segmenter, --device, --dtype, --offline, and the detection options (and the CLIP ones)."""
     group = parser.add_argument_group("models (Hugging Face names or local folders)")
     group.add_argument("--detector", default=DEFAULT_DETECTOR,
                        help=f"Grounding DINO name or folder (default: {DEFAULT_DETECTOR}; also IDEA-Research/grounding-dino-base)")
@@ -50,6 +50,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--multimask", action="store_true", help="SAM predicts 3 masks per box; keep the best by predicted IoU")
     opts.add_argument("--max-detections", type=int, default=defaults.max_detections,
                       help="at most this many detections per image (default %(default)s)")
+    if clip_options:
+        add_clip_arguments(parser)
+
+
+def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
+    """--adapter, --clip, --text-tokens, --text-only, --verify (grounded/clip; all off by default)."""
+    group = parser.add_argument_group("CLIP in the loop (off by default)")
+    group.add_argument("--adapter", default=None, help="text-prompt adapter folder from `grounded train-adapter`")
+    group.add_argument("--clip", default=None, help="CLIP name, folder or open_clip:ARCH[@PRETRAINED] (default: the "
+                                                      "adapter's CLIP, else openai/clip-vit-base-patch32)")
+    group.add_argument("--text-tokens", action="store_true", help="SAM gets each box + the adapter's tokens for its phrase")
+    group.add_argument("--text-only", action="store_true", help="no detector: one mask per class from text tokens alone")
+    group.add_argument("--verify", choices=["clip"], default=None,
+                       help="clip: CLIP checks each label on its masked crop; keeps, corrects or drops it")
 
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -61,7 +75,15 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "nms_iou": args.nms_iou,
         "multimask": args.multimask,
         "max_detections": args.max_detections,
+        **clip_options_from_args(args),
     }
+
+
+def clip_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """text_tokens / verify, only when asked for (so other commands' options stay as they were)."""
+    text_tokens = "only" if getattr(args, "text_only", False) else bool(getattr(args, "text_tokens", False))
+    options = {"text_tokens": text_tokens, "verify": getattr(args, "verify", None)}
+    return {k: v for k, v in options.items() if v}
 
 
 def predictor_from_args(args: argparse.Namespace):
@@ -70,4 +92,5 @@ def predictor_from_args(args: argparse.Namespace):
 
     speed = {name: getattr(args, name, None) for name in ("preset", "autocast", "quantize", "detector_size", "threads")}
     return Predictor(args.detector, args.segmenter, device=args.device, dtype=args.dtype,
-                     local_files_only=args.offline, **speed, **options_from_args(args))
+                     local_files_only=args.offline, clip=getattr(args, "clip", None),
+                     adapter=getattr(args, "adapter", None), **speed, **options_from_args(args))

@@ -59,6 +59,7 @@ class ImageEncoding:
     detector: DetectorImageFeatures  # Grounding DINO backbone features of the batch
     sam_embeddings: torch.Tensor  # (B, 256, 64, 64)
     sam_reshaped_sizes: list[tuple[int, int]]  # (h, w) of each image inside SAM's padded input
+    images: list[np.ndarray] | None = None  # the RGB uint8 originals (for verify="clip")
 
 
 class Predictor:
@@ -72,6 +73,8 @@ class Predictor:
         device: str | None = None,
         dtype: str | None = None,
         local_files_only: bool = False,
+        clip: Any = None,
+        adapter: Any = None,
         **options: Any,
     ) -> None:
         """Load both models (names or local folders) and keep ``options`` (fields of SegmentOptions).
@@ -88,6 +91,10 @@ class Predictor:
         dev, dt = resolve_device(device), resolve_dtype(dtype)
         self.detector = GroundingDinoDetector.from_pretrained(detector, dev, dt, local_files_only)
         self.segmenter = SamSegmenter.from_pretrained(segmenter, dev, dt, local_files_only)
+        # CLIP in the loop (grounded.clip), imported only when used; an adapter for another SAM is refused now
+        self._clip_args, self._clip_tools = (clip, adapter), None
+        if adapter is not None:
+            self.clip_tools()
         apply_acceleration(self.acceleration, self.detector, self.segmenter)
         self.timer = StageTimer()
         self._encoding: ImageEncoding | None = None
@@ -119,7 +126,7 @@ class Predictor:
             sam_pixels, _, reshaped = self.segmenter.preprocess(arrays)
         with self.timer("sam.image_encoder"):
             embeddings = self.segmenter.embed(sam_pixels)
-        return ImageEncoding([a.shape[:2] for a in arrays], features, embeddings, reshaped)
+        return ImageEncoding([a.shape[:2] for a in arrays], features, embeddings, reshaped, arrays)
 
     def set_image(self, image: ImageInput) -> None:
         """Compute and keep the encodings of ``image``; later ``segment`` calls reuse them."""
@@ -154,6 +161,13 @@ class Predictor:
         """Stateless form: segment ``prompt`` in every image of ``encoding``; one Detections per image."""
         opts = self.options.updated(**options)
         ontology = Ontology.from_prompt(prompt)
+        if opts.text_tokens == "only":  # whole-image text queries through the adapter: no detector
+            tools = self.clip_tools(opts)
+            return [self._verified(tools.segment_text(encoding.sam_embeddings[i : i + 1], hw, encoding.sam_reshaped_sizes[i],
+                                                      ontology, opts.multimask, opts.mask_threshold), encoding, i, ontology, opts)
+                    for i, hw in enumerate(encoding.image_sizes)]
+        if opts.text_tokens or opts.verify:
+            self.clip_tools(opts)  # refuse text tokens without an adapter before any work
         captions = self.captions_for(ontology)
         n_images = len(encoding.image_sizes)
         rows = [(i, c) for i in range(n_images) for c in range(len(captions))]
@@ -166,8 +180,25 @@ class Predictor:
             row_ids = [r for r, (img, _) in enumerate(rows) if img == i]
             with self.timer("postprocess"):
                 found = select_boxes(probs[row_ids], boxes[row_ids], captions, ontology, opts, hw)
-            results.append(self._add_masks(encoding, i, found, opts))
+            results.append(self._verified(self._add_masks(encoding, i, found, opts), encoding, i, ontology, opts))
         return results
+
+    def clip_tools(self, opts: SegmentOptions | None = None):
+        """CLIP + text-prompt adapter (:class:`grounded.clip.runtime.ClipTools`), built on first use."""
+        if self._clip_tools is None:
+            from grounded.clip.runtime import ClipTools
+
+            self._clip_tools = ClipTools(self.segmenter, *self._clip_args, local_files_only=self.model_config.local_files_only)
+        if opts is not None:
+            self._clip_tools.check(opts.text_tokens)
+        return self._clip_tools
+
+    def _verified(self, found: sv.Detections, encoding: ImageEncoding, i: int, ontology: Ontology,
+                  opts: SegmentOptions) -> sv.Detections:
+        if opts.verify != "clip":
+            return found
+        with self.timer("clip.verify"):
+            return self.clip_tools().verify(found, encoding.images[i] if encoding.images else None, ontology)
 
     def _add_masks(self, encoding: ImageEncoding, i: int, found: sv.Detections, opts: SegmentOptions) -> sv.Detections:
         hw = encoding.image_sizes[i]
@@ -177,7 +208,11 @@ class Predictor:
         for start in range(0, len(found), opts.sam_box_batch):
             chunk = found.xyxy[start : start + opts.sam_box_batch]
             with self.timer("sam.prompt_mask_decoder"):
-                logits, iou = self.segmenter.decode(encoding.sam_embeddings[i : i + 1], chunk, hw, opts.multimask)
+                if opts.text_tokens:  # box + the adapter's tokens for each detection's phrase (grounded.clip)
+                    phrases = list(found.data["phrase"][start : start + opts.sam_box_batch])
+                    logits, iou = self.clip_tools().decode(encoding.sam_embeddings[i : i + 1], chunk, hw, phrases, opts.multimask)
+                else:
+                    logits, iou = self.segmenter.decode(encoding.sam_embeddings[i : i + 1], chunk, hw, opts.multimask)
                 best = iou.argmax(dim=1)  # K = 1 without multimask
                 pick = torch.arange(len(best))
                 logits, iou = logits[pick, best], iou[pick, best]
