@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from grounded.errors import InputError
+from grounded.models.acceleration import autocast_context
 from grounded.models.segmenter import boxes_to_sam_frame
 
 
@@ -68,7 +69,9 @@ def decode_with_text(segmenter, embedding: torch.Tensor, boxes_xyxy: np.ndarray 
         frame = boxes_to_sam_frame(boxes_xyxy, original_hw, segmenter.longest_edge)
         boxes = torch.as_tensor(frame, dtype=segmenter.dtype, device=segmenter.device)
     tokens = text_tokens.to(segmenter.device)
-    logits, iou = decode_tokens(segmenter.model, embedding.to(segmenter.device, segmenter.dtype), boxes, tokens, multimask)
+    with autocast_context(segmenter.device, getattr(segmenter, "autocast", None)):  # as SamSegmenter.decode
+        logits, iou = decode_tokens(segmenter.model, embedding.to(segmenter.device, segmenter.dtype), boxes, tokens,
+                                    multimask)
     return logits.float(), iou.float()
 
 

@@ -103,3 +103,9 @@ def clip_embeddings() -> tuple[np.ndarray, list[str]]:
     folder = shared_path(SHARED_DATA / "clip_text_embeddings")
     names = (folder / "coco_names.txt").read_text().split("\n")
     return np.load(folder / "coco_clip_a+cname.npy"), [n for n in names if n]
+
+
+@pytest.fixture(scope="session")
+def shared_images() -> Path:
+    """../shared/data/images (real photos); skips when absent."""
+    return shared_path(SHARED_DATA / "images")

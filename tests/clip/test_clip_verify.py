@@ -7,8 +7,16 @@ import pytest
 import supervision as sv
 
 from grounded.clip.config import VerifyConfig
-from grounded.clip.verify import (CONFIRMED, CORRECTED, REJECTED, UNCERTAIN, ClipScorer, decide, masked_crop,
-                                  verify_detections)
+from grounded.clip.verify import (
+    CONFIRMED,
+    CORRECTED,
+    REJECTED,
+    UNCERTAIN,
+    ClipScorer,
+    decide,
+    masked_crop,
+    verify_detections,
+)
 from grounded.errors import InputError
 from grounded.ontology import Ontology
 
