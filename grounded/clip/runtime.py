@@ -10,7 +10,8 @@ Options served (``SegmentOptions``):
 
 - ``text_tokens=True``: each detection's box tokens + the adapter's tokens for its phrase;
 - ``text_tokens="only"``: no detector; one mask per ontology class from its first phrase's tokens alone
-  (``xyxy`` = the mask's bounding box, ``confidence`` = SAM's predicted IoU; empty masks are left out);
+  (``xyxy`` = the mask's bounding box, ``confidence`` = SAM's predicted IoU clipped to [0, 1], raw in
+  ``data["mask_score"]``; empty masks are left out);
 - ``verify="clip"``: :mod:`grounded.clip.verify` on each image's detections (``verify_config`` sets margins).
 """
 
@@ -99,7 +100,7 @@ class ClipTools:
         ids, score, masks = ids[order], score[order], masks[keep][order]
         return sv.Detections(
             xyxy=sv.mask_to_xyxy(masks).astype(np.float32) if len(ids) else np.zeros((0, 4), np.float32),
-            mask=masks, confidence=score, class_id=ids.astype(int),
+            mask=masks, confidence=np.clip(score, 0.0, 1.0), class_id=ids.astype(int),
             data={"class_name": np.array([ontology.classes[c].name for c in ids], dtype=str),
                   "phrase": np.array([texts[c] for c in ids], dtype=str), "mask_score": score.copy()},
         )
