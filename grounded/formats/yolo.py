@@ -3,9 +3,12 @@
 One text file per image, one line per object, coordinates normalised to [0, 1] by the image width/height:
 
 - detect: ``class cx cy w h`` (from the box);
-- segment: ``class x1 y1 x2 y2 ...`` (the mask's outline, traced along pixel edges). YOLO holds one polygon
-  per object and no holes: a mask with several parts is written as its largest part, and holes are filled.
-  Use the COCO export when holes or parts matter. An object without a mask falls back to its box corners.
+- segment: ``class x1 y1 x2 y2 ...`` (the mask's outer contour through pixel centres, the convention of
+  ``cv2.fillPoly``, which YOLO trainers and supervision use to redraw it). YOLO holds one polygon
+  per object and no holes: holes are filled, and a mask with several parts becomes one polygon whose parts
+  are joined by zero-width bridges (as Ultralytics' own COCO converter does), largest part first; specks
+  (parts under 1% of the mask, or beyond the 16 largest) are left out. Use the COCO export when holes or
+  specks matter. An object without a mask falls back to its box corners.
 
 Layout written by :func:`grounded.label.export.export_run`::
 
@@ -24,7 +27,33 @@ import yaml
 from supervision.dataset.formats.yolo import yolo_annotations_to_detections
 
 from grounded.formats.files import atomic_write_text
-from grounded.formats.polygons import largest_part_outline
+from grounded.formats.polygons import bridge_outlines
+
+MIN_PART = 0.01  # YOLO segments leave out parts smaller than 1% of the object's mask ...
+MAX_PARTS = 16  # ... and keep at most its 16 largest parts
+
+
+def mask_to_segment(mask: np.ndarray) -> np.ndarray | None:
+    """(H, W) bool -> one YOLO polygon, (K >= 3, 2) float XY in pixel-centre coordinates; None if empty.
+
+    Outer contours (OpenCV, pixel centres, so ``cv2.fillPoly`` in YOLO trainers and supervision redraws the
+    same pixels); holes are dropped; parts beyond :data:`MAX_PARTS` or under :data:`MIN_PART` of the area
+    are left out, the others bridged into one polygon (:func:`grounded.formats.polygons.bridge_outlines`).
+    """
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    # pixels inside a pixel-centre contour ~ its area + half its perimeter + 1 (Pick's theorem)
+    sizes = [cv2.contourArea(c) + cv2.arcLength(c, True) / 2 + 1 for c in contours]
+    order = sorted(range(len(contours)), key=lambda i: (-sizes[i], i))[:MAX_PARTS]
+    total = float(np.count_nonzero(mask))
+    kept = [contours[i].reshape(-1, 2) for i in order if sizes[i] >= MIN_PART * total] or [contours[order[0]].reshape(-1, 2)]
+    polygon = bridge_outlines(kept).astype(np.float64)
+    if len(polygon) < 3:  # a one- or two-pixel object: YOLO needs three vertices
+        polygon = np.concatenate([polygon, polygon[-1:].repeat(3 - len(polygon), axis=0)])
+    return polygon
 
 
 def detections_to_yolo_lines(detections: sv.Detections, height: int, width: int, segmentation: bool = False) -> list[str]:
@@ -35,8 +64,9 @@ def detections_to_yolo_lines(detections: sv.Detections, height: int, width: int,
         x0, y0, x1, y1 = np.clip(detections.xyxy[k].astype(np.float64), 0, [width, height, width, height])
         class_id = int(detections.class_id[k])
         if segmentation:
-            outline = largest_part_outline(detections.mask[k]) if detections.mask is not None else None
-            points = outline if outline is not None else np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+            points = mask_to_segment(detections.mask[k]) if detections.mask is not None else None
+            if points is None:
+                points = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
             values = (points / scale).reshape(-1)
         else:
             values = np.array([(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height])

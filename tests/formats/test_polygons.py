@@ -9,7 +9,7 @@ from pycocotools import mask as mask_utils
 from grounded.formats import polygons
 from grounded.formats.polygons import (
     count_parts_and_holes,
-    largest_part_outline,
+    bridge_outlines,
     loop_area,
     mask_boundaries,
     mask_to_polygon,
@@ -56,11 +56,14 @@ def test_random_masks_trace_exactly_and_counts_agree(monkeypatch):
             assert np.array_equal(mask_utils.decode(rle)[..., 0].astype(bool), mask)
 
 
-def test_largest_part_outline_fills_holes():
-    mask = _mask(["#####..##", "#...#..##", "#####....", "........."])
-    outline = largest_part_outline(mask)
-    filled = mask_utils.decode(mask_utils.frPyObjects([outline.reshape(-1).astype(float).tolist()], *mask.shape))[..., 0]
-    expected = np.zeros_like(mask)
-    expected[0:3, 0:5] = True
-    assert np.array_equal(filled.astype(bool), expected)
-    assert largest_part_outline(np.zeros((3, 3), dtype=bool)) is None
+def _fill(polygon: np.ndarray, shape) -> np.ndarray:
+    rle = mask_utils.frPyObjects([polygon.reshape(-1).astype(float).tolist()], *shape)
+    return mask_utils.decode(rle)[..., 0].astype(bool)
+
+
+def test_bridged_outline_covers_every_part():
+    mask = _mask(["##....##", "##....##", "........", "...##..."])
+    outlines = [lp for lp in mask_boundaries(mask) if loop_area(lp) > 0]
+    filled = _fill(bridge_outlines(outlines), mask.shape)
+    assert (filled & mask).sum() == mask.sum()  # every part is inside
+    assert (filled & ~mask).sum() <= 6  # plus at most the bridge lines
