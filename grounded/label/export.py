@@ -31,7 +31,7 @@ from grounded.formats.files import atomic_write_text, export_names, link_image
 from grounded.formats.masks_png import save_labels_txt, save_mask_png
 from grounded.formats.voc import save_voc
 from grounded.formats.yolo import save_data_yaml, save_yolo_labels
-from grounded.label.manifest import read_manifest
+from grounded.label.manifest import read_manifest, run_lock
 from grounded.label.records import image_relatives, read_record, record_to_detections
 from grounded.label.splits import assign_splits
 
@@ -147,6 +147,13 @@ def export_run(
     """Rebuild ``formats`` under ``out`` from its records (no model runs); return what the dataset holds."""
     out = Path(out)
     formats = check_formats(formats)
+    read_manifest(out)  # refuse a folder that is not a run before locking (and creating) anything
+    with run_lock(out):
+        return export_locked(out, formats, copy_images, progress)
+
+
+def export_locked(out: Path, formats: list[str], copy_images: bool, progress: bool) -> DatasetStats:
+    """:func:`export_run` for a caller that already holds :func:`run_lock` (``grounded.label``)."""
     manifest = read_manifest(out)
     root = Path(manifest["images_root"])
     classes: list[str] = manifest["classes"]

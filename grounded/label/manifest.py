@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from grounded.ontology import Ontology
 logger = logging.getLogger(__name__)
 
 MANIFEST = "run.json"
+LOCK = ".lock"
 FORMAT_VERSION = 1
 _IDENTITY = ("images_root", "ontology_fingerprint", "model_fingerprint")
 
@@ -52,6 +55,32 @@ def build_manifest(
         "split": split,
         "seed": int(seed),
     }
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``OUT/.lock`` while a run or an export writes ``out``.
+
+    Two runs writing one folder would undo each other's exports; the second is refused instead. The
+    lock (``flock``) dies with its process, so a killed run never leaves ``out`` locked. No-op where
+    ``fcntl`` does not exist (Windows).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(out / LOCK, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{str(out)!r} is being written by another `grounded label` or `grounded export`; "
+                "wait for it to finish or use another --out"
+            ) from None
+        yield
 
 
 def read_manifest(out: Path) -> dict[str, Any]:

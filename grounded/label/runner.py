@@ -27,8 +27,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from grounded.errors import InputError
-from grounded.label.export import check_formats, export_run
-from grounded.label.manifest import build_manifest, start_run
+from grounded.label.export import check_formats, export_locked
+from grounded.label.manifest import build_manifest, run_lock, start_run
 from grounded.label.preview import write_preview
 from grounded.label.records import (
     detections_to_record,
@@ -117,7 +117,38 @@ def label(
         raise InputError(f"options {sorted(predictor_options)} apply to the default predictor only; set them on yours")
 
     manifest = build_manifest(root, ontology, predictor.describe(), fractions, seed)
-    start_run(out, manifest, force=force)
+    with run_lock(out):
+        start_run(out, manifest, force=force)
+        model_seconds, todo, resumed = _label_images(out, root, relatives, ontology, predictor, progress)
+        stats = export_locked(out, formats, copy_images, progress=False)
+        preview_path = write_preview(out, root, relatives, count=preview, seed=seed) if preview > 0 else None
+    seconds = time.perf_counter() - started
+    retried = set(todo)
+    processed = len(todo) - sum(1 for e in stats.errors if e["file"] in retried)
+    summary = LabelSummary(
+        out=str(out),
+        images=stats.images,
+        labelled=stats.labelled,
+        processed=processed,
+        resumed=resumed,
+        empty=stats.empty,
+        errors=stats.errors,
+        instances=stats.instances,
+        splits=stats.splits,
+        exports={fmt: str(out / fmt) for fmt in formats},
+        preview=str(preview_path) if preview_path else None,
+        seconds=round(seconds, 3),
+        model_seconds=round(model_seconds, 3),
+        images_per_second=round(processed / seconds, 3) if processed and seconds > 0 else 0.0,
+    )
+    summary.save(out)
+    logger.info("labelled %s\n%s", out, summary.table())
+    return summary
+
+
+def _label_images(out: Path, root: Path, relatives: list[str], ontology: Ontology, predictor: Any,
+                  progress: bool) -> tuple[float, list[str], int]:
+    """Label every image without a finished record; return (seconds in the predictor, images tried, skipped)."""
     if remove_stale_temporaries(out):
         logger.info("removed temporary files of an interrupted run")
     todo = [rel for rel in relatives if (rec := read_record(out, rel)) is None or "error" in rec]
@@ -145,28 +176,4 @@ def label(
             bar.update(1)
     finally:
         bar.close()
-
-    stats = export_run(out, formats, copy_images=copy_images, progress=False)
-    preview_path = write_preview(out, root, relatives, count=preview, seed=seed) if preview > 0 else None
-    seconds = time.perf_counter() - started
-    retried = set(todo)
-    processed = len(todo) - sum(1 for e in stats.errors if e["file"] in retried)
-    summary = LabelSummary(
-        out=str(out),
-        images=stats.images,
-        labelled=stats.labelled,
-        processed=processed,
-        resumed=resumed,
-        empty=stats.empty,
-        errors=stats.errors,
-        instances=stats.instances,
-        splits=stats.splits,
-        exports={fmt: str(out / fmt) for fmt in formats},
-        preview=str(preview_path) if preview_path else None,
-        seconds=round(seconds, 3),
-        model_seconds=round(model_seconds, 3),
-        images_per_second=round(processed / seconds, 3) if processed and seconds > 0 else 0.0,
-    )
-    summary.save(out)
-    logger.info("labelled %s\n%s", out, summary.table())
-    return summary
+    return model_seconds, todo, resumed

@@ -180,3 +180,16 @@ def test_output_inside_the_image_folder_is_not_labelled(image_folder):
     first = label(image_folder, CLASSES, out, predictor=FakePredictor(), formats=ALL, progress=False)
     again = label(image_folder, CLASSES, out, predictor=FakePredictor(), formats=ALL, progress=False)
     assert first.images == again.images == 17 and again.resumed == 16 and again.processed == 0
+
+
+def test_a_second_writer_is_refused_while_a_run_holds_the_folder(image_folder, tmp_path):
+    from grounded.label.manifest import run_lock
+
+    out = tmp_path / "out"
+    label(image_folder, CLASSES, out, predictor=FakePredictor(), progress=False, preview=0)
+    with run_lock(out):  # as if another process were labelling into out
+        with pytest.raises(InputError, match="being written by another"):
+            label(image_folder, CLASSES, out, predictor=FakePredictor(), progress=False)
+        with pytest.raises(InputError, match="being written by another"):
+            export_run(out, ["voc"])
+    assert export_run(out, ["voc"]).labelled == 16  # free again
