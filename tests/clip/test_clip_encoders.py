@@ -92,7 +92,7 @@ def test_open_clip_backend_plumbing_with_a_stub_module(monkeypatch):
 
     def create(arch, pretrained=None):
         calls["create"] = (arch, pretrained)
-        return _FakeOpenClipModel(), None, lambda im: torch.as_tensor(np.asarray(im), dtype=torch.float32).permute(2, 0, 1)
+        return _FakeOpenClipModel(), None, lambda im: torch.tensor(np.array(im), dtype=torch.float32).permute(2, 0, 1)
 
     fake = types.SimpleNamespace(create_model_and_transforms=create,
                                  get_tokenizer=lambda arch: lambda texts: torch.tensor([[len(t) % 100, 1] for t in texts]))
