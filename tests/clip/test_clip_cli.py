@@ -57,7 +57,7 @@ def test_train_adapter_cli_then_text_tokens_on_a_real_photo(tmp_path, photo_dir,
     assert len(detections["detections"]) == len(found)
 
 
-def test_cli_refuses_text_tokens_without_adapter(tmp_path, photo_dir, clip_models, capsys):
-    code = main(["segment", str(photo_dir / "truck.jpg"), "wheel", "--out", str(tmp_path), "--text-tokens",
+def test_cli_refuses_text_tokens_without_adapter(tmp_path, generated_images, clip_models, capsys):
+    code = main(["segment", str(generated_images / "0.png"), "wheel", "--out", str(tmp_path), "--text-tokens",
                  *_model_args(clip_models)])
     assert code == 2 and "needs a trained text-prompt adapter" in capsys.readouterr().err
