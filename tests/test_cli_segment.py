@@ -95,3 +95,28 @@ def test_help_documents_every_option_with_an_example(capsys):
                  "--nms", "--nms-on", "--multimask", "--max-detections", "--ontology", "--batch-size", "--offline"]:
         assert flag in text
     assert 'grounded segment truck.jpg "a wheel"' in text
+
+
+def test_json_round_trip_keeps_extra_columns(photo):
+    """Extra per-detection columns (e.g. CLIP verification's) survive the JSON form."""
+    import supervision as sv
+
+    from grounded.io.detections_json import detections_to_json
+
+    h, w = 20, 30
+    mask = np.zeros((2, h, w), bool)
+    mask[0, 2:5, 3:9] = True
+    mask[1, 10:, 20:] = True
+    dets = sv.Detections(
+        xyxy=np.array([[3, 2, 9, 5], [20, 10, 30, 20]], np.float32), mask=mask,
+        confidence=np.array([0.9, 0.4], np.float32), class_id=np.array([1, 0]),
+        data={"class_name": np.array(["car", "wheel"]), "phrase": np.array(["car", "tire"]),
+              "mask_score": np.array([0.8, 0.7], np.float32), "verify": np.array(["confirmed", "corrected"]),
+              "clip_prob": np.array([0.61, 0.52]), "class_name_detector": np.array(["car", "car"])},
+    )
+    back = detections_from_json(json.loads(json.dumps(detections_to_json(dets, (h, w)))))
+    np.testing.assert_array_equal(back.mask, mask)
+    np.testing.assert_array_equal(back.class_id, dets.class_id)
+    for key in ["class_name", "phrase", "verify", "class_name_detector"]:
+        assert back.data[key].tolist() == dets.data[key].tolist()
+    np.testing.assert_allclose(back.data["clip_prob"], [0.61, 0.52])

@@ -11,7 +11,9 @@ Format (``grounded segment`` and ``grounded predict`` write one such file per im
       ]
     }
 
-``detections_from_json`` reverses it exactly (masks decoded with pycocotools).
+Any other per-detection column of ``detections.data`` (numbers, strings or booleans, e.g. CLIP
+verification's ``class_name_detector``, ``verify`` and ``clip_prob``) is written under its own key in each
+detection. ``detections_from_json`` reverses it all (masks decoded with pycocotools).
 """
 
 from __future__ import annotations
@@ -26,10 +28,23 @@ import supervision as sv
 from grounded.utils.masks import mask_to_rle, rle_to_mask
 
 
+_FIELDS = {"bbox_xyxy", "class_id", "class_name", "phrase", "confidence", "mask_score", "area", "mask"}
+
+
+def _extra_columns(detections: sv.Detections) -> list[str]:
+    """Per-detection ``data`` columns of scalars beyond the standard ones, in a stable order."""
+    return sorted(
+        key for key, value in detections.data.items()
+        if key not in _FIELDS and np.ndim(value) == 1 and len(value) == len(detections)
+        and np.asarray(value).dtype.kind in "biufUS"
+    )
+
+
 def detections_to_json(detections: sv.Detections, image_hw: tuple[int, int], image: str = "") -> dict[str, Any]:
     """sv.Detections of one (H, W) image -> JSON-able dict (see the module docstring)."""
     items = []
     data = detections.data
+    extras = _extra_columns(detections)
     for i in range(len(detections)):
         item: dict[str, Any] = {
             "bbox_xyxy": [round(float(v), 2) for v in detections.xyxy[i]],
@@ -40,6 +55,8 @@ def detections_to_json(detections: sv.Detections, image_hw: tuple[int, int], ima
         }
         if "mask_score" in data:
             item["mask_score"] = round(float(data["mask_score"][i]), 5)
+        for key in extras:
+            item[key] = np.asarray(data[key])[i].item()
         if detections.mask is not None:
             item["area"] = int(detections.mask[i].sum())
             item["mask"] = mask_to_rle(detections.mask[i])
@@ -61,6 +78,9 @@ def detections_from_json(obj: dict[str, Any]) -> sv.Detections:
     }
     if all("mask_score" in it for it in items):
         data["mask_score"] = np.array([it["mask_score"] for it in items], dtype=np.float32)
+    for key in sorted(set(items[0]) - _FIELDS):
+        if all(key in it for it in items):
+            data[key] = np.array([it[key] for it in items])
     masks = None
     if all("mask" in it for it in items):
         masks = np.stack([rle_to_mask(it["mask"]) for it in items])

@@ -25,9 +25,11 @@ predicted IoU), most confident first.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,7 +111,24 @@ class Predictor:
             "dtype": str(self.detector.dtype).replace("torch.", ""),
             "options": asdict(self.options),
             **({"acceleration": asdict(self.acceleration)} if self.acceleration != Acceleration() else {}),
+            **self._clip_identity(),
         }
+
+    def _clip_identity(self) -> dict[str, Any]:
+        """CLIP / adapter settings for :meth:`describe`; the adapter by its weights' sha256, not its path."""
+        clip, adapter = self._clip_args
+        out: dict[str, Any] = {}
+        if clip is not None:
+            out["clip"] = clip if isinstance(clip, str) else type(clip).__name__
+        if adapter is not None:
+            if isinstance(adapter, (str, Path)):
+                from grounded.clip.adapter import read_adapter_record
+
+                weights = read_adapter_record(adapter)[1]
+                out["adapter"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+            else:
+                out["adapter"] = type(adapter).__name__
+        return out
 
     # ------------------------------------------------------------------------------------- encoding
     def encode(self, images: Sequence[ImageInput]) -> ImageEncoding:
