@@ -27,7 +27,6 @@ import supervision as sv
 
 from grounded.utils.masks import mask_to_rle, rle_to_mask
 
-
 _FIELDS = {"bbox_xyxy", "class_id", "class_name", "phrase", "confidence", "mask_score", "area", "mask"}
 
 
