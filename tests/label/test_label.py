@@ -193,3 +193,25 @@ def test_a_second_writer_is_refused_while_a_run_holds_the_folder(image_folder, t
         with pytest.raises(InputError, match="being written by another"):
             export_run(out, ["voc"])
     assert export_run(out, ["voc"]).labelled == 16  # free again
+
+
+def test_label_with_tiny_models_end_to_end(tmp_path):
+    """The real Predictor (tiny random Grounding DINO + SAM from folders) through grounded.label."""
+    import grounded.label
+    from grounded.testing.fake import make_images
+    from grounded.testing.tiny import build_tiny_models
+
+    detector, segmenter = build_tiny_models(tmp_path / "models")
+    images = tmp_path / "images"
+    make_images(images, 3, size=(96, 128))
+    out = tmp_path / "out"
+    summary = grounded.label(images, "car, wheel", out, detector=str(detector), segmenter=str(segmenter),
+                             local_files_only=True, box_threshold=0.0, text_threshold=0.0, progress=False, preview=2)
+    assert summary.labelled == 3 and summary.errors == []
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["model"]["detector"] == str(detector)
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(out / "coco" / "train.json"))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["car", "wheel"]
+    assert all(a["iscrowd"] == 0 and a["area"] > 0 for a in coco.dataset["annotations"])
