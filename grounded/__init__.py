@@ -8,6 +8,7 @@
     predictor.segment("a wheel"); predictor.segment(["car", "headlight"])
 
     ontology = grounded.Ontology.from_yaml("prompts/car_parts.yaml")   # synonyms -> one class id
+    summary = grounded.label("photos/", ontology, "dataset/")            # auto-label a folder
 
 Models (Hugging Face names or local folders): Grounding DINO ``IDEA-Research/grounding-dino-tiny`` finds
 and names boxes; SAM ``facebook/sam-vit-base`` turns each box into a mask. Importing this package loads no
@@ -29,6 +30,7 @@ _LAZY = {
     "ModelConfig": "grounded.config",
     "SegmentOptions": "grounded.config",
     "load_image": "grounded.utils.images",
+    "label": "grounded.label",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -36,6 +38,7 @@ __all__ = ["__version__", *_LAZY]
 if TYPE_CHECKING:  # pragma: no cover  (`X as X`: re-exported, for type checkers and IDEs)
     from grounded.config import ModelConfig as ModelConfig
     from grounded.config import SegmentOptions as SegmentOptions
+    from grounded.label import label as label
     from grounded.ontology import Ontology as Ontology
     from grounded.pipeline.api import segment as segment
     from grounded.pipeline.predictor import Predictor as Predictor
