@@ -46,10 +46,13 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
     return loss[valid].mean() if bool(valid.any()) else logits.sum() * 0.0
 
 
-def class_weights(counts: np.ndarray, c: float = 1.02) -> np.ndarray:
+def class_weights(counts: np.ndarray, c: float = 1.2) -> np.ndarray:
     """Pixel counts per class (C,) -> CE weights (C,), ``1 / ln(c + frequency)`` (ENet), mean 1 over classes seen.
 
-    Classes never seen get weight 1 (they take no part in the loss anyway).
+    ENet's ``c = 1.02`` gave car_parts' background (68 % of pixels) 1/25 of a rare class's weight; with Dice
+    already favouring small classes, students then painted foreground everywhere (background IoU 0-53 %).
+    The default ``c = 1.2`` keeps the ratio near 3.4x there (background 0.32, rare parts 1.1). Classes never
+    seen get weight 1 (they take no part in the loss).
     """
     counts = np.asarray(counts, dtype=np.float64)
     freq = counts / max(counts.sum(), 1.0)

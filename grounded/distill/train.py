@@ -115,8 +115,8 @@ def _start(out: Path, splits: DataSplits, student_cfg: StudentConfig, cfg: Train
         student, _ = load_student(out / "last.safetensors")
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         return student, state, saved
-    student_cfg.class_names = list(splits.class_names)
-    torch.manual_seed(cfg.seed)
+    student_cfg = StudentConfig.from_dict({**student_cfg.to_dict(), "class_names": list(splits.class_names)})
+    torch.manual_seed(cfg.seed)  # the caller's config is left as given: the run's copy gets the classes
     return build_student(student_cfg), None, cfg
 
 
