@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from conftest import CLASSES, SHARED_DATA
 
 from grounded.distill.data import open_dataset, seeded_split
 from grounded.errors import InputError
+
+# Not imported from conftest: with several conftest.py files, `import conftest` finds whichever loaded first.
+CLASSES = ["disc", "square"]  # the generated scenes' classes (tests/distill/conftest.py)
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @pytest.mark.parametrize("layout", ["run", "masks", "yolo-seg"])
