@@ -50,7 +50,7 @@ def main() -> None:
     for index in range(min(3, len(val))):
         path, detections = val[index]
         names, counts = np.unique(detections.data["class_name"], return_counts=True)
-        print(path, dict(zip(names.tolist(), counts.tolist())))
+        print(path, dict(zip(names.tolist(), counts.tolist(), strict=True)))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def _directed_edges(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
     for (dy, dx), (sx, sy), (ex, ey) in sides:
         neighbour = m[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
         ys, xs = np.nonzero(inner & ~neighbour)
-        edges.extend(zip((xs + sx).tolist(), (ys + sy).tolist(), (xs + ex).tolist(), (ys + ey).tolist()))
+        edges.extend(zip((xs + sx).tolist(), (ys + sy).tolist(), (xs + ex).tolist(), (ys + ey).tolist(), strict=True))
     return edges
 
 

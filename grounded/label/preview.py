@@ -38,7 +38,7 @@ def _tile(image: np.ndarray, detections: sv.Detections, size: int) -> np.ndarray
     """Scale into a (size, size, 3) tile, then draw masks, boxes and 'class 0.87' labels."""
     image, detections = _fit(image, detections, size)
     if len(detections):
-        labels = [f"{name} {conf:.2f}" for name, conf in zip(detections.data["class_name"], detections.confidence)]
+        labels = [f"{name} {conf:.2f}" for name, conf in zip(detections.data["class_name"], detections.confidence, strict=True)]
         image = sv.MaskAnnotator(opacity=0.45).annotate(image.copy(), detections)
         image = sv.BoxAnnotator(thickness=2).annotate(image, detections)
         image = sv.LabelAnnotator(text_scale=0.4, text_padding=3).annotate(image, detections, labels=labels)

@@ -33,7 +33,7 @@ def parse_split(text: str | Sequence[float]) -> dict[str, float]:
             f"split {values}: expected 1 to 3 non-negative fractions (train, val, test) that sum to 1, "
             "train > 0, e.g. '0.8,0.2'"
         )
-    return {name: value for name, value in zip(SPLIT_NAMES, values) if name == "train" or value > 0}
+    return {name: value for name, value in zip(SPLIT_NAMES, values, strict=False) if name == "train" or value > 0}
 
 
 def assign_splits(keys: Sequence[str], fractions: dict[str, float], seed: int) -> dict[str, str]:

@@ -8,8 +8,8 @@ from pycocotools import mask as mask_utils
 
 from grounded.formats import polygons
 from grounded.formats.polygons import (
-    count_parts_and_holes,
     bridge_outlines,
+    count_parts_and_holes,
     loop_area,
     mask_boundaries,
     mask_to_polygon,
