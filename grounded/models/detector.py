@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from grounded.models.acceleration import autocast_context
-from grounded.models.loading import load_pretrained
+from grounded.models.base import PretrainedPair
 
 
 @dataclass
@@ -65,25 +65,17 @@ class _FixedBackbone(nn.Module):
         return feats, pos  # fresh lists: the model appends to them
 
 
-class GroundingDinoDetector:
+class GroundingDinoDetector(PretrainedPair):
     """Grounding DINO processor + model; see the module docstring for shapes."""
 
-    def __init__(self, model: nn.Module, processor: Any, name: str = "") -> None:
-        self.model = model.eval()
-        self.processor = processor
-        self.name = name
-        self.autocast: torch.dtype | None = None  # forward passes under torch.autocast to this (acceleration.py)
+    role = "detector"
+    model_types = ("grounding-dino", "mm-grounding-dino")
 
     @classmethod
-    def from_pretrained(
-        cls, name: str, device: torch.device, dtype: torch.dtype, local_files_only: bool = False
-    ) -> GroundingDinoDetector:
+    def classes(cls) -> tuple[Any, Any]:
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-        processor = load_pretrained(AutoProcessor, name, "detector", local_files_only=local_files_only)
-        model = load_pretrained(GroundingDinoForObjectDetection, name, "detector", local_files_only=local_files_only,
-                                model_types=("grounding-dino", "mm-grounding-dino"))
-        return cls(model.to(device=device, dtype=dtype), processor, name)
+        return AutoProcessor, GroundingDinoForObjectDetection
 
     # ------------------------------------------------------------------------------------------ props
     @property
@@ -93,14 +85,6 @@ class GroundingDinoDetector:
     @property
     def max_text_len(self) -> int:
         return int(self.model.config.max_text_len)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     # -------------------------------------------------------------------------------------- forward
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

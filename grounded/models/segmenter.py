@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from grounded.models.acceleration import autocast_context
-from grounded.models.loading import load_pretrained
+from grounded.models.base import PretrainedPair
 
 
 def boxes_to_sam_frame(boxes_xyxy: np.ndarray, original_hw: tuple[int, int], longest_edge: int) -> np.ndarray:
@@ -32,33 +31,17 @@ def boxes_to_sam_frame(boxes_xyxy: np.ndarray, original_hw: tuple[int, int], lon
     return np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4) * factors
 
 
-class SamSegmenter:
+class SamSegmenter(PretrainedPair):
     """SAM processor + model; see the module docstring for shapes."""
 
-    def __init__(self, model: nn.Module, processor: Any, name: str = "") -> None:
-        self.model = model.eval()
-        self.processor = processor
-        self.name = name
-        self.autocast: torch.dtype | None = None  # forward passes under torch.autocast to this (acceleration.py)
+    role = "segmenter"
+    model_types = ("sam",)
 
     @classmethod
-    def from_pretrained(
-        cls, name: str, device: torch.device, dtype: torch.dtype, local_files_only: bool = False
-    ) -> SamSegmenter:
+    def classes(cls) -> tuple[Any, Any]:
         from transformers import SamModel, SamProcessor
 
-        processor = load_pretrained(SamProcessor, name, "segmenter", local_files_only=local_files_only)
-        model = load_pretrained(SamModel, name, "segmenter", local_files_only=local_files_only,
-                                model_types=("sam",))
-        return cls(model.to(device=device, dtype=dtype), processor, name)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        return SamProcessor, SamModel
 
     @property
     def longest_edge(self) -> int:
