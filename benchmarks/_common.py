@@ -43,7 +43,6 @@ def build_detector(folder: Path, size: str = "tiny", seed: int = 0) -> Path:
         return folder
     import torch
     from transformers import (
-        BertTokenizer,
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
         GroundingDinoImageProcessorPil,
@@ -51,11 +50,10 @@ def build_detector(folder: Path, size: str = "tiny", seed: int = 0) -> Path:
         SwinConfig,
     )
 
-    from grounded.testing.tiny import _write_vocab
+    from grounded.testing.tiny import bert_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = BERT_VOCAB if BERT_VOCAB.exists() else _write_vocab(folder / "_vocab.txt")
-    tokenizer = BertTokenizer(vocab=str(vocab), do_lower_case=True)  # vocab=, not vocab_file= (NOTES trap)
+    tokenizer = bert_tokenizer(BERT_VOCAB if BERT_VOCAB.exists() else None, folder)
     config = GroundingDinoConfig()
     if DINO_SIZES[size]:
         backbone = SwinConfig(**{**config.backbone_config.to_dict(), **DINO_SIZES[size]})

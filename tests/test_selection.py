@@ -11,18 +11,14 @@ from grounded.config import SegmentOptions
 from grounded.ontology import Ontology
 from grounded.pipeline.captions import plan_captions
 from grounded.pipeline.selection import cxcywh_to_xyxy, select_boxes
-from grounded.testing.tiny import _write_vocab
 
 ONTOLOGY = Ontology.from_dict({"classes": [{"name": "wheel", "phrases": ["wheel", "tire"]}, "car", "front bumper"]})
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory, tiny_model_dirs):
-    """BERT WordPiece with the real vocabulary when ../shared/data is present (the tiny detector's)."""
-    vocab = tiny_model_dirs[0] / "vocab.txt"
-    if not vocab.is_file():
-        vocab = _write_vocab(tmp_path_factory.mktemp("v") / "vocab.txt")
-    return BertTokenizer(vocab=str(vocab))
+def tokenizer(tiny_model_dirs):
+    """The tiny detector's BERT WordPiece (the real vocabulary when ../shared/data is present)."""
+    return BertTokenizer.from_pretrained(tiny_model_dirs[0])
 
 
 def test_caption_spans_cover_exactly_each_phrase(tokenizer):

@@ -36,12 +36,19 @@ def _write_vocab(path: Path) -> Path:
     return path
 
 
+def bert_tokenizer(vocab_file: str | Path | None, scratch: Path):
+    """BERT WordPiece tokenizer on ``vocab_file``, or on a generated vocabulary written into ``scratch``."""
+    from transformers import BertTokenizer
+
+    vocab = Path(vocab_file) if vocab_file else _write_vocab(Path(scratch) / "_vocab.txt")
+    return BertTokenizer(vocab=str(vocab), do_lower_case=True)  # vocab=, not vocab_file= (see NOTES)
+
+
 def build_tiny_detector(folder: str | Path, vocab_file: str | Path | None = None, seed: int = 0,
                         image_size: int = 128) -> Path:
     """Save a tiny Grounding DINO (Swin + BERT) with its processor to ``folder``; return the folder."""
     from transformers import (
         BertConfig,
-        BertTokenizer,
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
         GroundingDinoImageProcessorPil,
@@ -51,8 +58,7 @@ def build_tiny_detector(folder: str | Path, vocab_file: str | Path | None = None
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = Path(vocab_file) if vocab_file else _write_vocab(folder / "_vocab.txt")
-    tokenizer = BertTokenizer(vocab=str(vocab), do_lower_case=True)  # vocab=, not vocab_file= (see NOTES)
+    tokenizer = bert_tokenizer(vocab_file, folder)
     backbone = SwinConfig(image_size=64, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4,
                           out_features=["stage2", "stage3", "stage4"])
     text = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
