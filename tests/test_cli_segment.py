@@ -120,3 +120,11 @@ def test_json_round_trip_keeps_extra_columns(photo):
     for key in ["class_name", "phrase", "verify", "class_name_detector"]:
         assert back.data[key].tolist() == dets.data[key].tolist()
     np.testing.assert_allclose(back.data["clip_prob"], [0.61, 0.52])
+
+
+def test_same_image_given_twice_gets_two_outputs(tiny_model_dirs, tmp_path):
+    path = tmp_path / "img.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(path)
+    out = tmp_path / "out"
+    assert main(["segment", str(path), str(path), "a wheel", "--out", str(out), *_models(tiny_model_dirs)]) == 0
+    assert (out / "img.json").read_text() == (out / "img_1.json").read_text()

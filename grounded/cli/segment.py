@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from grounded.io.annotate import annotate
     from grounded.io.detections_json import detections_to_json, write_json
     from grounded.ontology import Ontology
-    from grounded.utils.images import load_image
+    from grounded.utils.images import check_image_file, load_image
 
     if args.ontology is not None:
         prompt = Ontology.from_yaml(args.ontology)
@@ -64,18 +64,17 @@ def run(args: argparse.Namespace) -> int:
         images = [Path(p) for p in args.inputs[:-1]]
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
-    arrays = {}
-    for path in images:  # read every image first: a bad file fails before any model loads
-        arrays[path] = load_image(path)
+    for path in images:  # a missing or empty file fails before any model loads
+        check_image_file(path)
     predictor = predictor_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
     stems = _output_stems(images)
     with tqdm(total=len(images), desc="segment", unit="img", disable=len(images) < 2) as bar:
-        for start in range(0, len(images), args.batch_size):
+        for start in range(0, len(images), args.batch_size):  # decode per batch: memory flat over many images
             batch = images[start : start + args.batch_size]
-            results = predictor.segment_batch([arrays[p] for p in batch], prompt)
-            for path, stem, dets in zip(batch, stems[start : start + len(batch)], results, strict=True):
-                image = arrays.pop(path)
+            arrays = [load_image(p) for p in batch]
+            results = predictor.segment_batch(arrays, prompt)
+            for path, image, stem, dets in zip(batch, arrays, stems[start : start + len(batch)], results, strict=True):
                 annotate(image, dets, labels=not args.no_labels).save(args.out / f"{stem}.png")
                 write_json(detections_to_json(dets, image.shape[:2], str(path)), args.out / f"{stem}.json")
                 logger.info("%s: %d detections", path, len(dets))

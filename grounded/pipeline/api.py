@@ -8,7 +8,7 @@ from typing import Any
 
 import supervision as sv
 
-from grounded.config import split_kwargs
+from grounded.config import SegmentOptions, option_names, split_kwargs
 from grounded.pipeline.predictor import Predictor, Prompt
 from grounded.utils.images import ImageInput
 
@@ -33,9 +33,9 @@ def segment(image: ImageInput, prompt: Prompt, **kwargs: Any) -> sv.Detections:
     ``kwargs`` are fields of :class:`grounded.config.ModelConfig` (detector, segmenter, device, dtype, ...)
     and of :class:`grounded.config.SegmentOptions` (box_threshold, text_threshold, nms, ...).
     """
-    model, options = split_kwargs(kwargs)
+    model, _ = split_kwargs(kwargs)  # validates every name and value
     predictor = get_predictor(**asdict(model))
-    overrides = {k: v for k, v in kwargs.items() if k in asdict(options)}
+    overrides = {k: v for k, v in kwargs.items() if k in option_names(SegmentOptions)}
     with _lock:
         predictor.set_image(image)
         return predictor.segment(prompt, **overrides)

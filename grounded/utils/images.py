@@ -66,15 +66,22 @@ def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def check_image_file(path: str | Path, name: str | None = None) -> None:
+    """Cheap checks without decoding: the file exists and is not empty (InputError naming it otherwise)."""
+    path = Path(path)
+    label = name or str(path)
+    if not path.is_file():
+        raise InputError(f"image {label!r} not found; check the path")
+    if path.stat().st_size == 0:
+        raise InputError(f"image {label!r} is an empty file (0 bytes); re-copy or remove it")
+
+
 def load_image(image: ImageInput, name: str | None = None) -> np.ndarray:
     """Return ``image`` as an RGB ``uint8`` array (H, W, 3); raise :class:`InputError` naming it if unusable."""
     if isinstance(image, (str, Path)):
         path = Path(image)
         label = name or str(path)
-        if not path.is_file():
-            raise InputError(f"image {label!r} not found; check the path")
-        if path.stat().st_size == 0:
-            raise InputError(f"image {label!r} is an empty file (0 bytes); re-copy or remove it")
+        check_image_file(path, label)
         try:
             with Image.open(path) as pil:
                 pil.load()
