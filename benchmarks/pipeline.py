@@ -9,9 +9,12 @@ ViT-B; ``--detector-arch base``, ``--sam-arch vit-l/vit-h``), saved once to ``--
 path. Random weights cost what real ones cost; detections are meaningless, but agreement between float32
 and a faster setting is still the agreement of the same computation. Photos: ../shared/data/images.
 
-Each configuration runs in its own subprocess, so its peak RSS is its own. Ways of running:
+Each configuration runs in its own subprocess, so its peak RSS (and its allocator setting) is its own. Ways
+of running:
 - ours: ``Predictor.set_image`` (detector backbone + SAM image encoder once), then ``segment`` per prompt;
-  all phrases of a prompt in one caption, all boxes in one mask-decoder call.
+  all phrases of a prompt in one caption, all boxes in one mask-decoder call. On a CPU with the defaults'
+  CPU work (``retain_memory``, ``cpu_kernels``); the row "ours, CPU work off" turns both off, which leaves
+  transformers' operations and glibc's allocator as the plain ways below have them.
 - way (a), the autodistill Grounded-SAM way: one detector pass per class, SAM image encoder once, one
   mask-decoder call per box.
 - way (b), the transformers-docs / LangSAM way: one caption with every class, one detector pass, SAM

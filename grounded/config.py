@@ -37,6 +37,8 @@ class ModelConfig:
     quantize: str | None = None  # "int8": dynamic int8 quantisation of all linear layers (CPU)
     detector_size: int | None = None  # Grounding DINO input short side (checkpoint default 800)
     threads: int | None = None  # torch.set_num_threads when the models load (process-wide)
+    retain_memory: bool | None = None  # glibc keeps freed memory (no page faults); None: on for CPU models
+    cpu_kernels: bool | None = None  # same maths in CPU-faster ops (deformable attention); None: on for CPU
 
 
 @dataclass(frozen=True)

@@ -81,15 +81,17 @@ class Predictor:
     ) -> None:
         """Load both models (names or local folders) and keep ``options`` (fields of SegmentOptions).
 
-        Speed options (fields of ModelConfig, all off by default): ``preset`` ("fast"/"accurate"),
-        ``autocast``, ``quantize``, ``detector_size``, ``threads``; see grounded/models/acceleration.py.
+        Speed options (fields of ModelConfig; those that change results are off by default): ``preset`` ("fast"/"accurate"),
+        ``autocast``, ``quantize``, ``detector_size``, ``threads``, ``retain_memory`` (on for CPU unless False);
+        see grounded/models/acceleration.py.
         """
         model_options, self.options = split_kwargs(options)
         self.model_config = replace(model_options, detector=detector, segmenter=segmenter, device=device,
                                     dtype=dtype, local_files_only=local_files_only)
         mc = self.model_config
         self.acceleration = resolve_acceleration(mc.preset, autocast=mc.autocast, quantize=mc.quantize,
-                                                 detector_size=mc.detector_size, threads=mc.threads)
+                                                 detector_size=mc.detector_size, threads=mc.threads,
+                                                 retain_memory=mc.retain_memory, cpu_kernels=mc.cpu_kernels)
         dev, dt = resolve_device(device), resolve_dtype(dtype)
         self.detector = GroundingDinoDetector.from_pretrained(detector, dev, dt, local_files_only)
         self.segmenter = SamSegmenter.from_pretrained(segmenter, dev, dt, local_files_only)
@@ -110,9 +112,13 @@ class Predictor:
             "segmenter": self.model_config.segmenter,
             "dtype": str(self.detector.dtype).replace("torch.", ""),
             "options": asdict(self.options),
-            **({"acceleration": asdict(self.acceleration)} if self.acceleration != Acceleration() else {}),
+            **({"acceleration": asdict(speed)} if (speed := self._result_settings()) != Acceleration() else {}),
             **self._clip_identity(),
         }
+
+    def _result_settings(self) -> Acceleration:
+        """The speed settings that change results beyond float rounding (the identity leaves the others out)."""
+        return replace(self.acceleration, retain_memory=None, cpu_kernels=None)
 
     def _clip_identity(self) -> dict[str, Any]:
         """CLIP / adapter settings for :meth:`describe`; the adapter by its weights' sha256, not its path."""
