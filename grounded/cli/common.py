@@ -41,7 +41,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, clip_options: bool = Tr
                             "faults; results are identical either way)")
     speed.add_argument("--no-cpu-kernels", dest="cpu_kernels", action="store_false", default=None,
                        help="keep transformers' grid_sample deformable attention (default on CPU: the same maths "
-                            "as one weighted gather, ~2x faster per call)")
+                            "as one weighted gather, ~4x faster per call)")
     defaults = SegmentOptions()
     opts = parser.add_argument_group("detection options")
     opts.add_argument("--box-threshold", type=float, default=defaults.box_threshold,
