@@ -15,6 +15,7 @@ from grounded.models.deformable import (
     deformable_attention_gather,
     use_gather_deformable_attention,
 )
+from grounded.ontology import Ontology
 from grounded.pipeline.predictor import Predictor
 
 CASES = [  # (batch, heads, channels, level shapes, queries, points)
@@ -71,8 +72,6 @@ def folders(tiny_model_dirs):
 def _detect(folders, image, **options):
     predictor = Predictor(*map(str, folders), device="cpu", box_threshold=0.0, text_threshold=0.0, **options)
     encoding = predictor.encode([image])
-    from grounded.ontology import Ontology
-
     caption = predictor.captions_for(Ontology.from_prompt(["car", "wheel"]))[0]
     return predictor, predictor.detector.detect(encoding.detector, [caption.input_ids], [0])
 

@@ -82,6 +82,11 @@ class Acceleration:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise InputError(f"{name} must be a positive integer or None, got {value!r}")
 
+    def result_settings(self) -> Acceleration:
+        """These settings less the ones that keep the maths (``retain_memory``, ``cpu_kernels``): what an
+        identity for resume checks should record."""
+        return replace(self, retain_memory=None, cpu_kernels=None)
+
 
 PRESETS: dict[str, Acceleration] = {
     "accurate": Acceleration(),  # float32, the checkpoint's input size (800 short side)

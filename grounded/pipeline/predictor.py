@@ -112,13 +112,9 @@ class Predictor:
             "segmenter": self.model_config.segmenter,
             "dtype": str(self.detector.dtype).replace("torch.", ""),
             "options": asdict(self.options),
-            **({"acceleration": asdict(speed)} if (speed := self._result_settings()) != Acceleration() else {}),
+            **({"acceleration": asdict(speed)} if (speed := self.acceleration.result_settings()) != Acceleration() else {}),
             **self._clip_identity(),
         }
-
-    def _result_settings(self) -> Acceleration:
-        """The speed settings that change results beyond float rounding (the identity leaves the others out)."""
-        return replace(self.acceleration, retain_memory=None, cpu_kernels=None)
 
     def _clip_identity(self) -> dict[str, Any]:
         """CLIP / adapter settings for :meth:`describe`; the adapter by its weights' sha256, not its path."""
