@@ -8,6 +8,7 @@ loaded through :class:`grounded.Predictor` by path, as a user's checkpoint would
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
 import statistics
@@ -126,6 +127,27 @@ def current_rss_gib() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
     except OSError:
         return peak_rss_gib()
+
+
+def heap_in_use_gib() -> float | None:
+    """Bytes malloc has handed out and not had back (glibc ``mallinfo2``: ``uordblks + hblkhd``), GiB.
+
+    Unlike RSS this leaves out freed memory the allocator keeps for reuse (``retain_memory``), so it shows
+    whether the pipeline itself holds more after each image. None outside glibc 2.33+.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                          "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    mallinfo2.restype = Mallinfo2
+    info = mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2**30
 
 
 def median(values: list[float]) -> float:

@@ -162,6 +162,11 @@ def _ratios(results: dict, e2e5: dict, four: dict, memory: dict, args) -> list[s
     half = peaks[max(len(peaks) // 2 - 1, 0)]
     add(f"peak RSS growth over {len(peaks)} images: peak at the end / at the half-way image "
         f"({half:.2f} -> {peaks[-1]:.2f} GiB; target <= 1.05)", peaks[-1] / half, peaks[-1] / half <= 1.05)
+    in_use = memory.get("in_use") or [None]
+    if None not in in_use:  # glibc: what the pipeline holds, less the freed memory the allocator keeps
+        mid = in_use[max(len(in_use) // 2 - 1, 0)]
+        add(f"memory malloc has handed out and not had back, after each image, end / half-way "
+            f"({mid:.2f} -> {in_use[-1]:.2f} GiB)", in_use[-1] / mid, None)
     if UNTUNED in results:
         base = e2e5[UNTUNED]
         for way in ("way (a)", "way (b)"):

@@ -1,7 +1,7 @@
 """Benchmark: our pipeline stage by stage, against two plain ways of driving the same weights.
 
     python benchmarks/pipeline.py --quick            # 1 photo, 1 repeat: 8.5 min on 2 CPU cores
-    python benchmarks/pipeline.py --quick --memory-images 50   # ... with the 50-image memory run (+6 min)
+    python benchmarks/pipeline.py --quick --memory-images 50   # ... with the 50-image memory run (+7 min)
     python benchmarks/pipeline.py                    # 3 photos x 2 repeats, 50-image memory run
     python benchmarks/pipeline.py --device cuda --autocast bfloat16 --batch 4
 
@@ -222,12 +222,13 @@ def work_memory(spec: dict, images: list[np.ndarray]) -> dict:
 
     pred = Predictor(spec["det"], spec["sam"], device=spec["device"], local_files_only=True, **spec["accel"],
                      box_threshold=0.0, text_threshold=0.0, nms="none")
-    peaks = []
+    peaks, in_use = [], []
     for img in images:
         pred.set_image(img)
         pred.segment(FIVE, max_detections=spec["boxes_per_class"] * len(FIVE))
         peaks.append(C.peak_rss_gib())
-    return {"peaks": peaks}
+        in_use.append(C.heap_in_use_gib())
+    return {"peaks": peaks, "in_use": in_use}
 
 
 def worker(spec_file: str, out_file: str) -> None:
