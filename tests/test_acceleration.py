@@ -6,12 +6,13 @@ Tiny random models only; nothing here measures time (benchmarks/pipeline.py does
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from grounded.cli.common import add_model_arguments
+from grounded.cli.common import add_model_arguments, predictor_from_args
 from grounded.errors import InputError
 from grounded.models import acceleration as acc
 from grounded.models.acceleration import Acceleration, autocast_dtype, resolve_acceleration
@@ -140,3 +141,21 @@ def test_cli_flags_reach_the_predictor():
     assert (args.preset, args.quantize, args.detector_size, args.autocast, args.threads) == ("fast", "int8", 640, None, None)
     with pytest.raises(SystemExit):
         parser.parse_args(["--autocast", "int4"])
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], Acceleration()),
+    (["--no-retain-memory", "--no-cpu-kernels"], Acceleration(retain_memory=False, cpu_kernels=False)),
+    (["--preset", "fast", "--detector-size", "640", "--threads", "2"],
+     replace(acc.PRESETS["fast"], detector_size=640, threads=2)),
+])
+def test_cli_speed_flags_build_the_predictors_settings(folders, flags, expected):
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    before = torch.get_num_threads()
+    try:
+        predictor = predictor_from_args(parser.parse_args(["--detector", str(folders[0]), "--segmenter",
+                                                           str(folders[1]), *flags]))
+    finally:
+        torch.set_num_threads(before)
+    assert predictor.acceleration == expected

@@ -14,6 +14,7 @@ from grounded.config import (
     PRESET_NAMES,
     QUANTIZE_CHOICES,
     SegmentOptions,
+    option_names,
 )
 
 
@@ -94,10 +95,10 @@ def clip_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def predictor_from_args(args: argparse.Namespace):
     """Build the teacher :class:`grounded.Predictor` from parsed arguments."""
+    from grounded.models.acceleration import Acceleration
     from grounded.pipeline.predictor import Predictor
 
-    speed = {name: getattr(args, name, None) for name in ("preset", "autocast", "quantize", "detector_size", "threads",
-                                               "retain_memory", "cpu_kernels")}
+    speed = {name: getattr(args, name, None) for name in ("preset", *option_names(Acceleration))}
     return Predictor(args.detector, args.segmenter, device=args.device, dtype=args.dtype,
                      local_files_only=args.offline, clip=getattr(args, "clip", None),
                      adapter=getattr(args, "adapter", None), **speed, **options_from_args(args))

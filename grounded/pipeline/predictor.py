@@ -36,7 +36,7 @@ import numpy as np
 import supervision as sv
 import torch
 
-from grounded.config import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, SegmentOptions, split_kwargs
+from grounded.config import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, SegmentOptions, option_names, split_kwargs
 from grounded.errors import InputError, OrderError
 from grounded.models.acceleration import Acceleration, apply_acceleration, resolve_acceleration
 from grounded.models.detector import DetectorImageFeatures, GroundingDinoDetector
@@ -81,17 +81,15 @@ class Predictor:
     ) -> None:
         """Load both models (names or local folders) and keep ``options`` (fields of SegmentOptions).
 
-        Speed options (fields of ModelConfig; those that change results are off by default): ``preset`` ("fast"/"accurate"),
-        ``autocast``, ``quantize``, ``detector_size``, ``threads``, ``retain_memory`` (on for CPU unless False);
-        see grounded/models/acceleration.py.
+        Speed options (fields of ModelConfig; those that change results are off by default): ``preset``
+        ("fast"/"accurate"), ``autocast``, ``quantize``, ``detector_size``, ``threads``, and ``retain_memory`` /
+        ``cpu_kernels`` (same maths; on for CPU models unless False); see grounded/models/acceleration.py.
         """
         model_options, self.options = split_kwargs(options)
         self.model_config = replace(model_options, detector=detector, segmenter=segmenter, device=device,
                                     dtype=dtype, local_files_only=local_files_only)
         mc = self.model_config
-        self.acceleration = resolve_acceleration(mc.preset, autocast=mc.autocast, quantize=mc.quantize,
-                                                 detector_size=mc.detector_size, threads=mc.threads,
-                                                 retain_memory=mc.retain_memory, cpu_kernels=mc.cpu_kernels)
+        self.acceleration = resolve_acceleration(mc.preset, **{k: getattr(mc, k) for k in option_names(Acceleration)})
         dev, dt = resolve_device(device), resolve_dtype(dtype)
         self.detector = GroundingDinoDetector.from_pretrained(detector, dev, dt, local_files_only)
         self.segmenter = SamSegmenter.from_pretrained(segmenter, dev, dt, local_files_only)
