@@ -1,0 +1,117 @@
+"""The three roles a model can play in grounded, and what each must give the pipeline.
+
+A backend wraps one transformers model family (processor + model, :class:`grounded.models.base.PretrainedPair`)
+behind one of these interfaces; :mod:`grounded.models.registry` picks the backend from the checkpoint's
+``model_type`` (config.json). The pipeline (:class:`grounded.Predictor`) depends on these interfaces only.
+
+Conventions for every role:
+
+- Images arrive as RGB uint8 arrays ``(H, W, 3)`` (:func:`grounded.utils.images.load_image`).
+- ``encode(images)`` runs everything that depends on the images alone, once; the returned features are
+  reused for any number of prompts (ontologies). ``len(features)`` is the number of images.
+- Boxes are **XYXY in pixels of the original image**, float32, clipped to the image.
+- An ontology (:class:`grounded.ontology.Ontology`) maps phrases (synonyms) to class ids; a backend reports
+  for each box the ontology class id and the phrase that produced it, exactly (no substring guessing).
+- ``options`` are :class:`grounded.config.SegmentOptions`. A backend lists in ``refused_options`` the
+  options it cannot honour, with the reason; the pipeline refuses a non-default value of any of them with
+  a message naming the backend, never ignoring it silently.
+- Thresholds (per class: :func:`grounded.models.detections.class_thresholds`) are applied by the backend;
+  NMS and ``max_detections`` are applied by the pipeline, the same way for every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import supervision as sv
+import torch
+
+from grounded.config import SegmentOptions
+from grounded.models.base import PretrainedPair
+from grounded.ontology import Ontology
+
+
+class Features(ABC):
+    """What an ``encode`` call computed for a batch of B images; opaque to the pipeline beyond this."""
+
+    image_sizes: list[tuple[int, int]]  # (H, W) of each original image
+
+    def __len__(self) -> int:
+        return len(self.image_sizes)
+
+
+class Detector(PretrainedPair, ABC):
+    """Open-vocabulary detector: image features once, then ontologies -> labelled boxes.
+
+    Per image, :meth:`detect` returns ``sv.Detections`` with ``xyxy`` (N, 4) XYXY pixels, ``confidence``
+    (N,) in [0, 1], ``class_id`` (N,) ontology class ids, ``data["class_name"]`` and ``data["phrase"]`` (N,)
+    str; no masks; thresholds applied, most confident first; NMS not yet applied.
+    """
+
+    role: ClassVar[str] = "detector"
+    refused_options: ClassVar[dict[str, str]] = {}  # SegmentOptions field -> why this backend can't honour it
+
+    @abstractmethod
+    def encode(self, images: Sequence[np.ndarray]) -> Features:
+        """Image-only work for B images (e.g. the vision backbone), reusable across ontologies."""
+
+    @abstractmethod
+    def detect(self, features: Features, ontology: Ontology, options: SegmentOptions) -> list[sv.Detections]:
+        """Boxes for every image of ``features`` (one Detections per image, in order)."""
+
+
+class Segmenter(PretrainedPair, ABC):
+    """Promptable mask decoder: image embeddings once, then boxes -> masks + predicted IoU.
+
+    ``decode`` returns low-resolution mask logits ``(N, K, h, w)`` float32 and predicted IoU ``(N, K)``,
+    with K = 3 when ``multimask`` (the pipeline keeps the best by predicted IoU) else 1; ``upscale`` turns
+    ``(N, h, w)`` logits into ``(N, H, W)`` bool masks at the original resolution.
+    """
+
+    role: ClassVar[str] = "segmenter"
+    refused_options: ClassVar[dict[str, str]] = {}
+
+    @abstractmethod
+    def encode(self, images: Sequence[np.ndarray]) -> Features:
+        """Image embeddings of B images."""
+
+    @abstractmethod
+    def decode(self, features: Features, index: int, boxes_xyxy: np.ndarray, multimask: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Box prompts (N, 4) XYXY pixels on image ``index`` -> logits (N, K, h, w), IoU (N, K)."""
+
+    @abstractmethod
+    def upscale(self, features: Features, index: int, logits: torch.Tensor, threshold: float) -> np.ndarray:
+        """Logits (N, h, w) of image ``index`` -> (N, H, W) bool masks at its original size."""
+
+
+class ConceptSegmenter(PretrainedPair, ABC):
+    """Text-promptable segmenter (SAM 3): image + ontology -> instance masks directly.
+
+    Per image, :meth:`segment` returns ``sv.Detections`` as a Detector does, plus ``mask`` (N, H, W) bool at
+    the original resolution and ``data["mask_score"]`` (N,) float32. All phrases of the ontology are served
+    from one ``encode`` of the image.
+    """
+
+    role: ClassVar[str] = "model"
+    refused_options: ClassVar[dict[str, str]] = {}
+
+    @abstractmethod
+    def encode(self, images: Sequence[np.ndarray]) -> Features:
+        """Vision encoder over B images, once."""
+
+    @abstractmethod
+    def segment(self, features: Features, ontology: Ontology, options: SegmentOptions) -> list[sv.Detections]:
+        """Instances of every ontology class in every image of ``features``."""
+
+
+ROLES: dict[str, type] = {"detector": Detector, "segmenter": Segmenter, "model": ConceptSegmenter}
+
+
+def describe_backend(backend: Any) -> dict[str, Any]:
+    """JSON-able identity of a loaded backend (for manifests): name, class and model_type."""
+    return {"name": backend.name, "backend": type(backend).__name__,
+            "model_type": getattr(getattr(backend.model, "config", None), "model_type", None)}
