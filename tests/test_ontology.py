@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grounded.errors import InputError
-from grounded.errors import QUOTE_LIMIT
+from grounded.errors import QUOTE_LIMIT, InputError
 from grounded.ontology import Ontology, split_caption
 
 
