@@ -202,6 +202,12 @@ def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
     return arr if method is None else np.asarray(Image.fromarray(arr).transpose(method))
 
 
+def upright(array: np.ndarray, image: Image.Image) -> np.ndarray:
+    """``array`` (H, W[, C]) decoded from ``image`` as stored, turned to display orientation by ``image``'s EXIF
+    (for readers of label maps and other non-RGB files, so they follow the same rule as :func:`load_image`)."""
+    return _orient(array, _orientation(image))
+
+
 # ------------------------------------------------------------------------------------------ conversion
 def _pil_to_rgb(image: Image.Image, name: str, orientation: int | None = None) -> np.ndarray:
     orientation = _orientation(image) if orientation is None else orientation
