@@ -205,6 +205,19 @@ def test_reduced_decoding(tmp_path, fmt, size, max_side, expected):
     assert np.abs(out.astype(int) - full).mean() < 3  # the same picture, resampled a little differently
 
 
+@pytest.mark.parametrize("mode", ["I;16", "1", "P", "L", "RGBA"])
+def test_reduced_decoding_keeps_every_mode_alike(tmp_path, mode):
+    path = tmp_path / "big.png"
+    picture = Image.open(io.BytesIO(_encoded("PNG", (600, 400))))
+    if mode == "I;16":
+        Image.fromarray(np.asarray(picture.convert("L")).astype(np.uint16) * 257).save(path)
+    else:
+        picture.convert(mode).save(path)
+    out = load_image(path, max_side=150)
+    full = np.asarray(Image.fromarray(load_image(path)).resize((150, 100), Image.Resampling.BILINEAR))
+    assert out.shape == (100, 150, 3) and np.abs(out.astype(int) - full).mean() < 4
+
+
 def test_reduced_decoding_applies_exif_after_resizing(tmp_path):
     path = tmp_path / "portrait.jpg"
     upright = _exif_image(path, size=(900, 600), orientation=8)  # stored landscape, shown portrait

@@ -191,10 +191,22 @@ def _decode(pil: Image.Image, label: str, max_side: int | None) -> np.ndarray:
         raise InputError(f"image {label!r} cannot be decoded ({exc}); is it a valid image file?") from None
     except MemoryError:
         raise InputError(f"image {label!r}: out of memory decoding {width} x {height} pixels; {_raise_cap_hint()}") from None
-    arr = _pil_to_rgb(pil, label, orientation=1)
-    if target is not None and (arr.shape[1], arr.shape[0]) != target:
-        arr = np.asarray(Image.fromarray(arr).resize(target, Image.Resampling.BILINEAR))
-    return _orient(arr, orientation)
+    if target is not None and pil.size != target:
+        pil = _reduce(pil, target)
+    return _orient(_pil_to_rgb(pil, label, orientation=1), orientation)
+
+
+def _reduce(pil: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """One resize to ``size`` in the decoded mode (no full-resolution RGB copy); bilinear, antialiased."""
+    if pil.mode.startswith("I;16"):  # scaled to 8 bits first, as at full resolution
+        pil = Image.fromarray(_pil_to_rgb(pil, "", orientation=1))
+    elif pil.mode == "1":
+        pil = pil.convert("L")
+    elif pil.mode == "P":
+        pil = pil.convert("RGBA" if "transparency" in pil.info else "RGB")
+    elif pil.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        pil = pil.convert("RGBA" if "A" in pil.mode else "RGB")
+    return pil.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
 
 
 def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
