@@ -48,7 +48,7 @@ import numpy as np
 import supervision as sv
 
 from grounded.distill.instances import label_map_to_detections
-from grounded.errors import InputError
+from grounded.errors import InputError, quote
 from grounded.formats.coco import CocoDataset, segmentation_to_mask
 from grounded.formats.masks_png import load_mask_png
 from grounded.formats.yolo import parse_yolo_line
@@ -231,10 +231,10 @@ def _mask_png(root: Path) -> tuple[Any, Any | None, dict]:
     """``images/`` + ``masks/`` + ``classes.txt``, or the label export's ``images/<split>/`` +
     ``annotations/<split>/`` + ``labels.txt`` (``index name`` lines, 0 = background)."""
     if (root / "labels.txt").is_file():
-        rows = [line.split(maxsplit=1) for line in (root / "labels.txt").read_text().splitlines() if line.strip()]
-        names = [name.strip() for index, name in rows if index != "0"]
+        rows = [line.split(maxsplit=1) for line in _read_text(root / "labels.txt", "class list").splitlines() if line.strip()]
+        names = [row[1].strip() for row in rows if row[0] != "0" and len(row) == 2]
     elif (root / "classes.txt").is_file():
-        names = [line.strip() for line in (root / "classes.txt").read_text().splitlines() if line.strip()]
+        names = [line.strip() for line in _read_text(root / "classes.txt", "class list").splitlines() if line.strip()]
     else:
         raise InputError(f"mask-PNG dataset {root}: classes.txt (names of classes 1..K, one per line) is missing")
     masks = root / "masks" if (root / "masks").is_dir() else root / "annotations"
@@ -323,14 +323,39 @@ def _splits(train: Any, val: Any | None, val_fraction: float, seed: int, info: d
     return DataSplits(View(train, usable), View(val, usable_val), train.class_names, {**info, "split": "given"})
 
 
+def _read_text(path: Path, what: str) -> str:
+    """A small UTF-8 text file of a dataset (data.yaml, run.json, classes.txt); InputError naming it otherwise."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"{what} {str(path)!r} cannot be read ({exc.strerror or exc})") from None
+
+
 def _yolo(root: Path) -> tuple[Any, Any | None, dict]:
     import yaml
 
-    spec = yaml.safe_load((root / "data.yaml").read_text()) or {}
+    path = root / "data.yaml"
+    try:
+        spec = yaml.safe_load(_read_text(path, "YOLO data file")) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"YOLO data file {str(path)!r} is not valid YAML: {quote(str(exc))[1:-1]}") from None
+    if not isinstance(spec, dict):
+        raise InputError(f"YOLO data file {str(path)!r}: expected a mapping (train, val, names), got {quote(spec, 80)}")
     names = spec.get("names")
-    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names or [])
-    if not names:
-        raise InputError(f"{root / 'data.yaml'}: 'names' (the class names) is missing or empty")
+    if isinstance(names, dict):
+        try:
+            names = [names[k] for k in sorted(names)]
+        except TypeError:
+            raise InputError(f"{path}: 'names' keys must be class numbers 0, 1, ...") from None
+    names = names if isinstance(names, list) else []
+    if not names or not all(isinstance(n, (str, int, float)) for n in names):
+        raise InputError(f"{path}: 'names' (the class names) is missing, empty or not a list of names: "
+                         f"{quote(spec.get('names'), 80)}")
+    for key in ("path", "train", "val"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise InputError(f"{path}: '{key}' must be a folder path, got {quote(spec[key], 80)}")
     base = root / spec.get("path", "")  # Ultralytics: split folders are relative to 'path', itself to data.yaml
 
     def images(key: str) -> YoloSegSource | None:
@@ -352,7 +377,11 @@ def _open(root: Path) -> tuple[Any, Any | None, dict]:
     if not root.is_dir():
         raise InputError(f"dataset {str(root)!r} not found: give a label run, a COCO json or a dataset folder")
     if (root / "run.json").is_file():
-        run = json.loads((root / "run.json").read_text())
+        try:
+            run = json.loads(_read_text(root / "run.json", "label run file"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"label run file {str(root / 'run.json')!r} is not valid JSON ({exc}); re-run grounded "
+                             "label") from None
         images_root = Path(run.get("images_root", root))
         images_root = images_root if images_root.is_absolute() else (root / images_root)
         if not (root / "coco" / "train.json").is_file():

@@ -123,3 +123,22 @@ def check_bbox(bbox: Any, height: int, width: int) -> str | None:
     if w < 0 or h < 0:
         return f"bbox {quote(list(bbox), 80)} has a negative width or height"
     return None
+
+
+def check_coco_structure(images: Any, annotations: Any, categories: Any) -> str | None:
+    """The three lists of a COCO file hold mappings whose ids are integers or strings (categories: integers)."""
+    for key, items in (("images", images), ("annotations", annotations), ("categories", categories)):
+        if not isinstance(items, list):
+            return f"'{key}' must be a list, got {quote(items, 80)}"
+        bad = next((k for k, item in enumerate(items) if not isinstance(item, dict)), None)
+        if bad is not None:
+            return f"{key}[{bad}] must be a mapping, got {quote(items[bad], 80)}"
+    for key, items, fields, kinds in (("images", images, ("id",), (int, str)),
+                                      ("annotations", annotations, ("image_id", "category_id"), (int, str)),
+                                      ("categories", categories, ("id",), (int,))):
+        for k, item in enumerate(items):
+            for name in fields:
+                value = item.get(name)
+                if not isinstance(value, kinds) or isinstance(value, bool):
+                    return f"{key}[{k}] needs an integer '{name}', got {quote(value, 40)}"
+    return None

@@ -43,7 +43,7 @@ import supervision as sv
 from pycocotools import mask as mask_utils
 
 from grounded.errors import InputError, quote
-from grounded.formats.checks import check_bbox, check_segmentation
+from grounded.formats.checks import check_bbox, check_coco_structure, check_segmentation
 from grounded.formats.polygons import mask_to_polygon
 from grounded.utils.images import IMAGE_EXTENSIONS, image_size
 from grounded.utils.masks import mask_to_rle
@@ -121,13 +121,17 @@ class CocoDataset:
             with open(self.annotations_path, encoding="utf-8") as f:
                 data = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"COCO file {str(self.annotations_path)!r} is not valid JSON: {exc}") from None
+            raise InputError(f"COCO file {str(self.annotations_path)!r} is not valid JSON: {quote(str(exc))[1:-1]}") from None
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
             raise InputError(f"COCO file {str(self.annotations_path)!r}: expected a mapping with an 'images' list")
         self.images_root = Path(images_root) if images_root is not None else self.annotations_path.parent
         self.images: list[dict[str, Any]] = data["images"]
         annotations: list[dict[str, Any]] = data.get("annotations") or []
-        categories = sorted(data.get("categories") or [], key=lambda c: c["id"])
+        categories = data.get("categories") or []
+        problem = check_coco_structure(self.images, annotations, categories)
+        if problem:
+            raise InputError(f"COCO file {str(self.annotations_path)!r}: {problem}")
+        categories = sorted(categories, key=lambda c: c["id"])
 
         used = {a.get("category_id") for a in annotations}
         if drop_unused_background:
@@ -148,14 +152,14 @@ class CocoDataset:
         index_of_image = {}
         for i, image in enumerate(self.images):
             if image.get("id") in index_of_image:
-                raise InputError(f"COCO file {str(self.annotations_path)!r}: image id {image.get('id')!r} appears twice")
+                raise InputError(f"COCO file {str(self.annotations_path)!r}: image id {quote(image.get('id'), 40)} appears twice")
             index_of_image[image.get("id")] = i
         self._by_image: list[list[dict[str, Any]]] = [[] for _ in self.images]
         for ann in annotations:
             i = index_of_image.get(ann.get("image_id"))
             if i is None:
                 raise InputError(
-                    f"COCO file {str(self.annotations_path)!r}: annotation {ann.get('id')!r} refers to "
+                    f"COCO file {str(self.annotations_path)!r}: annotation {quote(ann.get('id'), 40)} refers to "
                     f"image id {ann.get('image_id')!r}, which 'images' does not list"
                 )
             self._by_image[i].append(ann)

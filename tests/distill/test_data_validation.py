@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -273,3 +274,45 @@ def test_exif_rotated_images_align_in_voc(exif_run):
         red = (image[..., 0] > 150) & (image[..., 1] < 100)
         box = load_voc(xml, ["red"]).xyxy[0]
         np.testing.assert_allclose(box, sv.mask_to_xyxy(red[None])[0], atol=1.5)
+
+
+def _spoil_file(root: Path, name: str, content: bytes) -> Path:
+    (root / name).write_bytes(content)
+    return root
+
+
+DATASET_FILE_CASES = [
+    # (id, layout, file, content, words of the error)
+    ("yaml-latin1", "yolo", "data.yaml", b"train: images/train\nnames: [caf\xe9]\n", "is not UTF-8 text"),
+    ("yaml-broken", "yolo", "data.yaml", b"train: [images/train\nnames: [a]\n", "is not valid YAML"),
+    ("yaml-list", "yolo", "data.yaml", b"- a\n- b\n", "expected a mapping"),
+    ("yaml-names", "yolo", "data.yaml", b"train: images/train\nnames: 7\n", "'names' (the class names)"),
+    ("yaml-train", "yolo", "data.yaml", b"train: [1, 2]\nnames: [a, b]\n", "'train' must be a folder path"),
+    ("run-json", "run", "run.json", b"{\"images_root\": ", "is not valid JSON"),
+    ("coco-garbage", "coco", "annotations.json", b"\x00\x01 not json", "is not valid JSON"),
+    ("coco-image-str", "coco", "annotations.json", b'{"images": ["a.png"], "annotations": []}', "images[0] must be a mapping"),
+    ("coco-category-id", "coco", "annotations.json",
+     b'{"images": [], "annotations": [], "categories": [{"name": "x"}]}', "categories[0] needs an integer 'id'"),
+    ("coco-image-id-list", "coco", "annotations.json",
+     b'{"images": [{"id": [1], "file_name": "a.png"}], "annotations": []}', "images[0] needs an integer 'id'"),
+    ("coco-annotations-dict", "coco", "annotations.json", b'{"images": [], "annotations": {"a": 1}}',
+     "'annotations' must be a list"),
+]
+
+
+@pytest.mark.parametrize("layout, name, content, words", [c[1:] for c in DATASET_FILE_CASES],
+                         ids=[c[0] for c in DATASET_FILE_CASES])
+def test_broken_dataset_files_are_clear_errors(tmp_path, layout, name, content, words):
+    from grounded.distill.data import open_dataset
+
+    if layout == "yolo":
+        root = _yolo(tmp_path, "0 0.1 0.1 0.6 0.1 0.6 0.6")
+    elif layout == "run":
+        root = tmp_path
+        (root / "coco").mkdir()
+    else:
+        root = _coco(tmp_path)[0].parent
+    _spoil_file(root, name, content)
+    with pytest.raises(InputError, match=re.escape(words)) as info:
+        open_dataset(root)
+    assert name in str(info.value) and len(str(info.value)) < 500
