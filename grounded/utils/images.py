@@ -300,15 +300,9 @@ def load_image(
     return arr
 
 
-def find_images(root: str | Path, *, unreadable: bool = False) -> list[Path]:
-    """Every image file below ``root`` (recursive, any case of a known extension), sorted for determinism.
-
-    ``unreadable=True`` also lists what only *looks* like an image (folders, dangling links, link loops and
-    special files named ``*.jpg`` etc.), so a caller that must account for every entry can report each one
-    (:func:`load_image` / :func:`check_image_file` then say what it is).
-    """
+def find_images(root: str | Path) -> list[Path]:
+    """Every image file below ``root`` (recursive, any case of a known extension), sorted for determinism."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"image folder {str(root)!r} not found or not a folder")
-    found = (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    return sorted(found if unreadable else (p for p in found if p.is_file()))
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
