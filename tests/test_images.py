@@ -162,6 +162,15 @@ def test_pixel_cap_is_configurable(tmp_path, monkeypatch):
         load_image(path)
 
 
+def test_cap_raised_above_pillows_own_check(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # Pillow would refuse > 2 000 pixels
+    path = _write(tmp_path / "mid.png", _encoded("PNG", (100, 50)))  # 5 000 pixels
+    with pytest.raises(InputError, match="declares 5,000 pixels, over the cap of 2,000"):
+        load_image(path, max_pixels=2_000)  # Pillow's error, in grounded's words
+    assert load_image(path, max_pixels=10_000).shape == (50, 100, 3)  # Pillow's limit follows the raised cap
+    assert Image.MAX_IMAGE_PIXELS == 5_000
+
+
 def _exif_image(path: Path, size=(90, 60), orientation=6, fmt="JPEG") -> np.ndarray:
     """Save a (H, W) = (size[1], size[0]) image with an EXIF orientation; return how it must look upright."""
     arr = np.zeros((size[1], size[0], 3), np.uint8)

@@ -24,7 +24,9 @@ Limits on files:
   ``load_image(..., max_pixels=N)`` or the environment variable ``GROUNDED_MAX_PIXELS`` (0 = no cap). The
   default admits every camera photo up to 108 MP sensors (12000 x 9000) and 100 MP medium format, yet keeps
   a decoded image at <= 360 MB of RGB and one full-resolution mask at <= 120 MB, far from exhausting a
-  24 GB machine. (Pillow's own bomb check, at 179 M, is raised only when a caller raises this cap above it.)
+  24 GB machine. Pillow's own bomb check (an error over 179 M pixels) gives the same message; a cap raised
+  above it raises Pillow's limit too, process-wide. (Pillow warns, ``DecompressionBombWarning``, for images
+  between its 89 M and this cap: they are decoded.)
 - **Reduced decoding.** ``load_image(path, max_side=S)`` decodes an image larger than ``S`` on its long
   side reduced: JPEG through ``Image.draft`` (the decoder skips DCT coefficients: 2-8x less work and
   memory), then one resize to at most ``S``. :func:`image_size` gives the original displayed size, so boxes
@@ -39,7 +41,6 @@ import errno
 import os
 import re
 import stat
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -113,16 +114,16 @@ def _open(path: Path, label: str, cap: int | None) -> Image.Image:
     """Open ``path`` lazily (header only) and refuse it, from the header, if it declares more than ``cap`` pixels."""
     check_image_file(path, label)
     limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and (cap is None or cap > 2 * limit):
+        # the caller raised the cap above Pillow's own bomb check: raise Pillow's too (process-wide, one way;
+        # no save-and-restore, which would race with other threads decoding)
+        Image.MAX_IMAGE_PIXELS = None if cap is None else cap // 2
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # grounded's cap decides below
-            if cap is None or (limit is not None and cap > 2 * limit):  # the caller raised the cap above Pillow's
-                Image.MAX_IMAGE_PIXELS = None if cap is None else cap
-            pil = Image.open(path)
+        pil = Image.open(path)
     except Image.DecompressionBombError as exc:  # Pillow's own check (over twice its limit) came first
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
-        declared = f"{int(pixels[1]) / 1e6:.0f} M pixels" if pixels else "too many pixels"
-        raise InputError(f"image {label!r} declares {declared}, over the cap of {(cap or 0) / 1e6:.0f} M (decoding it "
+        declared = f"{_pixels(int(pixels[1]))} pixels" if pixels else "too many pixels"
+        raise InputError(f"image {label!r} declares {declared}, over the cap of {_pixels(cap or 0)} (decoding it "
                          f"could exhaust memory); {_raise_cap_hint()}") from None
     except UnidentifiedImageError:
         raise InputError(f"image {label!r} is not an image Pillow can read (unknown format or corrupt header); "
@@ -131,19 +132,21 @@ def _open(path: Path, label: str, cap: int | None) -> Image.Image:
         raise InputError(f"image {label!r} cannot be read: permission denied; give read permission (chmod +r)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"image {label!r} cannot be read ({exc}); is it a valid image file?") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
     width, height = pil.size
     if cap is not None and width * height > cap:
         pil.close()
         raise InputError(
-            f"image {label!r} declares {width} x {height} = {width * height / 1e6:.0f} M pixels, over the cap of "
-            f"{cap / 1e6:.0f} M (decoding it could exhaust memory); {_raise_cap_hint()}"
+            f"image {label!r} declares {width} x {height} = {_pixels(width * height)} pixels, over the cap of "
+            f"{_pixels(cap)} (decoding it could exhaust memory); {_raise_cap_hint()}"
         )
     if width == 0 or height == 0:
         pil.close()
         raise InputError(f"image {label!r} has zero size {(height, width)}; it holds no pixels")
     return pil
+
+
+def _pixels(count: int) -> str:
+    return f"{count / 1e6:.0f} M" if count >= 10_000_000 else f"{count:,}"
 
 
 def _raise_cap_hint() -> str:
