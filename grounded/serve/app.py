@@ -38,7 +38,7 @@ from grounded.io.detections_json import detections_to_json
 from grounded.ontology import Ontology
 from grounded.serve.engine import Engine
 from grounded.serve.runs import RunView
-from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, token_matches
+from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, megabytes, token_matches
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
                                            "'Authorization: Bearer TOKEN'"}, status_code=401)
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > limits.max_upload_bytes + 2**16:
-            return JSONResponse({"detail": f"request of {int(length) / 1e6:.1f} MB refused; uploads are limited "
-                                           f"to {limits.max_upload_bytes / 1e6:.1f} MB"}, status_code=413)
+            return JSONResponse({"detail": f"request of {megabytes(int(length))} refused; uploads are limited "
+                                           f"to {megabytes(limits.max_upload_bytes)}"}, status_code=413)
         response = await call_next(request)
         if token and request.query_params.get("token") and request.cookies.get(TOKEN_COOKIE) != token:
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")

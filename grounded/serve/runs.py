@@ -34,10 +34,11 @@ class RunView:
                 "model": self.manifest.get("model", {})}
 
     def _check(self, relative: str) -> str:
+        """``relative`` when it names an image of the run inside the images root (Refused 403 / 404 otherwise)."""
+        resolve_inside(self.root, relative)  # '..', absolute paths, links out of the root, absent files
         if relative not in self._relatives:
             self._relatives = set(image_relatives(self.root, self.out))
         if relative not in self._relatives:
-            resolve_inside(self.root, relative)  # says why: outside the root, a link out, or absent
             raise Refused(f"{relative!r} is not an image of this run", 404)
         return relative
 

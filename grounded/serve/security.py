@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import io
 import os
+import warnings
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -58,22 +59,28 @@ def resolve_inside(root: str | Path, relative: str) -> Path:
     return target
 
 
+def megabytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} kB"
+
+
 def decode_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np.ndarray:
     """Uploaded bytes -> RGB uint8 (H, W, 3); Refused 413 when too big, 400 when not an image."""
     from grounded.utils.images import load_image
 
     if len(data) > max_bytes:
-        raise Refused(f"upload {name!r} is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB", 413)
+        raise Refused(f"upload {name!r} is larger than the limit of {megabytes(max_bytes)}", 413)
     if not data:
         raise Refused(f"upload {name!r} is empty (0 bytes); choose an image file")
     try:
-        with Image.open(io.BytesIO(data)) as pil:  # reads the header only
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as pil:  # reads the header only
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, by our own limit
             width, height = pil.size
             if width * height > max_pixels:
                 raise Refused(f"image {name!r} is {width}x{height} = {width * height / 1e6:.1f} Mpixels; the limit is "
                               f"{max_pixels / 1e6:.1f} Mpixels (resize it first)", 413)
             pil.load()
-            return load_image(pil, name=name)
+            image = load_image(pil, name=name)
+            return image if image.flags.writeable else image.copy()
     except Refused:
         raise
     except UnidentifiedImageError:
