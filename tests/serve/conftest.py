@@ -34,7 +34,7 @@ def run_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def make_client(tiny_predictor):
+def make_client(request):
     """``make_client(run=None, token=None, engine=..., **create_app kwargs)`` -> a TestClient."""
     from fastapi.testclient import TestClient
 
@@ -43,7 +43,8 @@ def make_client(tiny_predictor):
     from grounded.serve.runs import RunView
 
     def make(run: Path | None = None, engine=None, **kwargs) -> TestClient:
-        engine = engine if engine is not None else Engine(lambda: tiny_predictor)
+        # the tiny models are built only when a request needs them
+        engine = engine if engine is not None else Engine(lambda: request.getfixturevalue("tiny_predictor"))
         app = create_app(engine, RunView(run) if run else None, prompts_dir=REPO / "prompts", **kwargs)
         return TestClient(app)
 
