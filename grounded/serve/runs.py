@@ -81,6 +81,9 @@ class RunView:
             return {"file": relative, "error": record["error"], "detections": [], "review": None}
         detections = record_to_detections(record, with_masks=True)
         body = detections_to_json(detections, (record["height"], record["width"]), relative)
+        for item, source in zip(body["detections"], record["detections"], strict=True):
+            if source.get("confidence") is None:  # imported labels carry no score; keep it absent, not 0
+                item["confidence"] = None
         review = read_review(self.out, relative)
         stale = review is not None and is_stale(review, record)
         body.update(review=None if stale else review, stale=stale, classes=self.classes)

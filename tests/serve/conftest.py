@@ -53,8 +53,8 @@ def make_client(request):
 
 def review_target(run: Path, least: int = 2) -> tuple[str, dict]:
     """(image path, record) of the first image of the run with at least ``least`` detections."""
-    from grounded.label.records import image_relatives, read_record
     from grounded.label.manifest import read_manifest
+    from grounded.label.records import image_relatives, read_record
 
     root = Path(read_manifest(run)["images_root"])
     for rel in image_relatives(root, run):

@@ -68,15 +68,18 @@ def test_review_endpoints_and_export_applies_them(make_client, run_dir):
 
 def test_a_resumed_run_keeps_the_reviews(run_dir):
     from grounded.label import label
-    from grounded.testing.fake import FakePredictor
     from grounded.label.records import read_record
     from grounded.label.reviews import write_review
+    from grounded.testing.fake import FakePredictor
 
     rel, record = review_target(run_dir)
     write_review(run_dir, record, {"detections": {"0": {"status": "rejected"}}}, CLASSES)
     label(run_dir.parent / "images", CLASSES, run_dir, predictor=FakePredictor(), formats=["coco"], preview=0, progress=False)
     assert read_review(run_dir, rel)["detections"] == {"0": {"status": "rejected"}}
     assert len(_annotations_of(run_dir, rel)) == len(read_record(run_dir, rel)["detections"]) - 1
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["extra"]["reviews"] == {"reviewed_images": 0, "review_files": 1, "accepted": 0, "rejected": 1,
+                                           "relabelled": 0}
 
 
 def test_a_review_of_another_record_is_stale_and_ignored(run_dir, caplog):

@@ -148,7 +148,9 @@ async function initSegment() {
   }
   updateSliderLabels();
   const m = info.models;
-  $("status").textContent = `models: ${m.detector || "?"} + ${m.segmenter || "?"}${info.loaded ? "" : " (load on first use)"}`;
+  $("status").textContent = info.available
+    ? `models: ${m.detector || "?"} + ${m.segmenter || "?"}${info.loaded ? "" : " (load on first use)"}`
+    : "no models on this server (review only)";
   if (!info.available) $("seg-run").disabled = true;
 }
 
@@ -275,7 +277,8 @@ async function initReview() {
     showMessage("run-info", "No run to review: start the server with `grounded serve --run OUT`.");
     return false;
   }
-  $("run-info").textContent = `${rv.run.out} — ${rv.run.classes.length} classes, images from ${rv.run.images_root}`;
+  $("run-info").textContent = `run ${rv.run.out}: ${rv.run.classes.length} classes`;
+  $("run-info").title = `images from ${rv.run.images_root}`;
   rv.run.classes.forEach((name, k) => $("rv-class").add(new Option(name, String(k))));
   await refreshImages();
   if (rv.shown.length) await openImage(rv.shown[0]);
@@ -364,7 +367,8 @@ function renderReview() {
     li.className = [d.status || "", i === rv.selected ? "selected" : ""].join(" ").trim();
     const sw = document.createElement("span"); sw.className = "swatch"; sw.style.background = colorOf(classId);
     const name = document.createElement("span"); name.className = "name";
-    name.textContent = d.class_id !== undefined ? `${classes[classId]} (was ${det.class_name})` : det.class_name;
+    name.textContent = d.class_id !== undefined ? `was ${det.class_name}` : "";
+    name.title = det.phrase || det.class_name;
     const score = document.createElement("span"); score.className = "score";
     score.textContent = det.confidence === null ? "" : det.confidence.toFixed(2);
     const select = document.createElement("select"); select.className = "relabel"; select.title = "change class";
@@ -376,7 +380,7 @@ function renderReview() {
     const reject = document.createElement("button"); reject.className = "reject"; reject.textContent = "✗";
     reject.title = "reject (r)"; reject.addEventListener("click", () => decide(i, { status: "rejected" }));
     li.addEventListener("click", (ev) => { if (ev.target === li || ev.target === name) { rv.selected = i; renderReview(); } });
-    li.append(sw, name, score, select, accept, reject);
+    li.append(sw, select, name, score, accept, reject);
     list.append(li);
   });
   const items = rv.record.detections.map((det, i) => {
