@@ -25,6 +25,7 @@ Images are named ``/data/local-files/?d=<path relative to the images root>``: st
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -144,25 +145,32 @@ def label_config(classes: list[str]) -> str:
 
 
 class LabelStudioWriter:
-    """Collects tasks image by image (``add``) and writes ``tasks.json`` + ``label_config.xml`` on ``close``.
+    """Streams tasks image by image (``add``) into ``tasks.json``; ``close`` finishes it and writes ``label_config.xml``.
 
     ``add`` takes any object with ``relative``, ``height``, ``width`` and ``detections`` (masks required),
-    as ``grounded.label.export`` hands its images to every writer. Tasks hold no masks in memory beyond
-    their encoded results.
+    as ``grounded.label.export`` hands its images to every writer. Each task is written as soon as it is
+    added (memory stays flat); the file appears under its name only when complete (temporary file + rename).
     """
 
     def __init__(self, root: str | Path, classes: list[str], splits: list[str] | None = None, copy: bool = False,
                  image_prefix: str = IMAGE_PREFIX) -> None:
         self.root, self.classes, self.image_prefix = Path(root), classes, image_prefix
-        self.tasks: list[dict[str, Any]] = []
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.root / f".{TASKS_FILE}.tmp"
+        self._file = open(self._tmp, "w", encoding="utf-8")
+        self._count = 0
 
     def add(self, image: Any) -> None:
         results = detection_results(image.detections, image.height, image.width)
         scores = [r["score"] for r in results if "score" in r]
         prediction = {"model_version": "grounded", "score": round(float(np.mean(scores)), 5) if scores else 0.0,
                       "result": results}
-        self.tasks.append({"data": {"image": self.image_prefix + quote(image.relative)}, "predictions": [prediction]})
+        task = {"data": {"image": self.image_prefix + quote(image.relative)}, "predictions": [prediction]}
+        self._file.write(("[\n" if self._count == 0 else ",\n") + json.dumps(task))
+        self._count += 1
 
     def close(self) -> None:
-        atomic_write_text(self.root / TASKS_FILE, json.dumps(self.tasks, indent=1) + "\n")
+        self._file.write("[]\n" if self._count == 0 else "\n]\n")
+        self._file.close()
+        os.replace(self._tmp, self.root / TASKS_FILE)
         atomic_write_text(self.root / CONFIG_FILE, label_config(self.classes))

@@ -169,3 +169,19 @@ def test_review_tab_rejects_and_relabels_and_export_applies_it(server, browser, 
     moved = [a for a in annotations if abs(a["bbox"][0] - x0) < 0.01 and abs(a["bbox"][1] - y0) < 0.01
              and abs(a["bbox"][2] - (x1 - x0)) < 0.01]
     assert [a["category_id"] for a in moved] == [new_class + 1]  # relabelled (COCO category = class + 1)
+
+
+def test_page_decodes_coco_rle_as_pycocotools_does(server, browser):
+    import numpy as np
+
+    from grounded.utils.masks import mask_to_rle
+
+    url, _ = server
+    _open(browser, url + "/?tab=segment")
+    rng = np.random.default_rng(1)
+    masks = [rng.random((37, 53)) < 0.3, np.zeros((5, 7), bool), np.ones((64, 3), bool)]
+    big = np.zeros((300, 410), bool)
+    big[20:290, 5:400] = True  # long runs: counts of several characters
+    for mask in [*masks, big]:
+        decoded = browser.execute_script("return Array.from(decodeMask(arguments[0]));", mask_to_rle(mask))
+        assert np.array_equal(np.asarray(decoded, dtype=bool).reshape(mask.shape), mask)
