@@ -419,7 +419,7 @@ async function saveReview() {
     });
     const entry = rv.images[rv.current];
     if (entry && entry.file === file) { entry.reviewed = saved.reviewed; entry.decisions = Object.keys(saved.detections).length; }
-    showMessage("rv-message", `saved (${Object.keys(saved.detections).length} decision(s)${saved.reviewed ? ", reviewed" : ""})`);
+    showMessage("rv-message", `saved: ${Object.keys(saved.detections).length} decision(s)${saved.reviewed ? ", reviewed" : ""}`);
     document.body.dataset.saved = String(Number(document.body.dataset.saved || 0) + 1);
     applyFilters();
   } catch (err) {
