@@ -61,11 +61,18 @@ def _status(exc: GroundedError) -> int:
     return 400
 
 
-def list_ontologies(prompts_dir: Path | None) -> dict[str, Path]:
-    """Ontology name (file stem) -> YAML file, for the files directly in ``prompts_dir``."""
+def list_ontologies(prompts_dir: Path | None) -> dict[str, Ontology]:
+    """Ontology name (file stem) -> Ontology, for the YAML files directly in ``prompts_dir`` (broken ones skipped)."""
     if prompts_dir is None or not Path(prompts_dir).is_dir():
         return {}
-    return {p.stem: p for p in sorted(Path(prompts_dir).iterdir()) if p.suffix in (".yaml", ".yml") and p.is_file()}
+    found = {}
+    for path in sorted(Path(prompts_dir).iterdir()):
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            try:
+                found[path.stem] = Ontology.from_yaml(path)
+            except GroundedError as exc:
+                logger.warning("not offering ontology %s: %s", path, exc)
+    return found
 
 
 def create_app(engine: Engine | None, run: RunView | None = None, *, token: str | None = None,
@@ -126,7 +133,7 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
             "models": engine.describe() if engine else {},
             "defaults": {k: getattr(defaults, k) for k in ("box_threshold", "text_threshold", "nms", "nms_iou",
                                                            "max_detections")},
-            "ontologies": {name: Ontology.from_yaml(path).class_names for name, path in ontologies.items()},
+            "ontologies": {name: ontology.class_names for name, ontology in ontologies.items()},
             "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels},
         }
 
@@ -178,7 +185,7 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
         if name:
             if name not in ontologies:
                 raise Refused(f"unknown ontology {name!r}; choose from {sorted(ontologies)}", 404)
-            return Ontology.from_yaml(ontologies[name])
+            return ontologies[name]
         if not prompt.strip():
             raise Refused('empty prompt: type what to find (e.g. "a wheel" or "car . wheel .") or pick an ontology')
         return Ontology.from_prompt(prompt)

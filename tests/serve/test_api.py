@@ -230,3 +230,15 @@ def test_cli_refuses_a_public_address_without_token_and_names_the_extra(monkeypa
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
     assert main(["serve"]) == 2
     assert 'pip install "grounded[serve]"' in capsys.readouterr().err
+
+
+def test_page_is_served_and_needs_nothing_from_the_network(make_client):
+    from grounded.serve.app import STATIC
+
+    client = make_client()
+    html = client.get("/").text
+    scripts = [line.split('"')[1] for line in html.splitlines() if "<script src=" in line]
+    assert scripts and all(client.get(src).status_code == 200 for src in scripts)
+    for path in STATIC.iterdir():
+        text = path.read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path.name
