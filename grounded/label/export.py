@@ -7,6 +7,7 @@ Formats and layouts (``OUT/<format>/``); every image-relative path is relative t
     yolo-seg/data.yaml, yolo-seg/images/<split>/, yolo-seg/labels/<split>/   (polygons)
     voc/JPEGImages/, voc/Annotations/, voc/ImageSets/Main/<split>.txt
     masks/labels.txt, masks/images/<split>/, masks/annotations/<split>/<stem>.png   (class-index PNGs)
+    label-studio/tasks.json, label-studio/label_config.xml   (pre-annotations: grounded/formats/label_studio.py)
 
 Images in the YOLO, VOC and mask folders are symbolic links to the originals (``copy_images=True`` copies),
 named flat by :func:`grounded.formats.files.flat_name`: the relative path, extension included, percent-escaped,
@@ -35,14 +36,16 @@ from tqdm.auto import tqdm
 from grounded.errors import InputError
 from grounded.formats.coco import CocoWriter
 from grounded.formats.files import atomic_write_text, disk_full_guard, export_names, link_image
+from grounded.formats.label_studio import LabelStudioWriter
 from grounded.formats.masks_png import save_labels_txt, save_mask_png
 from grounded.formats.voc import save_voc
 from grounded.formats.yolo import save_data_yaml, save_yolo_labels
 from grounded.label.manifest import read_manifest, run_lock
 from grounded.label.records import image_relatives, read_record, record_to_detections
+from grounded.label.reviews import reviewed_record
 from grounded.label.splits import assign_splits
 
-FORMATS = ("coco", "yolo", "yolo-seg", "voc", "masks")
+FORMATS = ("coco", "yolo", "yolo-seg", "voc", "masks", "label-studio")
 ERRORS_FILE = "errors.json"
 
 
@@ -138,7 +141,7 @@ class _Voc(_Folders):
             atomic_write_text(self.root / "ImageSets" / "Main" / f"{split}.txt", "".join(s + "\n" for s in stems))
 
 
-_WRITERS = {"coco": _Coco, "yolo": _Yolo, "yolo-seg": _YoloSeg, "voc": _Voc, "masks": _Masks}
+_WRITERS = {"coco": _Coco, "yolo": _Yolo, "yolo-seg": _YoloSeg, "voc": _Voc, "masks": _Masks, "label-studio": LabelStudioWriter}
 
 
 def check_formats(formats: list[str] | tuple[str, ...]) -> list[str]:
@@ -189,7 +192,7 @@ def _write_formats(out: Path, root: Path, classes: list[str], relatives: list[st
                    progress: bool, intact: str) -> DatasetStats:
     formats = list(staging)
     writers = {fmt: _WRITERS[fmt](staging[fmt], classes, splits, copy_images) for fmt in formats}
-    with_masks = any(fmt in ("coco", "yolo-seg", "masks") for fmt in formats)
+    with_masks = any(fmt in ("coco", "yolo-seg", "masks", "label-studio") for fmt in formats)
 
     stats = DatasetStats(images=len(relatives), instances={name: 0 for name in classes}, splits={s: 0 for s in splits})
     for rel in tqdm(relatives, desc="export", unit="img", disable=not progress):
@@ -200,6 +203,7 @@ def _write_formats(out: Path, root: Path, classes: list[str], relatives: list[st
         if "error" in record:
             stats.errors.append({"file": rel, "reason": record["error"]})
             continue
+        record = reviewed_record(out, rel, record, classes)  # a person's corrections (grounded/label/reviews.py)
         detections = record_to_detections(record, with_masks=with_masks)
         stats.labelled += 1
         stats.empty += len(detections) == 0

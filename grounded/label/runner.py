@@ -37,6 +37,7 @@ from grounded.label.records import (
     remove_stale_temporaries,
     write_record,
 )
+from grounded.label.reviews import review_counts
 from grounded.label.splits import parse_split
 from grounded.label.summary import LabelSummary
 from grounded.ontology import Ontology
@@ -140,6 +141,7 @@ def label(
         seconds=round(seconds, 3),
         model_seconds=round(model_seconds, 3),
         images_per_second=round(processed / seconds, 3) if processed and seconds > 0 else 0.0,
+        extra={"reviews": review_counts(out)},  # a person's corrections (grounded/label/reviews.py)
     )
     summary.save(out)
     logger.info("labelled %s\n%s", out, summary.table())

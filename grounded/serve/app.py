@@ -1,0 +1,231 @@
+"""The FastAPI application: REST endpoints, the static page, and the rules every request goes through.
+
+Endpoints (OpenAPI at ``/docs``)::
+
+    GET  /                       the page (grounded/serve/static/)
+    GET  /v1/health              {"status": "ok", "models_loaded", "busy", "run"}
+    GET  /v1/models              the models (described; loaded or not), default options, ontologies, limits
+    POST /v1/segment             multipart: image + prompt | ontology (+ thresholds, nms ...) -> the JSON of
+                                 `grounded segment` (boxes XYXY pixels, masks as COCO RLE), or output=png
+    GET  /v1/run                 the run under review (--run OUT): classes, images root
+    GET  /v1/run/images          every image: status (labelled / missing / error), class ids, scores, review
+    GET  /v1/run/record?file=    one image's detections (segment's JSON schema) + its review
+    GET  /v1/run/image?file=     the image itself (only images of the run, inside its images root)
+    PUT  /v1/run/review?file=    JSON {"reviewed": bool, "detections": {index: {"status", "class_id"}}}
+
+Errors are JSON ``{"detail": "one clear message"}``: 400 bad input, 401 no/wrong token, 403 path refused,
+404 not found, 413 too large, 422 malformed form fields, 503 models cannot be loaded; an unexpected error is
+a 500 with its type and message, never a traceback (that goes to the server's log).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from grounded.config import SegmentOptions
+from grounded.errors import GroundedError, ModelLoadError, OrderError
+from grounded.io.detections_json import detections_to_json
+from grounded.ontology import Ontology
+from grounded.serve.engine import Engine
+from grounded.serve.runs import RunView
+from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, megabytes, token_matches
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_bytes: int = 25 * 2**20  # one uploaded image file
+    max_pixels: int = 50_000_000  # width x height, checked from the header before decoding
+
+
+def _status(exc: GroundedError) -> int:
+    if isinstance(exc, Refused):
+        return exc.status
+    if isinstance(exc, ModelLoadError):
+        return 503
+    if isinstance(exc, OrderError):
+        return 409
+    return 400
+
+
+def list_ontologies(prompts_dir: Path | None) -> dict[str, Ontology]:
+    """Ontology name (file stem) -> Ontology, for the YAML files directly in ``prompts_dir`` (broken ones skipped)."""
+    if prompts_dir is None or not Path(prompts_dir).is_dir():
+        return {}
+    found = {}
+    for path in sorted(Path(prompts_dir).iterdir()):
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            try:
+                found[path.stem] = Ontology.from_yaml(path)
+            except GroundedError as exc:
+                logger.warning("not offering ontology %s: %s", path, exc)
+    return found
+
+
+def create_app(engine: Engine | None, run: RunView | None = None, *, token: str | None = None,
+               prompts_dir: Path | None = None, defaults: SegmentOptions | None = None,
+               limits: Limits = Limits(), allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The application. ``engine`` None: no models (review only); ``run`` None: no review endpoints."""
+    app = FastAPI(title="grounded", summary="Segment by text; review a labelled run.", version="1")
+    defaults = defaults or SegmentOptions()
+    ontologies = list_ontologies(prompts_dir)
+
+    @app.middleware("http")
+    async def gatekeeper(request: Request, call_next):
+        if allowed_hosts and request.headers.get("host", "").rsplit(":", 1)[0].strip("[]") not in allowed_hosts:
+            return JSONResponse({"detail": "host not allowed: use http://127.0.0.1:PORT"}, status_code=400)
+        if token and not token_matches(token, dict(request.headers), dict(request.query_params), request.cookies):
+            return JSONResponse({"detail": "missing or wrong token: open the page as /?token=TOKEN or send "
+                                           "'Authorization: Bearer TOKEN'"}, status_code=401)
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limits.max_upload_bytes + 2**16:
+            return JSONResponse({"detail": f"request of {megabytes(int(length))} refused; uploads are limited "
+                                           f"to {megabytes(limits.max_upload_bytes)}"}, status_code=413)
+        response = await call_next(request)
+        if token and request.query_params.get("token") and request.cookies.get(TOKEN_COOKIE) != token:
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.exception_handler(GroundedError)
+    async def grounded_error(request: Request, exc: GroundedError):
+        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
+        return JSONResponse({"detail": f"{where or 'request'}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}: {exc}); see the server log"},
+                            status_code=500)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/v1/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "models_loaded": bool(engine and engine.loaded), "busy": bool(engine and engine.busy),
+                "run": run is not None}
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {
+            "available": engine is not None, "loaded": bool(engine and engine.loaded),
+            "models": engine.describe() if engine else {},
+            "defaults": {k: getattr(defaults, k) for k in ("box_threshold", "text_threshold", "nms", "nms_iou",
+                                                           "max_detections")},
+            "ontologies": {name: ontology.class_names for name, ontology in ontologies.items()},
+            "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels},
+        }
+
+    @app.post("/v1/segment", responses={200: {"content": {"image/png": {}}}})
+    def segment(
+        image: Annotated[UploadFile, File(description="the image (JPEG, PNG, WebP, ...)")],
+        prompt: Annotated[str, Form(description='what to find: "a wheel", "car . wheel ." or "car, wheel"')] = "",
+        ontology: Annotated[str, Form(description="name of an ontology from GET /v1/models (instead of a prompt)")] = "",
+        box_threshold: Annotated[float | None, Form(ge=0, le=1, description="for every class")] = None,
+        text_threshold: Annotated[float | None, Form(ge=0, le=1, description="for every class")] = None,
+        nms: Annotated[str | None, Form(description="class, agnostic or none")] = None,
+        nms_iou: Annotated[float | None, Form(ge=0, le=1)] = None,
+        max_detections: Annotated[int | None, Form(ge=1)] = None,
+        output: Annotated[str, Form(description="json (default) or png (annotated image)")] = "json",
+    ) -> Any:
+        """Segment what the prompt (or ontology) names; same JSON as `grounded segment`."""
+        if engine is None:
+            raise Refused("this server has no models", 503)
+        if output not in ("json", "png"):
+            raise Refused(f"output must be json or png, got {output!r}")
+        classes = _ontology(prompt, ontology)
+        options: dict[str, Any] = {k: v for k, v in (("nms", nms), ("nms_iou", nms_iou),
+                                                     ("max_detections", max_detections)) if v is not None}
+        for name, value in (("box", box_threshold), ("text", text_threshold)):
+            if value is not None:  # the page's slider applies to every class, over the ontology's own
+                options[f"{name}_threshold"] = value
+                options[f"class_{name}_thresholds"] = {c: value for c in classes.class_names}
+        SegmentOptions().updated(**options)  # bad values are refused before any model loads
+        data = image.file.read(limits.max_upload_bytes + 1)
+        name = image.filename or "upload"
+        array = decode_upload(data, name, limits.max_upload_bytes, limits.max_pixels)
+        tick = time.perf_counter()
+        detections, reused = engine.segment(array, data, classes, **options)
+        if output == "png":
+            from grounded.io.annotate import annotate
+
+            buffer = io.BytesIO()
+            annotate(array, detections).save(buffer, format="PNG")
+            return Response(buffer.getvalue(), media_type="image/png")
+        body = detections_to_json(detections, array.shape[:2], name)
+        body.update(classes=classes.class_names, seconds=round(time.perf_counter() - tick, 3),
+                    reused_image_encoding=reused,
+                    options=_applied(defaults, options))
+        return body
+
+    def _ontology(prompt: str, name: str) -> Ontology:
+        if prompt.strip() and name:
+            raise Refused("give a prompt or an ontology, not both")
+        if name:
+            if name not in ontologies:
+                raise Refused(f"unknown ontology {name!r}; choose from {sorted(ontologies)}", 404)
+            return ontologies[name]
+        if not prompt.strip():
+            raise Refused('empty prompt: type what to find (e.g. "a wheel" or "car . wheel .") or pick an ontology')
+        return Ontology.from_prompt(prompt)
+
+    def _run() -> RunView:
+        if run is None:
+            raise Refused("no run is being reviewed: start the server with --run OUT (a `grounded label` folder)", 404)
+        return run
+
+    @app.get("/v1/run")
+    def run_info() -> dict[str, Any]:
+        return _run().info()
+
+    @app.get("/v1/run/images")
+    def run_images() -> list[dict[str, Any]]:
+        return _run().images()
+
+    @app.get("/v1/run/record")
+    def run_record(file: Annotated[str, Query(description="image path relative to the images root")]) -> dict[str, Any]:
+        return _run().record(file)
+
+    @app.get("/v1/run/image", response_class=FileResponse)
+    def run_image(file: Annotated[str, Query(description="image path relative to the images root")]) -> FileResponse:
+        return FileResponse(_run().image_path(file))
+
+    @app.put("/v1/run/review")
+    async def run_review(request: Request, file: Annotated[str, Query()]) -> dict[str, Any]:
+        """Save one image's review (JSON body; see grounded/label/reviews.py). The model's record is not touched."""
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise Refused("send the review as JSON (Content-Type: application/json)", 415)
+        try:
+            body = await request.json()
+        except ValueError:
+            raise Refused("the review is not valid JSON") from None
+        return _run().save_review(file, body)
+
+    return app
+
+
+def _applied(defaults: SegmentOptions, options: dict[str, Any]) -> dict[str, Any]:
+    """The options a segment request ran with (defaults + the request's), for the page's client-side filter."""
+    merged = defaults.updated(**options)
+    return {k: getattr(merged, k) for k in ("box_threshold", "text_threshold", "nms", "nms_iou", "max_detections")}

@@ -1,0 +1,64 @@
+"""Fixtures of the serve tests: a labelling run made by the fake predictor, an app over it with tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason='grounded serve needs its extra: pip install "grounded[serve]"')
+
+REPO = Path(__file__).resolve().parents[2]
+CLASSES = ["car", "wheel", "door"]
+
+
+def make_run(folder: Path) -> Path:
+    """A `grounded label` run of 8 generated images (one unreadable) made with FakePredictor: folder/run."""
+    from grounded.label import label
+    from grounded.testing.fake import FakePredictor, make_images
+
+    images = folder / "images"
+    make_images(images, 8, size=(60, 80))
+    (images / "sub").mkdir()
+    Image.fromarray(np.full((40, 50, 3), 200, dtype=np.uint8)).save(images / "sub" / "grey.png")
+    (images / "broken.png").write_bytes(b"not an image")
+    label(images, CLASSES, folder / "run", predictor=FakePredictor(), formats=["coco"], preview=0, progress=False)
+    return folder / "run"
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    return make_run(tmp_path)
+
+
+@pytest.fixture
+def make_client(request):
+    """``make_client(run=None, token=None, engine=..., **create_app kwargs)`` -> a TestClient."""
+    from fastapi.testclient import TestClient
+
+    from grounded.serve.app import create_app
+    from grounded.serve.engine import Engine
+    from grounded.serve.runs import RunView
+
+    def make(run: Path | None = None, engine=None, **kwargs) -> TestClient:
+        # the tiny models are built only when a request needs them
+        engine = engine if engine is not None else Engine(lambda: request.getfixturevalue("tiny_predictor"))
+        app = create_app(engine, RunView(run) if run else None, prompts_dir=REPO / "prompts", **kwargs)
+        return TestClient(app)
+
+    return make
+
+
+def review_target(run: Path, least: int = 2) -> tuple[str, dict]:
+    """(image path, record) of the first image of the run with at least ``least`` detections."""
+    from grounded.label.manifest import read_manifest
+    from grounded.label.records import image_relatives, read_record
+
+    root = Path(read_manifest(run)["images_root"])
+    for rel in image_relatives(root, run):
+        record = read_record(run, rel)
+        if record and "error" not in record and len(record["detections"]) >= least:
+            return rel, record
+    raise AssertionError("the fake run has no image with enough detections")

@@ -1,0 +1,187 @@
+"""The page in a real headless Chromium (selenium) against a live `grounded serve` with the tiny models.
+
+Segment tab: upload a photo, type a prompt, wait for the overlay and the detection list. Review tab: reject
+one detection, relabel another, mark the image reviewed; then `grounded export` lacks / moves them.
+Screenshots go to the test's tmp folder. Skips when Chromium, chromedriver or selenium is absent
+(`apt-get install chromium chromium-driver`, `pip install selenium`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import CLASSES, REPO, make_run, review_target
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def _skip_reason() -> str | None:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not (os.path.isfile(path) or shutil.which(Path(path).name)):
+            return f"{path} not installed (apt-get install chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium not installed (pip install selenium)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dirs):
+    """A live `grounded serve --run RUN` subprocess on a free 127.0.0.1 port: (url, run folder)."""
+    run = make_run(tmp_path_factory.mktemp("browser"))
+    detector, segmenter = tiny_model_dirs
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "grounded.cli", "serve", "--port", str(port), "--run", str(run),
+           "--detector", str(detector), "--segmenter", str(segmenter), "--offline",
+           "--box-threshold", "0.2", "--text-threshold", "0"]
+    log = open(run.parent / "server.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/v1/health", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("grounded serve did not start:\n" + (run.parent / "server.log").read_text())
+            time.sleep(0.3)
+    yield url, run
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver, condition, timeout=90, what="condition"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+
+
+def _open(driver, url):
+    driver.get(url)
+    _wait(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "1", 30, "page ready")
+
+
+def test_segment_tab_uploads_a_photo_and_draws_detections(server, browser, tmp_path):
+    photo = REPO.parent / "shared" / "data" / "images" / "truck.jpg"
+    if not photo.is_file():
+        pytest.skip(f"shared data {photo} not present")
+    url, _ = server
+    _open(browser, url + "/?tab=segment")
+    assert browser.title == "grounded"
+    browser.find_element("id", "seg-file").send_keys(str(photo))
+    browser.find_element("id", "seg-prompt").send_keys("car . wheel")
+    browser.find_element("id", "seg-run").click()
+    items = "#seg-list li:not([hidden])"
+    _wait(browser, lambda d: int(d.find_element("id", "seg-canvas").get_attribute("data-drawn") or 0) > 0
+          and d.find_elements("css selector", items), what="overlay and detection list")
+    shown = len(browser.find_elements("css selector", items))
+    canvas = browser.find_element("id", "seg-canvas")
+    assert (int(canvas.get_attribute("width")), int(canvas.get_attribute("height"))) == (1800, 1200)
+    assert "detection(s)" in browser.find_element("id", "seg-message").text
+    browser.save_screenshot(str(tmp_path / "segment.png"))
+
+    # a stricter box threshold filters on the page, without asking the server again
+    browser.execute_script("const s = document.getElementById('seg-box'); s.value = 0.9;"
+                           "s.dispatchEvent(new Event('input'));")
+    assert "filtered here" in browser.find_element("id", "seg-message").text
+    assert len(browser.find_elements("css selector", items)) < shown
+    browser.find_element("id", "seg-list")  # still there
+
+
+def _review_file(run: Path, rel: str) -> dict:
+    path = run / "reviews" / f"{rel}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def test_review_tab_rejects_and_relabels_and_export_applies_it(server, browser, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    url, run = server
+    rel, record = review_target(run)
+    _open(browser, url + "/")
+    assert not browser.find_element("id", "panel-review").get_attribute("hidden")
+    entry = browser.find_element("xpath", f"//ul[@id='rv-images']/li[span[@class='file' and text()='{rel}']]")
+    entry.click()
+    _wait(browser, lambda d: browser.find_element("id", "rv-name").text == rel
+          and len(d.find_elements("css selector", "#rv-list li")) == len(record["detections"]), 30, "detections listed")
+
+    browser.find_element("css selector", "#rv-list li[data-index='0'] button.reject").click()
+    _wait(browser, lambda d: _review_file(run, rel).get("detections", {}).get("0") == {"status": "rejected"}, 30, "reject saved")
+    new_class = (record["detections"][1]["class_id"] + 1) % len(CLASSES)
+    Select(browser.find_element("css selector", "#rv-list li[data-index='1'] select.relabel")).select_by_value(str(new_class))
+    _wait(browser, lambda d: _review_file(run, rel).get("detections", {}).get("1", {}).get("class_id") == new_class,
+          30, "relabel saved")
+    browser.find_element("tag name", "body").send_keys(Keys.ENTER)  # keyboard: mark reviewed, go to the next image
+    _wait(browser, lambda d: _review_file(run, rel).get("reviewed") is True, 30, "marked reviewed")
+    _wait(browser, lambda d: browser.find_element("id", "rv-name").text != rel, 30, "moved to the next image")
+    browser.save_screenshot(str(tmp_path / "review.png"))
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "grounded.cli", "export", str(run), "--format", "coco"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    annotations = []
+    for split in ("train", "val"):
+        coco = json.loads((run / "coco" / f"{split}.json").read_text())
+        ids = [im["id"] for im in coco["images"] if im["file_name"] == rel]
+        annotations += [a for a in coco["annotations"] if ids and a["image_id"] == ids[0]]
+    assert len(annotations) == len(record["detections"]) - 1  # the rejected one is gone
+    x0, y0, x1, y1 = record["detections"][1]["xyxy"]
+    moved = [a for a in annotations if abs(a["bbox"][0] - x0) < 0.01 and abs(a["bbox"][1] - y0) < 0.01
+             and abs(a["bbox"][2] - (x1 - x0)) < 0.01]
+    assert [a["category_id"] for a in moved] == [new_class + 1]  # relabelled (COCO category = class + 1)
+
+
+def test_page_decodes_coco_rle_as_pycocotools_does(server, browser):
+    import numpy as np
+
+    from grounded.utils.masks import mask_to_rle
+
+    url, _ = server
+    _open(browser, url + "/?tab=segment")
+    rng = np.random.default_rng(1)
+    masks = [rng.random((37, 53)) < 0.3, np.zeros((5, 7), bool), np.ones((64, 3), bool)]
+    big = np.zeros((300, 410), bool)
+    big[20:290, 5:400] = True  # long runs: counts of several characters
+    for mask in [*masks, big]:
+        decoded = browser.execute_script("return Array.from(decodeMask(arguments[0]));", mask_to_rle(mask))
+        assert np.array_equal(np.asarray(decoded, dtype=bool).reshape(mask.shape), mask)
