@@ -38,7 +38,7 @@ def test_review_endpoints_and_export_applies_them(make_client, run_dir):
     info = client.get("/v1/run").json()
     assert info["classes"] == CLASSES
     listing = {e["file"]: e for e in client.get("/v1/run/images").json()}
-    assert listing["broken.png"]["status"] == "error" and "cannot be read" in listing["broken.png"]["error"]
+    assert listing["broken.png"]["status"] == "error" and "not an image" in listing["broken.png"]["error"]
     assert any(e["status"] == "labelled" and not e["class_ids"] for e in listing.values())  # a negative image
 
     rel, record = review_target(run_dir)
