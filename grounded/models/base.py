@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from grounded.models.loading import load_pretrained
+from grounded.utils.timing import StageTimer
 
 
 class PretrainedPair:
@@ -15,12 +16,14 @@ class PretrainedPair:
 
     role: ClassVar[str]  # "detector", "segmenter": names the CLI flag in load errors
     model_types: ClassVar[tuple[str, ...]]  # accepted config.model_type values
+    requires: ClassVar[tuple[str, ...]] = ()  # optional packages it imports (e.g. torchvision): the extra's
 
     def __init__(self, model: nn.Module, processor: Any, name: str = "") -> None:
         self.model = model.eval()
         self.processor = processor
         self.name = name
         self.autocast: torch.dtype | None = None  # forward passes under torch.autocast to this (acceleration.py)
+        self.timer = StageTimer()  # stage seconds; a Predictor shares its own timer with its backends
 
     @classmethod
     def classes(cls) -> tuple[Any, Any]:
