@@ -6,8 +6,8 @@ A semantic student predicts one class per pixel (the arg-max map). Two ways turn
   objects of one class merge into one: the known limit of the approach.
 - **boundary-aware** (``boundary`` given, the student's boundary head, contour-aware as in DCAN, Chen et al.
   2016): within each class region, pixels whose boundary probability is at least ``boundary_threshold`` are
-  cut out; the remaining *cores* are the connected components; every cut pixel then rejoins the nearest core
-  of its region (Euclidean distance transform). Two touching wheels whose shared contour the head marks
+  cut out; the remaining *cores* (connected, at least ``min_area`` pixels) seed the instances; every other
+  pixel of the region joins its nearest core (Euclidean distance transform). Two touching wheels whose shared contour the head marks
   come out as two instances covering the whole region between them. A region that is all boundary stays one
   instance.
 
@@ -43,27 +43,32 @@ def _empty(height: int, width: int) -> sv.Detections:
     return empty
 
 
-def split_region(region: np.ndarray, cut: np.ndarray | None) -> tuple[np.ndarray, int]:
+def split_region(region: np.ndarray, cut: np.ndarray | None, min_core: int = 1) -> tuple[np.ndarray, int]:
     """Instances of one class region (H, W) bool: (labels int32 (H, W), 0 outside, count).
 
     ``cut`` (H, W) bool marks boundary pixels; without it (or when it would erase the region) the labels are
-    the region's connected components.
+    the region's connected components. Cores smaller than ``min_core`` pixels are dropped (their pixels join
+    the nearest larger core).
     """
+    components, n = ndimage.label(region, structure=_EIGHT)
     if cut is None:
-        return ndimage.label(region, structure=_EIGHT)
+        return components, n
     cores, count = ndimage.label(region & ~cut, structure=_EIGHT)
-    if count == 0:
-        return ndimage.label(region, structure=_EIGHT)
-    # every region pixel takes the label of its nearest core pixel
+    if count and min_core > 1:
+        small = np.bincount(cores.ravel(), minlength=count + 1) < min_core
+        small[0] = False
+        if not small[1:].all():
+            cores[small[cores]] = 0
+    if not cores.any():
+        return components, n
+    # every region pixel takes the label of its nearest core pixel; a connected component of the region and
+    # a core together name one instance (so pieces that only meet across the background stay apart)
     _, (iy, ix) = ndimage.distance_transform_edt(cores == 0, return_indices=True)
-    labels = np.where(region, cores[iy, ix], 0).astype(np.int32)
-    # parts of the region no core reaches through the region itself stay apart: relabel connected pieces
-    out, total = np.zeros_like(labels), 0
-    for k in range(1, count + 1):
-        pieces, n = ndimage.label(labels == k, structure=_EIGHT)
-        out[pieces > 0] = pieces[pieces > 0] + total
-        total += n
-    return out, total
+    key = components.astype(np.int64) * (count + 1) + cores[iy, ix]
+    labels = np.zeros(region.shape, dtype=np.int32)
+    unique, inverse = np.unique(key[region], return_inverse=True)
+    labels[region] = inverse.reshape(-1) + 1
+    return labels, len(unique)
 
 
 def label_map_to_detections(
@@ -89,7 +94,7 @@ def label_map_to_detections(
             continue
         region = label_map == value
         (ys, xs), = ndimage.find_objects(region.astype(np.int8))  # work inside the region's box
-        components, _ = split_region(region[ys, xs], None if cut is None else cut[ys, xs])
+        components, _ = split_region(region[ys, xs], None if cut is None else cut[ys, xs], min_area)
         for k, local_box in enumerate(ndimage.find_objects(components), start=1):
             if local_box is None:
                 continue
@@ -99,9 +104,7 @@ def label_map_to_detections(
                 continue
             box = (slice(ys.start + local_box[0].start, ys.start + local_box[0].stop),
                    slice(xs.start + local_box[1].start, xs.start + local_box[1].stop))
-            mask = np.zeros((height, width), dtype=bool)
-            mask[box] = local
-            masks.append(mask)
+            masks.append((box, local))  # full-size masks are filled once, below
             boxes.append([box[1].start, box[0].start, box[1].stop, box[0].stop])
             scores.append(float(probs[value][box][local].mean()) if probs is not None else 1.0)
             classes.append(int(value) - 1)
@@ -109,9 +112,13 @@ def label_map_to_detections(
         return _empty(height, width)
     order = np.argsort(-np.asarray(scores), kind="stable")
     class_id = np.asarray(classes, dtype=int)[order]
+    full = np.zeros((len(masks), height, width), dtype=bool)
+    for row, k in enumerate(order):
+        box, local = masks[k]
+        full[row][box] = local
     return sv.Detections(
         xyxy=np.asarray(boxes, dtype=np.float32)[order],
-        mask=np.stack(masks)[order],
+        mask=full,
         confidence=np.asarray(scores, dtype=np.float32)[order],
         class_id=class_id,
         data={"class_name": np.array([class_names[c] for c in class_id])},

@@ -13,15 +13,14 @@ from grounded.utils.schedule import warmup_cosine
 
 
 @pytest.mark.parametrize("text, minutes", [("90s", 1.5), ("30m", 30.0), ("2h", 120.0), ("45", 45.0), ("1.5h", 90.0),
-                                           (" 10 min ", 10.0), (12, 12.0)])
-def test_durations_parse(text, minutes):
-    assert parse_budget(text) == pytest.approx(minutes)
-
-
-@pytest.mark.parametrize("text", ["soon", "-5m", "0", "10 days", ""])
-def test_bad_durations_are_input_errors(text):
-    with pytest.raises(InputError):
-        parse_budget(text)
+                                           (" 10 min ", 10.0), (12, 12.0), ("soon", None), ("-5m", None),
+                                           ("0", None), ("10 days", None), ("", None)])
+def test_durations_parse_and_bad_ones_are_input_errors(text, minutes):
+    if minutes is None:
+        with pytest.raises(InputError):
+            parse_budget(text)
+    else:
+        assert parse_budget(text) == pytest.approx(minutes)
 
 
 class Clock:
