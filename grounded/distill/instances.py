@@ -6,8 +6,11 @@ A semantic student predicts one class per pixel (the arg-max map). Two ways turn
   objects of one class merge into one: the known limit of the approach.
 - **boundary-aware** (``boundary`` given, the student's boundary head, contour-aware as in DCAN, Chen et al.
   2016): within each class region, pixels whose boundary probability is at least ``boundary_threshold`` are
-  cut out; the remaining *cores* (connected, at least ``min_area`` pixels) seed the instances; every other
-  pixel of the region joins its nearest core (Euclidean distance transform). Two touching wheels whose shared contour the head marks
+  cut out; the remaining *cores* (connected, at least ``min_area`` pixels and ``core_fraction`` of their
+  connected region) seed the instances; every other pixel of the region joins its nearest core (Euclidean
+  distance transform). The defaults (threshold 0.7, fraction 0.2) were the best of those tried on car-parts
+  held-out photos, where touching parts of one class are rare and connected components still score a higher
+  mask AP (README); the split is for objects that do touch. Two touching wheels whose shared contour the head marks
   come out as two instances covering the whole region between them. A region that is all boundary stays one
   instance.
 
@@ -43,19 +46,24 @@ def _empty(height: int, width: int) -> sv.Detections:
     return empty
 
 
-def split_region(region: np.ndarray, cut: np.ndarray | None, min_core: int = 1) -> tuple[np.ndarray, int]:
+def split_region(region: np.ndarray, cut: np.ndarray | None, min_core: int = 1,
+                 core_fraction: float = 0.0) -> tuple[np.ndarray, int]:
     """Instances of one class region (H, W) bool: (labels int32 (H, W), 0 outside, count).
 
     ``cut`` (H, W) bool marks boundary pixels; without it (or when it would erase the region) the labels are
-    the region's connected components. Cores smaller than ``min_core`` pixels are dropped (their pixels join
-    the nearest larger core).
+    the region's connected components. Cores smaller than ``min_core`` pixels, or than ``core_fraction`` of
+    their connected component of the region, are dropped (their pixels join the nearest larger core).
     """
     components, n = ndimage.label(region, structure=_EIGHT)
     if cut is None:
         return components, n
     cores, count = ndimage.label(region & ~cut, structure=_EIGHT)
-    if count and min_core > 1:
-        small = np.bincount(cores.ravel(), minlength=count + 1) < min_core
+    if count and (min_core > 1 or core_fraction > 0):
+        sizes = np.bincount(cores.ravel(), minlength=count + 1)
+        component_sizes = np.bincount(components.ravel(), minlength=n + 1)
+        owner = np.zeros(count + 1, dtype=np.int64)  # the region component each core lies in
+        owner[cores.ravel()] = components.ravel()
+        small = (sizes < min_core) | (sizes < core_fraction * component_sizes[owner])
         small[0] = False
         if not small[1:].all():
             cores[small[cores]] = 0
@@ -78,7 +86,8 @@ def label_map_to_detections(
     min_area: int = 16,
     ignore_value: int | None = 255,
     boundary: np.ndarray | None = None,
-    boundary_threshold: float = 0.5,
+    boundary_threshold: float = 0.7,
+    core_fraction: float = 0.2,
 ) -> sv.Detections:
     """Semantic map (H, W) (0 = background, c + 1 = class c) -> instances as ``sv.Detections``.
 
@@ -94,7 +103,7 @@ def label_map_to_detections(
             continue
         region = label_map == value
         (ys, xs), = ndimage.find_objects(region.astype(np.int8))  # work inside the region's box
-        components, _ = split_region(region[ys, xs], None if cut is None else cut[ys, xs], min_area)
+        components, _ = split_region(region[ys, xs], None if cut is None else cut[ys, xs], min_area, core_fraction)
         for k, local_box in enumerate(ndimage.find_objects(components), start=1):
             if local_box is None:
                 continue
@@ -126,7 +135,7 @@ def label_map_to_detections(
 
 
 def probs_to_detections(probs: np.ndarray, class_names: Sequence[str], min_area: int = 16,
-                        boundary: np.ndarray | None = None, boundary_threshold: float = 0.5) -> sv.Detections:
+                        boundary: np.ndarray | None = None, boundary_threshold: float = 0.7) -> sv.Detections:
     """Class probabilities (K + 1, H, W) (softmax over channel 0) [+ boundary (H, W)] -> instances."""
     return label_map_to_detections(probs.argmax(0).astype(np.int32), class_names, probs, min_area, ignore_value=None,
                                    boundary=boundary, boundary_threshold=boundary_threshold)
