@@ -97,8 +97,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from grounded.distill.workflow import train_run
 
+    from grounded.distill.data import open_dataset
+
     student, config = configs_from_args(args)
-    summary = train_run(args.dataset, args.out, student, config, resume=not args.no_resume,
+    dataset = open_dataset(args.dataset, config.val_fraction, config.seed, strict=args.strict)
+    summary = train_run(dataset, args.out, student, config, resume=not args.no_resume,
                         export=not args.no_export, evaluate=args.evaluate)
     print(f"student {student.arch}/{student.size}: {summary['params'] / 1e6:.2f} M parameters, "
           f"{summary['gflops']:.2f} GFLOPs per {summary['image_size']} px image; trained {summary['steps']} steps "
