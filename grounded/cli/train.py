@@ -95,9 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from grounded.distill.workflow import train_run
-
     from grounded.distill.data import open_dataset
+    from grounded.distill.workflow import train_run
 
     student, config = configs_from_args(args)
     dataset = open_dataset(args.dataset, config.val_fraction, config.seed, strict=args.strict)
