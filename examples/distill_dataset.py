@@ -1,6 +1,6 @@
 """Train a student on an existing dataset with the Python API, evaluate it, export it, and predict.
 
-    python examples/distill_dataset.py ../shared/data/car_parts/train runs/car_parts --minutes 5
+    python examples/distill_dataset.py ../shared/data/car_parts/train runs/car_parts --budget 5m
     python examples/distill_dataset.py labelled_run/ runs/student --arch segformer --pretrained nvidia/mit-b0
 
 The dataset may be a ``grounded label`` run, a COCO json or folder, a YOLO-seg folder or images/ + masks/.
@@ -20,28 +20,28 @@ from grounded.distill import (
     open_dataset,
     train_run,
 )
+from grounded.distill.budget import parse_budget
+from grounded.distill.config import ARCHS
 from grounded.distill.evaluate import format_table
+from grounded.distill.workflow import default_lr
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset")
     parser.add_argument("out")
-    parser.add_argument("--arch", default="unet", choices=["unet", "segformer", "backbone_unet"])
-    parser.add_argument("--size", default=None, help="unet: tiny/small/base/large; segformer: b0..b5")
-    parser.add_argument("--pretrained", default=None, help="Hugging Face name or local folder (segformer/backbone_unet)")
-    parser.add_argument("--minutes", type=float, default=None, help="stop training after this long")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--arch", default="fast", choices=list(ARCHS))
+    parser.add_argument("--size", default="small", help="fast: tiny/small/base; unet: tiny/small/base/large")
+    parser.add_argument("--pretrained", default=None, help="transformers students: Hugging Face name or local folder")
+    parser.add_argument("--budget", default="5m", help="training time, e.g. 90s, 30m, 2h (the schedule fits it)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    student = StudentConfig(arch=args.arch, size=args.size or ("small" if args.arch == "unet" else "b0"),
-                            pretrained=args.pretrained)
-    config = TrainConfig(image_size=args.image_size, epochs=args.epochs, max_minutes=args.minutes,
-                         lr=1e-3 if args.arch == "unet" else 1e-4)
+    student = StudentConfig(arch=args.arch, size=args.size, pretrained=args.pretrained)
+    config = TrainConfig(budget_minutes=parse_budget(args.budget), lr=default_lr(student))
     summary = train_run(args.dataset, args.out, student, config, export=True)
-    print(f"best validation mIoU {summary['best_val_miou']:.3f} after {summary['steps']} steps; ONNX: {summary['onnx']}")
+    print(f"{summary['params'] / 1e6:.2f} M parameters, {summary['gflops']:.2f} GFLOPs per image; best validation "
+          f"mIoU {summary['best_val_miou']:.3f} after {summary['steps']} steps; ONNX: {summary['onnx']}")
 
     metrics, report = evaluate_run(args.out, pairs=4)  # on the run's own validation split
     print(format_table(metrics))

@@ -13,6 +13,7 @@ import argparse
 import logging
 
 from grounded.distill import StudentConfig, TrainConfig, distill
+from grounded.distill.budget import parse_budget
 
 
 def main() -> None:
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("--ontology", help="YAML ontology, e.g. prompts/car_parts.yaml")
     parser.add_argument("--classes", default="car, wheel", help="comma-separated class names (no --ontology)")
     parser.add_argument("--fake", action="store_true", help="label with grounded.testing.fake.FakePredictor")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--budget", default="10m", help="training time for the student, e.g. 90s, 30m, 2h")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -32,7 +33,7 @@ def main() -> None:
 
         teacher = FakePredictor()
     summary = distill(args.images, args.ontology or args.classes, args.out,
-                      StudentConfig(arch="unet", size="small"), TrainConfig(image_size=256, epochs=args.epochs),
+                      StudentConfig(), TrainConfig(budget_minutes=parse_budget(args.budget)),
                       predictor=teacher)
     print(f"labels: {summary['labels']} (reused: {summary['labels_reused']})")
     print(f"student: {summary['onnx']}; validation mIoU {summary['eval']['miou']:.3f}, mask AP {summary['eval']['mask_ap']:.3f}")

@@ -30,10 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-area", type=int, default=16, help="drop instances smaller than this many pixels")
     p.add_argument("--device", default="auto", help="torch students: auto | cpu | cuda ... (default %(default)s)")
     p.add_argument("--no-labels", action="store_true", help="draw masks and boxes without text labels")
+    p.add_argument("--instances", choices=["boundary", "components"], default="boundary",
+                   help="split touching objects with the boundary head (default), or connected components")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from grounded.cli.segment import _output_stems
     from grounded.distill.predictor import StudentPredictor
     from grounded.io.annotate import annotate
@@ -42,12 +46,15 @@ def run(args: argparse.Namespace) -> int:
 
     arrays = [load_image(path) for path in args.images]  # a bad file fails before the model loads
     predictor = StudentPredictor.load(args.model, device=args.device, min_area=args.min_area)
+    predictor.instances = args.instances
     args.out.mkdir(parents=True, exist_ok=True)
     for path, stem, image in tqdm(list(zip(args.images, _output_stems(args.images), arrays, strict=True)), desc="predict",
                                   unit="img", disable=len(args.images) < 2):
         detections = predictor.predict(image)
         annotate(image, detections, labels=not args.no_labels).save(args.out / f"{stem}.png")
         write_json(detections_to_json(detections, image.shape[:2], str(path)), args.out / f"{stem}.json")
-        logger.info("%s: %d detections", path, len(detections))
+        counts = ", ".join(f"{n} {name}" for name, n in zip(*np.unique(detections.data.get("class_name", []),
+                                                                          return_counts=True), strict=True))
+        print(f"{path}: {len(detections)} instance(s){': ' + counts if counts else ''}")
     print(f"wrote {len(args.images)} PNG + JSON pair(s) to {args.out}")
     return 0

@@ -1,6 +1,8 @@
 """``grounded train DATASET --out RUN``: train a small student on an existing dataset, then export it to ONNX.
 
 DATASET: a ``grounded label`` run, a COCO json / folder, a YOLO-seg folder (data.yaml) or images/ + masks/.
+The default student is FastSeg small (real-time, from scratch), trained within a 30-minute budget: the first
+steps are timed, the steps that fit are fixed, and warm-up + cosine decay are laid over exactly those.
 Re-running with the same --out resumes an interrupted run.
 """
 
@@ -13,9 +15,11 @@ from pathlib import Path
 from grounded.errors import InputError
 
 EXAMPLES = """examples:
-  grounded train runs/label_cars --out runs/student                      # U-Net, small, from scratch
-  grounded train ../shared/data/car_parts/train --out RUN --size tiny --epochs 20 --image-size 256
-  grounded train data/ --out RUN --arch segformer --pretrained nvidia/mit-b0
+  grounded train runs/label_cars --out runs/student                       # FastSeg small, 30-minute budget
+  grounded train ../shared/data/car_parts/train --out RUN --budget 2h --size base
+  grounded train data/ --out RUN --arch unet --size tiny --epochs 20 --image-size 256
+  grounded train data/ --out RUN --arch segformer --pretrained nvidia/mit-b0 --max-steps 2000
+  grounded train data/ --out RUN --arch mobilenet_deeplab --pretrained google/deeplabv3_mobilenet_v2_1.0_513
   grounded train data/ --out RUN --arch backbone_unet --pretrained ./resnet-18   # local folder, offline
 
 writes RUN/student.safetensors + student.json (best by validation mIoU), RUN/student.onnx,
@@ -28,12 +32,17 @@ def add_student_arguments(p: argparse.ArgumentParser, device: bool = True) -> No
 
     d = TrainConfig()
     s = p.add_argument_group("student")
-    s.add_argument("--arch", choices=ARCHS, default="unet", help="network (default %(default)s)")
+    s.add_argument("--arch", choices=ARCHS, default="fast", help="network (default %(default)s: FastSeg, real-time)")
     s.add_argument("--size", default=None,
-                   help="unet: tiny | small | base | large (default small); segformer without --pretrained: b0..b5")
-    s.add_argument("--pretrained", default=None, help="segformer / backbone_unet: Hugging Face name or local folder")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s")
+                   help="fast: tiny | small | base (default small); unet: tiny | small | base | large; without "
+                        "--pretrained: segformer b0..b5, mobilenet_deeplab / mobilevit a width multiplier (1.0)")
+    s.add_argument("--pretrained", default=None, help="transformers students: Hugging Face name or local folder")
+    s.add_argument("--no-boundary-head", action="store_true",
+                   help="no instance-boundary channel (touching objects of a class then merge)")
+    t = p.add_argument_group("training (length: --budget, or --epochs, or --max-steps; default --budget 30m)")
+    t.add_argument("--budget", default=None, metavar="DURATION",
+                   help="plan the run to fit this wall time, e.g. 90s, 30m, 2h (default 30m when no length is given)")
+    t.add_argument("--epochs", type=int, default=None, help="count in epochs instead of a budget")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
     t.add_argument("--image-size", type=int, default=d.image_size, help="training side in pixels (default %(default)s)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: by architecture)")
@@ -41,8 +50,9 @@ def add_student_arguments(p: argparse.ArgumentParser, device: bool = True) -> No
     t.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="validation share when the dataset has no val split (default %(default)s)")
     t.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
-    t.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
-    t.add_argument("--max-steps", type=int, default=None, help="stop training after this many steps")
+    t.add_argument("--max-minutes", type=float, default=None, help=argparse.SUPPRESS)  # older name of --budget
+    t.add_argument("--max-steps", type=int, default=None,
+                   help="alone: train this many steps; with --budget / --epochs: stop after this many")
     if device:
         t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ... (default %(default)s)")
     t.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
@@ -52,18 +62,21 @@ def add_student_arguments(p: argparse.ArgumentParser, device: bool = True) -> No
 
 def configs_from_args(args: argparse.Namespace):  # noqa: ANN201
     """(StudentConfig, TrainConfig) from parsed arguments."""
+    from grounded.distill.budget import parse_budget
     from grounded.distill.config import StudentConfig, TrainConfig
     from grounded.distill.workflow import default_lr
 
-    size = args.size or ("small" if args.arch == "unet" else "b0")
-    student = StudentConfig(arch=args.arch, size=size, pretrained=args.pretrained)
+    default_size = {"fast": "small", "unet": "small", "segformer": "b0"}.get(args.arch, "1.0")
+    student = StudentConfig(arch=args.arch, size=args.size or default_size, pretrained=args.pretrained,
+                            boundary_head=not args.no_boundary_head)
     if args.arch == "backbone_unet" and not args.pretrained:
         raise InputError("--arch backbone_unet needs --pretrained NAME_OR_FOLDER (e.g. microsoft/resnet-18)")
+    budget = parse_budget(args.budget) if args.budget is not None else args.max_minutes
     config = TrainConfig(
-        image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
+        image_size=args.image_size, budget_minutes=budget, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr if args.lr is not None else default_lr(student), focal_weight=args.focal,
-        val_fraction=args.val_fraction, seed=args.seed, max_minutes=args.max_minutes, max_steps=args.max_steps,
-        device=args.device or "auto", amp=args.amp,
+        val_fraction=args.val_fraction, seed=args.seed, max_steps=args.max_steps,
+        device=getattr(args, "device", None) or "auto", amp=args.amp,
     )
     return student, config
 
@@ -75,15 +88,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder (created; resumed if unfinished)")
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export")
     p.add_argument("--evaluate", action="store_true", help="also evaluate on the validation split (RUN/eval/)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a dataset with any unusable image or annotation (default: skip them, with a count)")
     add_student_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from grounded.distill.data import open_dataset
     from grounded.distill.workflow import train_run
 
     student, config = configs_from_args(args)
-    summary = train_run(args.dataset, args.out, student, config, resume=not args.no_resume,
+    dataset = open_dataset(args.dataset, config.val_fraction, config.seed, strict=args.strict)
+    summary = train_run(dataset, args.out, student, config, resume=not args.no_resume,
                         export=not args.no_export, evaluate=args.evaluate)
+    print(f"student {student.arch}/{student.size}: {summary['params'] / 1e6:.2f} M parameters, "
+          f"{summary['gflops']:.2f} GFLOPs per {summary['image_size']} px image; trained {summary['steps']} steps "
+          f"(planned {summary['planned_steps']}) in {summary['train_minutes']:.1f} min, final lr {summary['final_lr']:.2e}")
     print(json.dumps(summary, indent=2))
     return 0

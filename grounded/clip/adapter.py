@@ -16,7 +16,6 @@ folder (``ADAPTER/adapter.*``), or either file.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 from grounded.clip.config import AdapterConfig
 from grounded.clip.identity import identity_mismatch
 from grounded.errors import InputError, ModelLoadError
+from grounded.utils.checkpoint import load_weights, read_checkpoint, save_checkpoint
 
 FORMAT = "grounded-text-adapter/1"
 
@@ -83,29 +83,16 @@ class TextPromptAdapter(nn.Module):
 
     def save(self, folder: str | Path, name: str = "adapter", **extra: Any) -> Path:
         """Write ``folder/name.safetensors`` + ``folder/name.json`` (``extra`` kept in the JSON); return the weights."""
-        from safetensors.torch import save_model
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        weights = folder / f"{name}.safetensors"
-        tmp = folder / f"{name}.safetensors.tmp"
-        save_model(self, str(tmp))
-        tmp.replace(weights)  # atomic: an interrupted save never leaves torn weights
-        meta_tmp = folder / f"{name}.json.tmp"
-        meta_tmp.write_text(json.dumps(self.record(**extra), indent=2))
-        meta_tmp.replace(folder / f"{name}.json")
-        return weights
+        return save_checkpoint(self, folder, name, self.record(**extra))
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TextPromptAdapter:
         """Load a saved adapter (eval mode): a training folder, or its ``.safetensors`` / ``.json`` file."""
-        from safetensors.torch import load_model
-
         record, weights = read_adapter_record(path)
         try:
             adapter = cls(AdapterConfig(**record["config"]), record.get("sam"), record.get("clip"))
-            load_model(adapter, str(weights))
-        except (RuntimeError, OSError, TypeError, KeyError) as exc:
+            load_weights(adapter, weights, "text-prompt adapter")
+        except (TypeError, KeyError) as exc:
             raise ModelLoadError(f"cannot load the text-prompt adapter {weights}: {exc}") from None
         adapter.training_record = {k: v for k, v in record.items() if k not in {"format", "config", "sam", "clip"}}
         return adapter.to(device).eval()
@@ -113,14 +100,5 @@ class TextPromptAdapter(nn.Module):
 
 def read_adapter_record(path: str | Path) -> tuple[dict[str, Any], Path]:
     """(the JSON record, the weights path) of an adapter folder or file."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / "adapter.safetensors"
-    weights, meta = path.with_suffix(".safetensors"), path.with_suffix(".json")
-    if not weights.is_file() or not meta.is_file():
-        raise InputError(f"no text-prompt adapter at {str(path)!r}: expected {weights.name} and {meta.name} "
-                         f"(the --out folder of `grounded train-adapter`)")
-    record = json.loads(meta.read_text())
-    if record.get("format") != FORMAT:
-        raise ModelLoadError(f"{meta} is not a text-prompt adapter record (format {record.get('format')!r})")
-    return record, weights
+    return read_checkpoint(path, "adapter", (FORMAT,), "text-prompt adapter",
+                           "the --out folder of `grounded train-adapter`")

@@ -47,6 +47,7 @@ from grounded.errors import InputError
 from grounded.models.segmenter import boxes_to_sam_frame
 from grounded.ontology import Ontology
 from grounded.utils.images import find_images, load_image
+from grounded.utils.schedule import warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -163,10 +164,7 @@ def evaluate(adapter: TextPromptAdapter, sam_model: torch.nn.Module, items: Sequ
 
 def lr_at(step: int, config: AdapterTrainConfig) -> float:
     """Learning rate of ``step``: linear warm-up, then cosine from ``lr`` to ``lr * min_lr_ratio``."""
-    if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
-    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return config.lr * warmup_cosine(step, config.warmup, config.steps, config.min_lr_ratio)
 
 
 def batch_at(step: int, n: int, config: AdapterTrainConfig) -> list[int]:

@@ -4,19 +4,26 @@ The loop, from Python (the ``grounded train / evaluate / predict / distill`` com
 
     from grounded.distill import StudentConfig, TrainConfig, train_run, evaluate_run, StudentPredictor
 
-    train_run("runs/labels", "runs/student", StudentConfig(arch="unet", size="small"), TrainConfig(epochs=40))
-    metrics, report_dir = evaluate_run("runs/student")            # val split: IoU, mIoU, mask AP
+    train_run("runs/labels", "runs/student", StudentConfig(), TrainConfig(budget_minutes=30))   # FastSeg, 30 min
+    metrics, report_dir = evaluate_run("runs/student")            # val split: IoU, mIoU, mask AP (both ways)
     detections = StudentPredictor.load("runs/student/student.onnx").predict("photo.jpg")   # sv.Detections
 
 Modules, in the order data flows:
 
 - :mod:`~.data`: datasets (label runs, COCO, YOLO-seg, mask PNGs), lazy, split by seed;
-- :mod:`~.augment`: letterboxing, flip / scale-and-crop / colour jitter on image and mask together;
-- :mod:`~.students`: U-Net (pure torch), SegFormer and AutoBackbone U-Net (transformers);
-- :mod:`~.losses`: cross-entropy + Dice (+ focal), class weights from label frequencies;
-- :mod:`~.train`: AdamW, warm-up + cosine, AMP, best-by-validation checkpoints, resume;
-- :mod:`~.checkpoint`: safetensors + JSON; :mod:`~.export`: ONNX and onnxruntime;
-- :mod:`~.predictor` + :mod:`~.instances`: images -> class probabilities -> ``sv.Detections``;
+- :mod:`~.cache`: every item decoded once, letterboxed to the training size and held in memory (images,
+  class maps, instance-boundary maps);
+- :mod:`~.augment`: letterboxing, flip (left/right classes swapped) / multi-scale class-balanced crops /
+  colour jitter on image and maps together;
+- :mod:`~.students`: FastSeg (real-time, pure torch, the default) and U-Net (pure torch); SegFormer,
+  DeepLabV3 + MobileNetV2, MobileViTV2 and an AutoBackbone U-Net (transformers); parameters and GFLOPs;
+- :mod:`~.losses`: cross-entropy + Dice (+ focal), class weights from label frequencies, boundary BCE;
+- :mod:`~.budget`: a wall-time budget turned into a number of steps, re-planned as the machine's speed changes;
+- :mod:`~.train`: AdamW under the project's one warm-up + cosine schedule, AMP on CUDA, best-by-validation
+  checkpoints, resume;
+- :mod:`~.checkpoint`: safetensors + JSON (the project's one format); :mod:`~.export`: ONNX and onnxruntime;
+- :mod:`~.predictor` + :mod:`~.instances`: images -> class and boundary probabilities -> ``sv.Detections``
+  (touching objects of one class split by the boundary head, or connected components);
 - :mod:`~.metrics` + :mod:`~.evaluate`: IoU / mIoU / pixel accuracy and pycocotools mask AP, reports;
 - :mod:`~.workflow`: the steps chained (train -> export -> evaluate; label -> train for ``distill``).
 
@@ -30,7 +37,7 @@ from typing import Any
 
 _EXPORTS = {
     "StudentConfig": "config", "TrainConfig": "config", "AugmentConfig": "config",
-    "build_student": "students", "Student": "students",
+    "build_student": "students", "Student": "students", "profile": "students", "parse_budget": "budget",
     "open_dataset": "data", "TrainResult": "train",  # the function train: grounded.distill.train.train
     "save_student": "checkpoint", "load_student": "checkpoint",
     "export_onnx": "export", "StudentPredictor": "predictor",

@@ -1,4 +1,4 @@
-"""Geometry shared by training and inference, training augmentations, and the torch ``Dataset``.
+"""Geometry shared by training and inference, and training augmentations.
 
 Sizing. Training letterboxes every image to a ``size`` x ``size`` square: the long side is resized to
 ``size`` (aspect kept, bilinear for the image, nearest for the class map) and the rest is padded, image with
@@ -11,12 +11,14 @@ applied identically to the image (3, S, S) and the target (S, S):
 
 - horizontal flip (probability ``hflip``); classes whose names contain ``left``/``right`` are swapped with
   their mirror class when the dataset has it (``front_left_door`` <-> ``front_right_door``);
-- scale-and-crop: zoom by a factor drawn from ``scale``, then crop (zoom in) or pad (zoom out) back to S x S
-  at a random offset;
+- multi-scale: zoom by a factor drawn from ``scale``, then crop (zoom in) or pad (zoom out) back to S x S;
+  crops are class-balanced (``balanced_crops``): centred on a pixel of a class drawn among those present
+  with probability ~ frequency ** -0.5, so rare parts are seen as often as they can be;
 - colour jitter on the image only: brightness, contrast, saturation.
 
-Determinism: :class:`TrainSet` seeds each sample's generator from ``(seed, epoch, index)``, so an epoch's
-augmentations do not depend on worker count, on order, or on whether training was interrupted and resumed.
+Determinism: :class:`~grounded.distill.cache.CachedSet` seeds each sample's generator from ``(seed, epoch,
+index)``, so an epoch's augmentations do not depend on worker count, on order, or on whether training was
+interrupted and resumed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.nn import functional as F
-from torch.utils.data import Dataset
 
 from grounded.distill.config import IGNORE_INDEX, AugmentConfig
 
@@ -81,28 +82,50 @@ def _uniform(g: torch.Generator, low: float, high: float) -> float:
     return low + (high - low) * float(torch.rand((), generator=g))
 
 
+def _crop_offset(g: torch.Generator, classes: torch.Tensor, new: int, size: int,
+                 balance: torch.Tensor | None) -> tuple[int, int]:
+    """Top-left corner of a ``size`` crop of a ``new`` x ``new`` map: random, or (``balance``: weights per class)
+    centred on a random pixel of a class drawn among those present with probability proportional to its weight."""
+    if balance is not None:
+        present = torch.unique(classes)
+        present = present[present < len(balance)]
+        weights = balance[present] if len(present) else balance[:0]
+        if len(weights) and float(weights.sum()) > 0:
+            c = present[int(torch.multinomial(weights, 1, generator=g))]
+            ys, xs = torch.nonzero(classes == c, as_tuple=True)
+            k = int(torch.randint(0, len(ys), (), generator=g))
+            clamp = lambda v: min(max(int(v) - size // 2, 0), new - size)  # noqa: E731
+            return clamp(ys[k]), clamp(xs[k])
+    return tuple(int(torch.randint(0, new - size + 1, (), generator=g)) for _ in range(2))  # type: ignore[return-value]
+
+
 def augment(
-    image: torch.Tensor, target: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, lut: torch.Tensor
+    image: torch.Tensor, target: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, lut: torch.Tensor,
+    balance: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment image (3, S, S) float in [0, 1] and target (S, S) long; see the module docstring."""
+    """Augment image (3, S, S) float in [0, 1] and target (S, S) or (M, S, S) long (the class map first, then
+    maps that only move with it, such as instance boundaries); see the module docstring. ``balance``: per-class
+    weights for class-balanced crops (with ``cfg.balanced_crops``)."""
     size = image.shape[-1]
+    maps = target if target.dim() == 3 else target[None]
     if float(torch.rand((), generator=g)) < cfg.hflip:
-        image, target = image.flip(-1), lut[target.flip(-1)]
+        image, maps = image.flip(-1), maps.flip(-1)
+        maps = torch.cat([lut[maps[:1]], maps[1:]])
     scale = _uniform(g, *cfg.scale)
     new = max(1, round(size * scale))
     if new != size:
         image = F.interpolate(image[None], size=(new, new), mode="bilinear", align_corners=False)[0]
-        target = F.interpolate(target[None, None].float(), size=(new, new), mode="nearest")[0, 0].long()
+        maps = F.interpolate(maps[None].float(), size=(new, new), mode="nearest")[0].long()
         if new > size:
-            y, x = (int(torch.randint(0, new - size + 1, (), generator=g)) for _ in range(2))
-            image, target = image[:, y : y + size, x : x + size], target[y : y + size, x : x + size]
+            y, x = _crop_offset(g, maps[0], new, size, balance if cfg.balanced_crops else None)
+            image, maps = image[:, y : y + size, x : x + size], maps[:, y : y + size, x : x + size]
         else:
             y, x = (int(torch.randint(0, size - new + 1, (), generator=g)) for _ in range(2))
             canvas = image.new_zeros((3, size, size))
             canvas[:, y : y + new, x : x + new] = image
-            labels = target.new_full((size, size), IGNORE_INDEX)
-            labels[y : y + new, x : x + new] = target
-            image, target = canvas, labels
+            labels = maps.new_full((len(maps), size, size), IGNORE_INDEX)
+            labels[:, y : y + new, x : x + new] = maps
+            image, maps = canvas, labels
     if cfg.brightness:
         image = image * _uniform(g, 1 - cfg.brightness, 1 + cfg.brightness)
     if cfg.contrast:
@@ -111,36 +134,10 @@ def augment(
     if cfg.saturation:
         gray = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
         image = (image - gray) * _uniform(g, 1 - cfg.saturation, 1 + cfg.saturation) + gray
-    return image.clamp(0.0, 1.0).contiguous(), target.contiguous()
+    maps = maps if target.dim() == 3 else maps[0]
+    return image.clamp(0.0, 1.0).contiguous(), maps.contiguous()
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A well-mixed 63-bit seed for one sample of one epoch."""
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-class TrainSet(Dataset):
-    """Items of a :class:`~grounded.distill.data.View` as (pixels (3, S, S) float, target (S, S) long).
-
-    With ``augment`` None (validation) items are only letterboxed. Call :meth:`set_epoch` before each epoch.
-    """
-
-    def __init__(self, view, size: int, augment_cfg: AugmentConfig | None = None, seed: int = 0) -> None:  # noqa: ANN001
-        self.view, self.size, self.augment_cfg, self.seed = view, size, augment_cfg, seed
-        self.epoch = 0
-        self.lut = flip_map(view.class_names)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.view)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, target = letterbox(self.view.image(i), self.view.semantic(i), self.size)
-        pixels = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
-        labels = torch.from_numpy(target.astype(np.int64))
-        if self.augment_cfg is not None:
-            g = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, i))
-            pixels, labels = augment(pixels, labels, self.augment_cfg, g, self.lut)
-        return pixels, labels

@@ -3,10 +3,14 @@
 Every field has a default that works; the comments say what to change and why. Both classes round-trip
 through JSON (``to_dict`` / ``from_dict``) so a run folder records exactly what was trained::
 
-    StudentConfig(arch="unet", size="tiny")            # from scratch, CPU real-time
+    StudentConfig()                                     # FastSeg small, from scratch: the real-time default
+    StudentConfig(arch="unet", size="tiny")             # the full-resolution U-Net
     StudentConfig(arch="segformer", pretrained="nvidia/mit-b0")
+    StudentConfig(arch="mobilenet_deeplab", pretrained="google/deeplabv3_mobilenet_v2_1.0_513")
+    StudentConfig(arch="mobilevit", pretrained="apple/mobilevitv2-1.0-imagenet1k-256")
     StudentConfig(arch="backbone_unet", pretrained="microsoft/resnet-18")
-    TrainConfig(epochs=30, image_size=320, seed=0)
+    TrainConfig(budget_minutes=30)                      # plan the run to fit 30 minutes (the default)
+    TrainConfig(epochs=30, image_size=320, seed=0)      # or count in epochs / steps
 """
 
 from __future__ import annotations
@@ -17,12 +21,21 @@ from typing import Any
 
 from grounded.errors import InputError
 
-ARCHS = ("unet", "segformer", "backbone_unet")
+ARCHS = ("fast", "unet", "segformer", "mobilenet_deeplab", "mobilevit", "backbone_unet")
+DEFAULT_BUDGET_MINUTES = 30.0  # a run given neither a budget, epochs nor steps plans itself to fit this
 IGNORE_INDEX = 255  # target value of pixels that take no part in the loss or the metrics (padding, "don't care")
 
 # U-Net sizes: (base_channels, depth). Channels double at every level; the input size must be a multiple
 # of 2**depth. "tiny" runs in real time on a laptop CPU at 256 px, "large" is the accurate end.
 UNET_SIZES: dict[str, tuple[int, int]] = {"tiny": (8, 3), "small": (16, 4), "base": (32, 4), "large": (64, 5)}
+
+# FastSeg sizes: widths (stem, 1/4, 1/8, 1/16, 1/32), inverted residual blocks at 1/8, 1/16, 1/32, decoder
+# width. "small" (the default) runs a 512 px image in well under 30 ms on one CPU thread through ONNX Runtime.
+FAST_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"widths": (16, 24, 32, 64, 96), "blocks": (1, 2, 2), "decoder": 32},
+    "small": {"widths": (16, 32, 48, 96, 160), "blocks": (2, 3, 3), "decoder": 64},
+    "base": {"widths": (24, 32, 64, 128, 256), "blocks": (3, 4, 4), "decoder": 96},
+}
 
 # SegFormer (MiT) encoder sizes b0..b5, for building a randomly initialised model without a download.
 SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
@@ -52,9 +65,11 @@ class _Serialisable:
 class StudentConfig(_Serialisable):
     """What network to build. ``class_names`` excludes the background, which is always output channel 0."""
 
-    arch: str = "unet"  # "unet" (pure torch, from scratch) | "segformer" | "backbone_unet" (transformers)
+    arch: str = "fast"  # pure torch, from scratch: "fast" (FastSeg) | "unet"; through transformers: "segformer" |
+    #                     "mobilenet_deeplab" (DeepLabV3 + MobileNetV2) | "mobilevit" (MobileViTV2) | "backbone_unet"
     class_names: list[str] = field(default_factory=list)  # filled from the dataset when training
-    size: str = "small"  # unet: a UNET_SIZES key; segformer built without weights: "b0".."b5"
+    size: str = "small"  # fast: a FAST_SIZES key; unet: a UNET_SIZES key; segformer built without weights: "b0".."b5"
+    boundary_head: bool = True  # one more output channel: instance boundaries, to split touching objects of a class
     base_channels: int | None = None  # unet: override the size's width (channels of the first level)
     depth: int | None = None  # unet: override the size's number of down-sampling levels
     pretrained: str | None = None  # segformer / backbone_unet: Hugging Face name or local folder to load
@@ -63,6 +78,11 @@ class StudentConfig(_Serialisable):
     hf_config: dict[str, Any] | None = None  # filled at build time: the transformers config, so reloads are offline
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # input normalisation (ImageNet), inside the model
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
+        # records written before the boundary head existed describe students without it
+        return super().from_dict({"boundary_head": False, **data})
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -74,13 +94,19 @@ class StudentConfig(_Serialisable):
         """Output channels: the foreground classes plus background (channel 0)."""
         return len(self.class_names) + 1
 
+    @property
+    def num_outputs(self) -> int:
+        """Output channels of the network: the classes, then the boundary channel when there is one."""
+        return self.num_classes + int(self.boundary_head)
+
 
 @dataclass
 class AugmentConfig(_Serialisable):
     """Training augmentations, applied identically to image and mask (colour only to the image)."""
 
     hflip: float = 0.5  # probability of a horizontal flip; classes named left/right are swapped with it
-    scale: tuple[float, float] = (0.75, 1.5)  # random zoom range, then a crop back to the training size
+    scale: tuple[float, float] = (0.6, 1.6)  # multi-scale training: random zoom, then a crop back to the training size
+    balanced_crops: bool = True  # zoomed-in crops centre on a pixel of a class drawn against its frequency
     brightness: float = 0.25  # colour jitter strengths (0 disables each)
     contrast: float = 0.25
     saturation: float = 0.25
@@ -94,7 +120,8 @@ class TrainConfig(_Serialisable):
     """How to train. Deterministic given ``seed`` (same data order, augmentations and initial weights)."""
 
     image_size: int = 320  # training side: images are letterboxed (long side = this, padded) to a square
-    epochs: int = 40
+    budget_minutes: float | None = None  # plan the run to fit this wall time (see grounded.distill.budget)
+    epochs: int | None = None  # or count in epochs; with neither (nor max_steps): budget DEFAULT_BUDGET_MINUTES
     batch_size: int = 8
     lr: float = 1e-3  # peak AdamW learning rate (use ~6e-5 for pretrained SegFormer / backbones)
     weight_decay: float = 1e-2
@@ -103,24 +130,33 @@ class TrainConfig(_Serialisable):
     dice_weight: float = 1.0  # loss = CE + dice_weight * Dice + focal_weight * focal
     focal_weight: float = 0.0  # > 0 adds a focal term (gamma below) against easy-background dominance
     focal_gamma: float = 2.0
+    boundary_weight: float = 1.0  # weight of the boundary head's loss (students with boundary_head)
     class_weights: bool = True  # CE weights from label frequencies (rare classes count more)
     val_fraction: float = 0.2  # used when the dataset has no validation split; split by seed
     seed: int = 0
     amp: str = "auto"  # "auto": float16 on CUDA, off on CPU | "bf16": bfloat16 autocast | "off"
-    max_minutes: float | None = None  # stop early after this much training time (validation still runs)
-    max_steps: int | None = None  # stop after this many optimiser steps (tests, quick runs); schedule unchanged
-    total_steps: int | None = None  # schedule length and end of training in steps (default: epochs x steps/epoch)
-    val_every: int = 1  # validate every N epochs (and at the end); the best by val mIoU is kept
-    checkpoint_every: int = 0  # also save a resumable state every N steps (0: only at epoch ends)
-    num_workers: int = 0  # DataLoader workers; 0 keeps memory flat and results bit-identical
+    loss_scale: float = 0.5  # the loss is taken at this fraction of the training size (logits up-sampled from the
+    #                          network's stride, targets sub-sampled): 0.5 halved the CPU time of a FastSeg step
+    channels_last: bool = False  # NHWC memory format (measured no faster for FastSeg on the CPUs here)
+    max_minutes: float | None = None  # older name of budget_minutes (read from old run records)
+    max_steps: int | None = None  # stop after this many steps; alone, it is also the schedule's length
+    total_steps: int | None = None  # schedule length and end of training in steps (overrides the rest)
+    val_every: int = 1  # validate every N epochs (and at the end); the best by val mIoU is kept; budgets set it
+    checkpoint_every: int = 0  # also save a resumable state every N steps (0: only at validations / epoch ends)
+    num_workers: int = -1  # DataLoader workers; -1: 2 on CUDA, 0 on CPU (the cached data costs ~nothing there)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig.from_dict(self.augment)
-        if self.image_size < 32 or self.batch_size < 1 or self.epochs < 1:
+        if self.budget_minutes is None and self.max_minutes is not None:
+            self.budget_minutes = self.max_minutes
+        self.max_minutes = None
+        if self.image_size < 32 or self.batch_size < 1 or (self.epochs is not None and self.epochs < 1):
             raise InputError("train config: image_size >= 32, batch_size >= 1 and epochs >= 1 are required")
+        if self.budget_minutes is not None and self.budget_minutes <= 0:
+            raise InputError(f"train config: budget_minutes must be > 0, got {self.budget_minutes}")
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"train config: val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.amp not in ("auto", "bf16", "off"):

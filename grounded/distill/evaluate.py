@@ -1,13 +1,16 @@
 """Evaluation of a student (or of the teacher's own labels) against ground truth.
 
-``evaluate_student(predictor, view)`` runs a :class:`~grounded.distill.predictor.StudentPredictor` on every
-item of a data :class:`~grounded.distill.data.View` at the image's own resolution; ``evaluate_labels(labels,
+``evaluate_student(predictor, views)`` runs a :class:`~grounded.distill.predictor.StudentPredictor` on every
+item of one or more data :class:`~grounded.distill.data.View` at the image's own resolution; a student with
+a boundary head is scored twice for instances: boundary-aware (``mask_ap``, what ``predict`` returns) and by
+connected components of its class map (``mask_ap_components``), side by side; ``evaluate_labels(labels,
 truth)`` scores one labelled dataset (e.g. a ``grounded label`` run) against another, images matched by file
 name. Both return one dict (see :mod:`grounded.distill.metrics` for the definitions)::
 
     {"images": 80, "miou": 0.61, "pixel_accuracy": 0.93, "background_iou": 0.95,
      "per_class_iou": {"wheel": 0.78, ...}, "mask_ap": 0.31, "mask_ap50": 0.55, "mask_ap75": 0.30,
-     "per_class_ap": {"wheel": 0.52, ...}}
+     "per_class_ap": {"wheel": 0.52, ...}, "instances": "boundary",
+     "mask_ap_components": 0.29, "mask_ap50_components": 0.52}
 
 :func:`write_report` writes it as ``metrics.json`` and a readable ``metrics.txt`` table; with ``pairs=N`` the
 first N images also get ``pairs/NAME.png``: image | ground truth | prediction, side by side.
@@ -34,7 +37,8 @@ from grounded.utils.masks import rasterize_semantic
 
 logger = logging.getLogger(__name__)
 
-Item = tuple[str, np.ndarray, np.ndarray, sv.Detections, np.ndarray, sv.Detections]  # name, image, truth x2, pred x2
+# name, image, truth (semantic, instances), prediction (semantic, instances), instances by connected components
+Item = tuple[str, np.ndarray, np.ndarray, sv.Detections, np.ndarray, sv.Detections, "sv.Detections | None"]
 
 
 def palette(num_classes: int) -> np.ndarray:
@@ -63,37 +67,52 @@ def _score(items: Iterator[Item], class_names: Sequence[str], total: int, pairs_
            progress: bool) -> dict[str, Any]:
     num_classes = len(class_names) + 1
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    ap = MaskAP(class_names)
-    for n, (name, image, truth_sem, truth, pred_sem, pred) in enumerate(
+    ap, ap_components = MaskAP(class_names), MaskAP(class_names)
+    for n, (name, image, truth_sem, truth, pred_sem, pred, pred_components) in enumerate(
         tqdm(items, total=total, desc="evaluate", disable=not progress, dynamic_ncols=True)
     ):
         if pred_sem.shape != truth_sem.shape:
             raise InputError(f"{name}: prediction {pred_sem.shape} and labels {truth_sem.shape} differ in size")
         confusion += confusion_matrix(pred_sem, truth_sem, num_classes)
         ap.add(truth, pred, truth_sem.shape)
+        if pred_components is not None:
+            ap_components.add(truth, pred_components, truth_sem.shape)
         if pairs_dir is not None and n < pairs:
             pairs_dir.mkdir(parents=True, exist_ok=True)
             save_pair(image, truth_sem, pred_sem, pairs_dir / f"{Path(name).stem}.png", num_classes)
     scores = semantic_scores(confusion, class_names)
     instance = ap.compute()
-    return {"images": total, **scores, "mask_ap": instance["ap"], "mask_ap50": instance["ap50"],
-            "mask_ap75": instance["ap75"], "per_class_ap": instance["per_class_ap"]}
+    result = {"images": total, **scores, "mask_ap": instance["ap"], "mask_ap50": instance["ap50"],
+              "mask_ap75": instance["ap75"], "per_class_ap": instance["per_class_ap"]}
+    if ap_components.images:
+        components = ap_components.compute()
+        result.update(mask_ap_components=components["ap"], mask_ap50_components=components["ap50"])
+    return result
 
 
-def evaluate_student(predictor, view, out: str | Path | None = None, pairs: int = 0, progress: bool = True) -> dict[str, Any]:  # noqa: ANN001
-    """Score a student predictor on every item of ``view``; writes ``out/pairs`` when ``pairs`` > 0."""
-    if list(predictor.class_names) != list(view.class_names):
-        raise InputError(f"student classes {predictor.class_names} differ from the dataset's {view.class_names}")
+def evaluate_student(predictor, views, out: str | Path | None = None, pairs: int = 0, progress: bool = True) -> dict[str, Any]:  # noqa: ANN001
+    """Score a student predictor on every item of ``views`` (a view or a list of them); writes ``out/pairs``
+    when ``pairs`` > 0."""
+    views = list(views) if isinstance(views, (list, tuple)) else [views]
+    names = list(views[0].class_names)
+    if list(predictor.class_names) != names or any(list(v.class_names) != names for v in views):
+        raise InputError(f"student classes {predictor.class_names} differ from the dataset's {names}")
+    boundary_aware = predictor.boundary_head and predictor.instances == "boundary"
 
     def items() -> Iterator[Item]:
-        for i in range(len(view)):
-            image = view.image(i)
-            probs = predictor.probs(image)
-            pred = probs_to_detections(probs, view.class_names, predictor.min_area)
-            yield str(view.image_path(i)), image, view.semantic(i), view.detections(i), probs.argmax(0).astype(np.uint8), pred
+        for view in views:
+            for i in range(len(view)):
+                image = view.image(i)
+                probs, boundary = predictor.outputs(image)
+                pred = predictor.detections(probs, boundary)
+                components = probs_to_detections(probs, names, predictor.min_area) if boundary_aware else None
+                yield (str(view.image_path(i)), image, view.semantic(i), view.detections(i),
+                       probs.argmax(0).astype(np.uint8), pred, components)
 
     pairs_dir = Path(out) / "pairs" if out is not None and pairs else None
-    return _score(items(), view.class_names, len(view), pairs_dir, pairs, progress)
+    result = _score(items(), names, sum(len(v) for v in views), pairs_dir, pairs, progress)
+    result["instances"] = "boundary" if boundary_aware else "components"
+    return result
 
 
 def evaluate_labels(labels: Sequence, truth: Sequence, out: str | Path | None = None, pairs: int = 0,
@@ -113,7 +132,7 @@ def evaluate_labels(labels: Sequence, truth: Sequence, out: str | Path | None = 
             image, pred = t.image(i), lv.detections(j)
             shape = image.shape[:2]
             pred_sem = rasterize_semantic(pred.mask, pred.class_id, shape, pred.confidence) if len(pred) else np.zeros(shape, np.uint8)
-            yield str(t.image_path(i)), image, t.semantic(i), t.detections(i), pred_sem, pred
+            yield str(t.image_path(i)), image, t.semantic(i), t.detections(i), pred_sem, pred, None
 
     pairs_dir = Path(out) / "pairs" if out is not None and pairs else None
     return _score(items(), names[0], len(matched), pairs_dir, pairs, progress)
@@ -133,6 +152,9 @@ def format_table(result: dict[str, Any]) -> str:
     lines += ["-" * (width + 17), f"{'background':<{width}}  {_fmt(result['background_iou'])}",
               f"mIoU {_fmt(result['miou'])}   pixel accuracy {_fmt(result['pixel_accuracy'])}   "
               f"mask AP {_fmt(result['mask_ap'])}   AP50 {_fmt(result['mask_ap50'])}   ({result['images']} images)"]
+    if "mask_ap_components" in result:
+        lines.append(f"instances: boundary-aware (above) | connected components: mask AP "
+                     f"{_fmt(result['mask_ap_components'])}   AP50 {_fmt(result['mask_ap50_components'])}")
     return "\n".join(lines)
 
 

@@ -1,10 +1,12 @@
 """ONNX export of students, and inference through onnxruntime.
 
 ``export_onnx(student, "student.onnx", image_size)`` writes a graph with one input ``pixels`` float32
-(B, 3, H, W) in [0, 1] (normalisation is inside) and one output ``logits`` (B, K + 1, H, W); batch, height
-and width are dynamic (H and W must be multiples of the student's stride; the predictor pads to them). The
-class names, training image size and stride go into the model's metadata, so the ``.onnx`` alone is
-deployable: ``StudentPredictor.load("student.onnx").predict(image)``.
+(B, 3, H, W) in [0, 1] (normalisation is inside) and one output ``logits`` (B, K + 1 [+ 1 boundary], h, w)
+at the network's own output stride (``student(pixels, full_size=False)``: FastSeg gives H / 4; the predictor
+up-samples once, straight to the image's size, which saves the cost of a full-size up-sampling in the graph);
+batch, height and width are dynamic (H and W must be multiples of the student's stride; the predictor pads to
+them). The class names, training image size, stride and whether the last channel is a boundary head go into
+the model's metadata, so the ``.onnx`` alone is deployable: ``StudentPredictor.load("student.onnx").predict(image)``.
 
 Parity: onnxruntime's logits match torch's within ``PARITY_ATOL`` (absolute, on logits) on CPU; the tests
 check it for each architecture at two image sizes.
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from grounded.distill.checkpoint import FORMAT
 from grounded.errors import InputError, ModelLoadError
 
 PARITY_ATOL = 1e-3  # max |onnxruntime - torch| on logits, CPU float32
@@ -48,7 +51,7 @@ def export_onnx(student, path: str | Path, image_size: int) -> Path:  # noqa: AN
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
         torch.onnx.export(
-            student,
+            _Native(student).eval(),
             (example,),
             str(path),
             input_names=["pixels"],
@@ -59,7 +62,8 @@ def export_onnx(student, path: str | Path, image_size: int) -> Path:  # noqa: AN
         )
     model = onnx.load(str(path))
     meta = {"class_names": json.dumps(student.config.class_names), "image_size": str(int(image_size)),
-            "stride": str(student.stride), "format": "grounded-student/1"}
+            "stride": str(student.stride), "format": FORMAT,
+            "boundary_head": str(int(student.config.boundary_head))}
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -67,8 +71,20 @@ def export_onnx(student, path: str | Path, image_size: int) -> Path:  # noqa: AN
     return path
 
 
+class _Native(torch.nn.Module):
+    """The student with logits at its own output stride (what the graph returns)."""
+
+    def __init__(self, student) -> None:  # noqa: ANN001
+        super().__init__()
+        self.student = student
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.student(pixels, full_size=False)
+
+
 def load_onnx(path: str | Path, threads: int | None = None) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
-    """An exported student -> (run: (1, 3, H, W) float32 -> logits, {"class_names", "image_size", "stride"}).
+    """An exported student -> (run: (1, 3, H, W) float32 -> logits, {"class_names", "image_size", "stride",
+    "boundary_head"}).
 
     ``threads``: onnxruntime's intra-op threads (default: its own choice, one per physical core).
     """
@@ -84,10 +100,10 @@ def load_onnx(path: str | Path, threads: int | None = None) -> tuple[Callable[[n
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ModelLoadError(f"onnxruntime cannot load {path}: {exc}") from None
     props = session.get_modelmeta().custom_metadata_map
-    if props.get("format") != "grounded-student/1":
+    if props.get("format") != FORMAT:
         raise ModelLoadError(f"{path} is not a grounded student export (no class names in its metadata)")
     meta = {"class_names": json.loads(props["class_names"]), "image_size": int(props["image_size"]),
-            "stride": int(props["stride"])}
+            "stride": int(props["stride"]), "boundary_head": props.get("boundary_head") == "1"}
 
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(["logits"], {"pixels": batch.astype(np.float32)})[0]

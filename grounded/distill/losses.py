@@ -10,8 +10,12 @@ in [0, C) or ``IGNORE_INDEX`` (255), which takes no part in any term.
 - Focal (Lin et al., 2017): ``mean((1 - p_t) ** gamma * -log p_t)``; it down-weights easy pixels (mostly
   background).
 
-``SegmentationLoss(...)(logits, target)`` returns ``(total, {"ce": ..., "dice": ..., "focal": ...})`` with the
-parts as floats for logging.
+- Boundary (students with a boundary head: ``logits`` has one more channel, ``target`` is (B, 2, H, W) with
+  the class map then the boundary map in {0, 1, 255}): binary cross-entropy, positives weighted by
+  ``boundary_pos_weight`` (boundaries are a few per cent of the pixels), ignored pixels left out.
+
+``SegmentationLoss(...)(logits, target)`` returns ``(total, {"ce": ..., "dice": ..., "focal": ..., "boundary": ...})``
+with the parts as floats for logging.
 """
 
 from __future__ import annotations
@@ -46,6 +50,15 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
     return loss[valid].mean() if bool(valid.any()) else logits.sum() * 0.0
 
 
+def boundary_loss(logit: torch.Tensor, target: torch.Tensor, pos_weight: float = 1.0) -> torch.Tensor:
+    """Weighted binary cross-entropy; logit (B, H, W), target (B, H, W) in {0, 1, IGNORE_INDEX} -> scalar."""
+    valid = target != IGNORE_INDEX
+    if not bool(valid.any()):
+        return logit.sum() * 0.0
+    weight = torch.tensor(pos_weight, device=logit.device)
+    return F.binary_cross_entropy_with_logits(logit.float()[valid], target[valid].float(), pos_weight=weight)
+
+
 def class_weights(counts: np.ndarray, c: float = 1.2) -> np.ndarray:
     """Pixel counts per class (C,) -> CE weights (C,), ``1 / ln(c + frequency)`` (ENet), mean 1 over classes seen.
 
@@ -63,17 +76,6 @@ def class_weights(counts: np.ndarray, c: float = 1.2) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def pixel_counts(view, num_classes: int, max_items: int = 200, seed: int = 0) -> np.ndarray:  # noqa: ANN001
-    """Pixels per class (num_classes,) over up to ``max_items`` items of a view (a seeded sample), one at a time."""
-    n = len(view)
-    items = range(n) if n <= max_items else np.random.default_rng(seed).choice(n, max_items, replace=False)
-    counts = np.zeros(num_classes, dtype=np.int64)
-    for i in items:
-        values = view.semantic(int(i)).ravel()
-        counts += np.bincount(values[values < num_classes], minlength=num_classes)[:num_classes]
-    return counts
-
-
 class SegmentationLoss(nn.Module):
     """``CE(weight) + dice_weight * Dice + focal_weight * Focal``; see the module docstring."""
 
@@ -83,12 +85,24 @@ class SegmentationLoss(nn.Module):
         dice_weight: float = 1.0,
         focal_weight: float = 0.0,
         focal_gamma: float = 2.0,
+        boundary_weight: float = 1.0,
+        boundary_pos_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.register_buffer("weight", weight if weight is not None else None)
         self.dice_weight, self.focal_weight, self.focal_gamma = dice_weight, focal_weight, focal_gamma
+        self.boundary_weight, self.boundary_pos_weight = boundary_weight, boundary_pos_weight
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, num_classes: int | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        """``num_classes``: channels that are classes (K + 1); a further channel is the boundary head's."""
+        boundary_parts: tuple[torch.Tensor, torch.Tensor] | None = None
+        if target.dim() == 4:  # (B, 2, H, W): class map, boundary map
+            target, boundary_target = target[:, 0], target[:, 1]
+            if num_classes is not None and logits.shape[1] > num_classes:
+                boundary_parts = (logits[:, num_classes], boundary_target)
+        if num_classes is not None:
+            logits = logits[:, :num_classes]
         if not bool((target != IGNORE_INDEX).any()):  # nothing to learn from: a zero that keeps the graph
             ce = logits.sum() * 0.0
         else:
@@ -102,4 +116,8 @@ class SegmentationLoss(nn.Module):
             focal = focal_loss(logits, target, self.focal_gamma)
             total = total + self.focal_weight * focal
             parts["focal"] = float(focal.detach())
+        if boundary_parts is not None and self.boundary_weight:
+            boundary = boundary_loss(*boundary_parts, pos_weight=self.boundary_pos_weight)
+            total = total + self.boundary_weight * boundary
+            parts["boundary"] = float(boundary.detach())
         return total, parts

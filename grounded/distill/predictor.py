@@ -6,8 +6,11 @@ is a drop-in for the teacher's: instance masks, boxes, confidences and 0-based c
 ``data["class_name"]`` (see :mod:`grounded.distill.instances`).
 
 Pipeline per image (H, W): resize the long side to the training ``image_size``, pad to a multiple of the
-student's stride (:func:`~grounded.distill.augment.fit_to_stride`), run, crop the padding, resize the logits
-bilinearly to (H, W), softmax -> probabilities (K + 1, H, W), then instances.
+student's stride (:func:`~grounded.distill.augment.fit_to_stride`), run (the logits come at the network's
+output stride), resize the logits bilinearly once so that the un-padded part covers (H, W), crop the
+padding, softmax -> probabilities (K + 1, H, W) (and the boundary head's sigmoid (H, W) when the student has
+one), then instances: boundary-aware (``instances="boundary"``, the default when the student has the head)
+or connected components (``instances="components"``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch.nn import functional as F
 
 from grounded.distill.augment import fit_to_stride
 from grounded.distill.instances import probs_to_detections
+from grounded.errors import InputError
 from grounded.utils.images import ImageInput, load_image
 
 logger = logging.getLogger(__name__)
@@ -42,6 +46,9 @@ class StudentPredictor:
         image_size: long side images are resized to (the training size).
         stride: the backend's input multiple.
         min_area: smallest instance kept, in pixels of the original image.
+        boundary_head: the backend's last channel scores instance boundaries.
+        instances: "boundary" (split touching objects with the boundary head, when there is one) or
+            "components" (connected components of the class map).
     """
 
     def __init__(
@@ -51,9 +58,14 @@ class StudentPredictor:
         image_size: int,
         stride: int,
         min_area: int = 16,
+        boundary_head: bool = False,
+        instances: str = "boundary",
     ) -> None:
+        if instances not in ("boundary", "components"):
+            raise InputError(f"instances must be 'boundary' or 'components', got {instances!r}")
         self.run, self.class_names = run, list(class_names)
         self.image_size, self.stride, self.min_area = int(image_size), int(stride), min_area
+        self.boundary_head, self.instances = bool(boundary_head), instances
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", min_area: int = 16, threads: int | None = None) -> StudentPredictor:
@@ -62,7 +74,7 @@ class StudentPredictor:
             from grounded.distill.export import load_onnx
 
             run, meta = load_onnx(path, threads)
-            return cls(run, meta["class_names"], meta["image_size"], meta["stride"], min_area)
+            return cls(run, meta["class_names"], meta["image_size"], meta["stride"], min_area, meta["boundary_head"])
         from grounded.distill.checkpoint import load_student
 
         student, record = load_student(path)
@@ -76,18 +88,33 @@ class StudentPredictor:
 
         @torch.inference_mode()
         def run(batch: np.ndarray) -> np.ndarray:
-            return student(torch.from_numpy(batch).to(dev)).float().cpu().numpy()
+            return student(torch.from_numpy(batch).to(dev), full_size=False).float().cpu().numpy()
 
-        return cls(run, student.config.class_names, image_size, student.stride, min_area)
+        return cls(run, student.config.class_names, image_size, student.stride, min_area, student.config.boundary_head)
+
+    def outputs(self, image: ImageInput) -> tuple[np.ndarray, np.ndarray | None]:
+        """(class probabilities (K + 1, H, W) float32, boundary probabilities (H, W) or None) at the image's size."""
+        rgb = load_image(image)
+        height, width = rgb.shape[:2]
+        batch, (h, w) = fit_to_stride(rgb, self.image_size, self.stride)
+        logits = torch.from_numpy(np.ascontiguousarray(self.run(batch)))
+        padded_h, padded_w = batch.shape[2:]  # the un-padded (h, w) part must land on (height, width)
+        size = (round(padded_h * height / h), round(padded_w * width / w))
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[0, :, :height, :width]
+        k = len(self.class_names) + 1
+        boundary = logits[k].sigmoid().numpy() if self.boundary_head else None
+        return logits[:k].softmax(0).numpy(), boundary
 
     def probs(self, image: ImageInput) -> np.ndarray:
         """Class probabilities (K + 1, H, W) float32 at the image's own size."""
-        rgb = load_image(image)
-        batch, (h, w) = fit_to_stride(rgb, self.image_size, self.stride)
-        logits = torch.from_numpy(np.ascontiguousarray(self.run(batch)[:, :, :h, :w]))
-        logits = F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)
-        return logits[0].softmax(0).numpy()
+        return self.outputs(image)[0]
 
-    def predict(self, image: ImageInput) -> sv.Detections:
-        """Instances of one image (see :mod:`grounded.distill.instances`)."""
-        return probs_to_detections(self.probs(image), self.class_names, self.min_area)
+    def predict(self, image: ImageInput, instances: str | None = None) -> sv.Detections:
+        """Instances of one image (see :mod:`grounded.distill.instances`); ``instances`` overrides the default."""
+        probs, boundary = self.outputs(image)
+        return self.detections(probs, boundary, instances)
+
+    def detections(self, probs: np.ndarray, boundary: np.ndarray | None, instances: str | None = None) -> sv.Detections:
+        """Instances from :meth:`outputs`, boundary-aware or by connected components."""
+        use = boundary if (instances or self.instances) == "boundary" else None
+        return probs_to_detections(probs, self.class_names, self.min_area, boundary=use)

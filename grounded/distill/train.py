@@ -2,29 +2,36 @@
 
 What it does, in order:
 
-1. opens the dataset (:func:`grounded.distill.data.open_dataset`; split by seed when it has no validation);
-2. seeds torch and builds the student (pretrained weights when named; random otherwise);
-3. counts label pixels on (a sample of) the training split for class-weighted cross-entropy;
-4. trains with AdamW, linear warm-up then cosine decay over ``epochs`` or ``total_steps`` (``max_steps`` / ``max_minutes``
-   stop early without changing the schedule), autocast where the device supports it (float16 + grad
-   scaling on CUDA; ``amp="bf16"`` opts in on CPU), a tqdm bar showing loss, learning rate and val mIoU;
-5. validates every ``val_every`` epochs on letterboxed validation images (mIoU, pixel accuracy, loss) and
-   keeps the best student by mIoU as ``student.safetensors`` + ``student.json``;
-6. saves ``last.*`` + ``train_state.pt`` at every epoch end (and every ``checkpoint_every`` steps), so an
+1. opens the dataset (:func:`grounded.distill.data.open_dataset`; split by seed when it has no validation)
+   and decodes it once into memory at the training size (:mod:`grounded.distill.cache`);
+2. seeds torch and builds the student (pretrained weights when named; random otherwise) and logs its
+   parameters and GFLOPs at the training size;
+3. counts label pixels for class-weighted cross-entropy and class-balanced crops;
+4. trains with AdamW under the project's one schedule (:func:`grounded.utils.schedule.warmup_cosine`) laid
+   over the run's total steps: ``total_steps``; else ``epochs`` x steps per epoch; else ``max_steps``; else
+   the steps that fit ``budget_minutes`` (default :data:`~grounded.distill.config.DEFAULT_BUDGET_MINUTES`),
+   planned by :class:`~grounded.distill.budget.BudgetPlanner`. ``max_steps`` with epochs or a budget
+   stops early without changing the schedule. Autocast where it pays: float16 + grad scaling on CUDA;
+   ``amp="bf16"`` opts in on CPU. A tqdm bar shows loss, learning rate and val mIoU;
+5. validates every ``val_every`` epochs (a budget spreads ~8 validations over the run) on the letterboxed
+   validation images (mIoU, pixel accuracy, loss) and keeps the best student by mIoU as
+   ``student.safetensors`` + ``student.json``;
+6. saves ``last.*`` + ``train_state.pt`` at every validation (and every ``checkpoint_every`` steps), so an
    interrupted run resumes where it stopped: calling ``train`` again on the same ``out`` continues it;
 7. writes ``history.json`` and ``training_curve.png``.
 
 Determinism: given ``seed``, the initial weights, the data order (one permutation per epoch, from
 ``(seed, epoch)``) and the augmentations (per sample, from ``(seed, epoch, index)``) are fixed; the global torch
-RNG (dropout, drop-path) is saved in ``train_state.pt``. With ``num_workers=0`` on CPU, an interrupted and
-resumed run ends with the same weights as an uninterrupted one.
+RNG (dropout, drop-path) is saved in ``train_state.pt``. On CPU, an interrupted and resumed run with a fixed
+schedule (epochs or steps) ends with the same weights as an uninterrupted one. A budgeted run's length
+depends on the machine's speed, by design.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,23 +39,26 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from grounded.distill.augment import TrainSet
-from grounded.distill.checkpoint import load_student, read_record, save_student
-from grounded.distill.config import StudentConfig, TrainConfig
+from grounded.distill.budget import BudgetPlanner
+from grounded.distill.cache import CachedData, CachedSet, crop_weights
+from grounded.distill.checkpoint import load_state, load_student, read_record, save_state, save_student
+from grounded.distill.config import DEFAULT_BUDGET_MINUTES, StudentConfig, TrainConfig
 from grounded.distill.data import DataSplits, open_dataset
-from grounded.distill.losses import SegmentationLoss, class_weights, pixel_counts
+from grounded.distill.losses import SegmentationLoss, class_weights
 from grounded.distill.metrics import confusion_matrix, semantic_scores
 from grounded.distill.predictor import pick_device
-from grounded.distill.students import Student, build_student
+from grounded.distill.students import Student, build_student, profile
 from grounded.errors import InputError
+from grounded.utils.schedule import warmup_cosine
 
 logger = logging.getLogger(__name__)
 
 # TrainConfig fields a resumed run takes from the new call (they do not change what is trained).
-RUN_CONTROL = ("max_minutes", "max_steps", "checkpoint_every", "num_workers", "device")
+RUN_CONTROL = ("max_steps", "checkpoint_every", "num_workers", "device")
 
 
 @dataclass
@@ -59,14 +69,10 @@ class TrainResult:
     steps: int
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
-
-
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Multiplier of the peak learning rate at ``step``: linear warm-up, then cosine to ``min_ratio``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    planned_steps: int = 0  # the schedule's length (a budget's plan, or epochs x steps per epoch, ...)
+    final_lr: float = 0.0  # the learning rate of the last step taken
+    profile: dict[str, float] = field(default_factory=dict)  # params, GFLOPs at the training size
+    seconds: float = 0.0
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -77,19 +83,30 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[i
 
 
 @torch.no_grad()
-def validate(student: Student, data: TrainSet, loss_fn: SegmentationLoss, device: torch.device, batch_size: int) -> dict[str, Any]:
-    """Loss and semantic scores of ``student`` on letterboxed validation items."""
+def validate(student: Student, data: CachedSet, loss_fn: SegmentationLoss, device: torch.device, batch_size: int,
+             loss_scale: float = 1.0) -> dict[str, Any]:
+    """Loss (at ``loss_scale``, as in training) and semantic scores (at full size) on letterboxed validation items."""
     student.eval()
     num_classes = student.config.num_classes
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     losses = []
     for pixels, target in DataLoader(data, batch_size=batch_size, shuffle=False):
-        logits = student(pixels.to(device)).float()
-        losses.append(float(loss_fn(logits, target.to(device))[0]))
-        confusion += confusion_matrix(logits.argmax(1).cpu().numpy(), target.numpy(), num_classes)
+        native = student(pixels.to(device), full_size=False).float()
+        losses.append(float(loss_fn(*_at_loss_scale(native, target.to(device), loss_scale), num_classes)[0]))
+        logits = F.interpolate(native[:, :num_classes], size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+        confusion += confusion_matrix(logits.argmax(1).cpu().numpy(), target[:, 0].numpy(), num_classes)
     scores = semantic_scores(confusion, student.config.class_names)
     return {"val_loss": float(np.mean(losses)) if losses else float("nan"), "miou": scores["miou"],
             "pixel_accuracy": scores["pixel_accuracy"]}
+
+
+def _at_loss_scale(logits: torch.Tensor, target: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, C, h, w) up-sampled and targets (B, [2,] S, S) sub-sampled (nearest) to ``scale`` x S."""
+    step = max(1, round(1 / scale))
+    target = target[..., ::step, ::step]
+    if logits.shape[-2:] != target.shape[-2:]:
+        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    return logits, target
 
 
 def _autocast(device: torch.device, amp: str):  # noqa: ANN202
@@ -102,8 +119,7 @@ def _autocast(device: torch.device, amp: str):  # noqa: ANN202
 
 def _start(out: Path, splits: DataSplits, student_cfg: StudentConfig, cfg: TrainConfig, resume: bool):  # noqa: ANN202
     """(student, training state or None, config): fresh, or the last saved student, its state and config."""
-    state_path = out / "train_state.pt"
-    if resume and state_path.is_file():
+    if resume and (out / "train_state.pt").is_file():
         record, _ = read_record(out / "last.json")
         if record["student"]["class_names"] != splits.class_names:
             raise InputError(f"{out} holds a run on other classes; pass a new --out or --no-resume")
@@ -113,8 +129,7 @@ def _start(out: Path, splits: DataSplits, student_cfg: StudentConfig, cfg: Train
         if saved != cfg:
             logger.warning("resuming %s with its saved training config (the one given differs)", out)
         student, _ = load_student(out / "last.safetensors")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        return student, state, saved
+        return student, load_state(out), saved
     student_cfg = StudentConfig.from_dict({**student_cfg.to_dict(), "class_names": list(splits.class_names)})
     torch.manual_seed(cfg.seed)  # the caller's config is left as given: the run's copy gets the classes
     return build_student(student_cfg), None, cfg
@@ -129,6 +144,7 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Train (or resume training) a student on ``dataset`` into the run folder ``out``; see the module docstring."""
+    started = time.monotonic()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = config or TrainConfig()
@@ -136,87 +152,177 @@ def train(
     model, state, cfg = _start(out, splits, student or StudentConfig(), cfg, resume)
     device = pick_device(cfg.device)
     model.to(device)
+    stats = profile(model, cfg.image_size)
+    logger.info("student %s/%s: %.2f M parameters, %.2f GFLOPs at %d px", model.config.arch, model.config.size,
+                stats["params"] / 1e6, stats["gflops"], cfg.image_size)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
 
-    counts = np.asarray(state["pixel_counts"]) if state else pixel_counts(splits.train, model.config.num_classes, seed=cfg.seed)
+    num_classes = model.config.num_classes
+    train_data = CachedData.build(splits.train, cfg.image_size, progress=progress, desc="cache train")
+    val_data = CachedData.build(splits.val, cfg.image_size, progress=progress, desc="cache val")
+    counts = train_data.pixel_counts(num_classes)
     weight = torch.from_numpy(class_weights(counts)).to(device) if cfg.class_weights else None
-    loss_fn = SegmentationLoss(weight, cfg.dice_weight, cfg.focal_weight, cfg.focal_gamma).to(device)
-    train_set = TrainSet(splits.train, cfg.image_size, cfg.augment, cfg.seed)
-    val_set = TrainSet(splits.val, cfg.image_size, None, cfg.seed)
+    fraction = train_data.boundary_fraction()
+    pos_weight = float(np.clip((1 - fraction) / fraction, 1.0, 20.0)) if fraction > 0 else 1.0
+    loss_fn = SegmentationLoss(weight, cfg.dice_weight, cfg.focal_weight, cfg.focal_gamma, cfg.boundary_weight,
+                               pos_weight).to(device)
+    train_set = CachedSet(train_data, cfg.augment, cfg.seed, crop_weights(counts))
+    val_set = CachedSet(val_data)
+    workers = cfg.num_workers if cfg.num_workers >= 0 else (2 if device.type == "cuda" else 0)
     steps_per_epoch = len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0))
-    total = cfg.total_steps or cfg.epochs * steps_per_epoch
-    warmup = min(cfg.warmup_steps, max(1, total // 5))  # short runs: at most a fifth of the steps
 
+    if device.type == "cpu" and torch.get_num_threads() > 1 and not state:
+        _pick_threads(model, train_set, loss_fn, cfg)
+    # a validation pass is forward-only (about 0.4 of a step per batch), plus data handling
+    total, planner = _plan(cfg, steps_per_epoch, started, 0.5 * -(-len(val_set) // cfg.batch_size))
+    warmup = min(cfg.warmup_steps, max(1, total // 5)) if total else cfg.warmup_steps
+    val_interval = cfg.val_every * steps_per_epoch
+    next_val = val_interval
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, warmup, total, cfg.min_lr_ratio)
-    )
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "auto" and device.type == "cuda")
     step, history, best = 0, [], {"miou": -1.0, "epoch": -1}
     if state:
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         step, history, best = int(state["step"]), json.loads(state["history"]), json.loads(state["best"])
-        logger.info("resuming %s at step %d of %d", out, step, total)
-    extra = {"train": cfg.to_dict(), "data": splits.info, "val_images": len(splits.val)}
+        if "total" in state and int(state["total"]) > 0:  # the saved plan holds (a budget is not re-planned)
+            total, warmup, planner = int(state["total"]), int(state["warmup"]), None
+            val_interval = int(state["val_interval"])
+            next_val = (step // val_interval + 1) * val_interval
+        logger.info("resuming %s at step %d of %s", out, step, total)
+    extra = {"train": cfg.to_dict(), "data": splits.info, "val_images": len(splits.val), "profile": stats}
 
-    def save_state() -> None:
+    def checkpoint() -> None:
         save_student(model, out, cfg.image_size, name="last", **extra)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                    "rng": torch.get_rng_state(), "step": step, "history": json.dumps(history), "best": json.dumps(best),
-                    "pixel_counts": torch.from_numpy(counts)}, out / "train_state.tmp")
-        (out / "train_state.tmp").replace(out / "train_state.pt")
+        save_state(out, {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": torch.get_rng_state(),
+                         "step": step, "history": json.dumps(history), "best": json.dumps(best),
+                         "total": total or 0, "warmup": warmup,
+                         "val_interval": val_interval if planner is None else max(1, next_val - step)})
 
-    started, stopped_early = time.monotonic(), False
+    stopped_early, lr = False, cfg.lr
     bar = tqdm(total=total, initial=step, desc=f"train {model.config.arch}", disable=not progress, dynamic_ncols=True)
     postfix: dict[str, str] = {}
-    while step < total and not stopped_early:
+    window: list[float] = []
+    parts: dict[str, float] = {}
+    while total is None or step < total:
         epoch, skip = divmod(step, steps_per_epoch)
         train_set.set_epoch(epoch)
         batches = epoch_batches(len(train_set), cfg.batch_size, cfg.seed, epoch)[skip:]
         model.train()
-        epoch_losses: list[float] = []
-        for pixels, target in DataLoader(train_set, batch_sampler=batches, num_workers=cfg.num_workers):
+        for pixels, target in DataLoader(train_set, batch_sampler=batches, num_workers=workers,
+                                         pin_memory=device.type == "cuda"):
+            # the last step (index total - 1) runs at the bottom of the cosine: the run ends decayed
+            lr = cfg.lr * warmup_cosine(step, warmup, (total or 10**9) - 1, cfg.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             pixels, target = pixels.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            if cfg.channels_last:
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
             with _autocast(device, cfg.amp):
-                logits = model(pixels)
-            loss, parts = loss_fn(logits.float(), target)
+                logits = model(pixels, full_size=False)
+            logits, target = _at_loss_scale(logits.float(), target, cfg.loss_scale)
+            loss, parts = loss_fn(logits, target, num_classes)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            scheduler.step()
             step += 1
-            postfix.update(loss=f"{float(loss.detach()):.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+            window.append(float(loss.detach()))
+            planned_before = planner is not None and planner.total is not None
+            if planner is not None and planner.step_done(step) is not None and not planned_before:
+                total, next_val = planner.total, step + planner.val_interval()
+                warmup = min(cfg.warmup_steps, max(1, total // 5))
+                bar.total = total
+                logger.info("budget %.1f min: %.2f s/step -> %d steps (%.1f epochs), next validation at %d",
+                            planner.budget_s / 60, planner.step_seconds(), total, total / steps_per_epoch, next_val)
+            postfix.update(loss=f"{window[-1]:.3f}", lr=f"{lr:.1e}")
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
-            out_of_time = cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
-            epoch_losses.append(float(loss.detach()))
-            if step >= total:
-                break
-            if (cfg.max_steps is not None and step >= cfg.max_steps) or out_of_time:
-                stopped_early = True
-                break
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step % steps_per_epoch:
-                save_state()
-        if step % steps_per_epoch == 0 or stopped_early or step >= total:
-            finished_epoch = (step - 1) // steps_per_epoch
-            if (finished_epoch + 1) % cfg.val_every == 0 or stopped_early or step >= total:
-                row = {"epoch": finished_epoch, "step": step, "train_loss": float(np.mean(epoch_losses)), **parts,
-                       **validate(model, val_set, loss_fn, device, cfg.batch_size)}
+            done = total is not None and step >= total
+            stopped_early = not done and cfg.max_steps is not None and step >= cfg.max_steps
+            if total is not None and (done or stopped_early or step >= next_val):
+                if planner is not None:
+                    planner.validation_started()
+                row = {"epoch": (step - 1) // steps_per_epoch, "step": step, "lr": lr,
+                       "train_loss": float(np.mean(window)), **parts, **validate(model, val_set, loss_fn, device, cfg.batch_size, cfg.loss_scale)}
+                window = []
                 history.append(row)
                 postfix["val_mIoU"] = f"{row['miou']:.3f}"
-                logger.info("epoch %d step %d: loss %.4f val mIoU %.4f", finished_epoch, step, row["train_loss"], row["miou"])
+                logger.info("step %d/%d: loss %.4f val mIoU %.4f lr %.2e", step, total, row["train_loss"], row["miou"], lr)
                 if row["miou"] > best["miou"]:
-                    best = {"miou": row["miou"], "epoch": finished_epoch, "step": step}
+                    best = {"miou": row["miou"], "epoch": row["epoch"], "step": step}
                     save_student(model, out, cfg.image_size, **extra, best=best)
-            save_state()
+                model.train()
+                if planner is not None and not done:
+                    total = planner.validation_done(step)
+                    warmup, next_val, bar.total = min(warmup, max(1, total // 5)), step + planner.val_interval(), total
+                    logger.info("re-planned: %d steps, next validation at %d", total, next_val)
+                else:
+                    next_val = (step // val_interval + 1) * val_interval
+                checkpoint()
+            elif cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                checkpoint()
+            if done or stopped_early:
+                break
+        if stopped_early:
+            break
     bar.close()
     (out / "history.json").write_text(json.dumps(history, indent=2))
     if history:
         plot_history(history, out / "training_curve.png")
-    return TrainResult(out, best["miou"], best["epoch"], step, history, stopped_early)
+    return TrainResult(out, best["miou"], best["epoch"], step, history, stopped_early, total or step, lr, stats,
+                       time.monotonic() - started)
+
+
+def _pick_threads(model: Student, data: CachedSet, loss_fn: SegmentationLoss, cfg: TrainConfig) -> int:
+    """On a CPU, time forward + backward passes of a real batch with one thread and with torch's threads; keep
+    the faster (on a CPU shared with other work, OpenMP threads that wait on each other were measured 4.5x
+    slower than one: 24.6 s against 5.4 s). Under a load average above the core count, one thread without
+    probing. The weights and BatchNorm statistics are restored afterwards."""
+    many = torch.get_num_threads()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load >= (os.cpu_count() or 1):
+        torch.set_num_threads(1)
+        logger.info("CPU threads: load average %.1f on %d cores -> training with 1", load, os.cpu_count())
+        return 1
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    items = [data[i] for i in range(min(cfg.batch_size, len(data)))]
+    pixels, target = torch.stack([p for p, _ in items]), torch.stack([t for _, t in items])
+    seconds: dict[int, float] = {}
+    model.train()
+    for threads, passes in ((1, 2), (many, 2)):
+        torch.set_num_threads(threads)
+        times: list[float] = []
+        for _ in range(passes):
+            start = time.perf_counter()
+            logits, labels = _at_loss_scale(model(pixels, full_size=False).float(), target, cfg.loss_scale)
+            loss_fn(logits, labels, model.config.num_classes)[0].backward()
+            times.append(time.perf_counter() - start)
+            if threads > 1 and times[-1] > 1.5 * seconds[1]:
+                break  # clearly slower: no second pass
+        seconds[threads] = min(times)
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(saved)
+    best = min(seconds, key=seconds.get)
+    torch.set_num_threads(best)
+    logger.info("CPU threads: %s s per forward + backward -> training with %d", seconds, best)
+    return best
+
+
+def _plan(cfg: TrainConfig, steps_per_epoch: int, started: float, validation_steps: float
+          ) -> tuple[int | None, BudgetPlanner | None]:
+    """(total steps, or None with the planner that will fix them; its clock starts with ``train``)."""
+    if cfg.total_steps:
+        return cfg.total_steps, None
+    if cfg.epochs:
+        return cfg.epochs * steps_per_epoch, None
+    if cfg.budget_minutes is None and cfg.max_steps:
+        return cfg.max_steps, None
+    planner = BudgetPlanner(60 * (cfg.budget_minutes or DEFAULT_BUDGET_MINUTES), validation_steps=validation_steps)
+    planner.start = planner._last = planner._val_start = started  # the cache and the model build count too
+    return None, planner
 
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
@@ -228,7 +334,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
 
     steps = [h["step"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(steps, [h["train_loss"] for h in history], marker="o", label="train loss (epoch mean)")
+    left.plot(steps, [h["train_loss"] for h in history], marker="o", label="train loss (mean since last validation)")
     left.plot(steps, [h["val_loss"] for h in history], marker="o", label="val loss")
     left.set_xlabel("step")
     left.legend()

@@ -2,7 +2,7 @@
 
 - :func:`train_run`: train (or resume) into a run folder, export ``student.onnx``, optionally evaluate;
 - :func:`evaluate_run`: score a run's best student (or its ONNX export, or a teacher's label run) on the
-  run's own validation split, or on any dataset given;
+  run's own validation split, or on all of any dataset given (one split of it only when asked);
 - :func:`default_lr`: a peak learning rate that suits the architecture.
 
 Each returns plain dicts / paths; the CLI modules only parse arguments and print.
@@ -28,7 +28,10 @@ logger = logging.getLogger(__name__)
 
 
 def default_lr(student: StudentConfig) -> float:
-    """1e-3 for a U-Net from scratch, 1e-4 to fine-tune pretrained weights, 4e-4 for a random transformer."""
+    """2e-3 for FastSeg and 1e-3 for a U-Net from scratch, 1e-4 to fine-tune pretrained weights, 4e-4 for a
+    random transformer."""
+    if student.arch == "fast":
+        return 2e-3
     if student.arch == "unet":
         return 1e-3
     return 1e-4 if student.pretrained else 4e-4
@@ -52,8 +55,11 @@ def train_run(
 ) -> dict[str, Any]:
     """Train, then export and evaluate as asked; returns a summary dict (also written to ``out/summary.json``)."""
     result = train(dataset, out, student, config, resume=resume, progress=progress)
-    summary: dict[str, Any] = {"run": str(result.out), "steps": result.steps, "best_val_miou": result.best_miou,
-                               "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
+    summary: dict[str, Any] = {"run": str(result.out), "steps": result.steps, "planned_steps": result.planned_steps,
+                               "final_lr": result.final_lr, "train_minutes": round(result.seconds / 60, 2),
+                               "best_val_miou": result.best_miou, "best_epoch": result.best_epoch,
+                               "stopped_early": result.stopped_early, "params": int(result.profile["params"]),
+                               "gflops": round(result.profile["gflops"], 3), "image_size": config.image_size}
     if result.best_epoch < 0:
         raise InputError(f"training in {out} ran no validation, so no student was kept; train for longer")
     if export:
@@ -65,25 +71,29 @@ def train_run(
     return summary
 
 
-def _split_view(data: str | Path, split: str, val_fraction: float, seed: int) -> View:
+def _views(data: str | Path, split: str | None, val_fraction: float, seed: int) -> list[View]:
+    """The views to score: ``split`` ("val" / "train") of ``data`` split as in training, or all of it (None)."""
+    if split not in (None, "all", "val", "train"):
+        raise InputError(f"--split must be 'all', 'val' or 'train', got {split!r}")
     splits = open_dataset(data, val_fraction, seed)
-    if split not in ("val", "train"):
-        raise InputError(f"--split must be 'val' or 'train', got {split!r}")
-    return splits.val if split == "val" else splits.train
+    if split in (None, "all"):
+        return [splits.train, splits.val]
+    return [splits.val if split == "val" else splits.train]
 
 
 def evaluate_run(
     run: str | Path,
     data: str | Path | None = None,
-    split: str = "val",
+    split: str | None = None,
     out: str | Path | None = None,
     pairs: int = 0,
     progress: bool = True,
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate and write the report; returns (metrics, report folder).
 
-    ``run``: a training run folder, a ``.safetensors`` or a ``.onnx`` student; its training dataset and
-    split are reused unless ``data`` is given (then ``split`` of that dataset, split by the run's seed).
+    ``run``: a training run folder, a ``.safetensors`` or a ``.onnx`` student. Without ``data`` it is scored on
+    its training dataset's validation split (or ``split``). With ``data`` (an external dataset) it is scored
+    on all of it, or on ``split`` ("val" / "train") of it, split with the run's seed and fraction.
     Or a ``grounded label`` run (``run.json``, no student): its labels are scored against ``data``.
     """
     run = Path(run)
@@ -102,9 +112,10 @@ def evaluate_run(
         if data is None and "data" not in record:
             raise InputError(f"{run}: no training record beside it to find its dataset; pass --data")
         source = data if data is not None else record["data"]["path"]
-        view = _split_view(source, split, train_cfg.get("val_fraction", 0.2), train_cfg.get("seed", 0))
+        split = split or ("val" if data is None else "all")
+        views = _views(source, split, train_cfg.get("val_fraction", 0.2), train_cfg.get("seed", 0))
         where = Path(out) if out is not None else folder / "eval"
-        metrics = evaluate_student(predictor, view, where, pairs, progress)
+        metrics = evaluate_student(predictor, views, where, pairs, progress)
         metrics["model"], metrics["data"], metrics["split"] = str(run), str(source), split
     where = Path(out) if out is not None else folder / "eval"
     write_report(metrics, where)

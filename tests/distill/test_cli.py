@@ -9,7 +9,7 @@ from PIL import Image
 
 from grounded.cli import main
 
-FAST = ["--size", "tiny", "--epochs", "2", "--image-size", "32", "--batch-size", "4"]
+FAST = ["--size", "tiny", "--epochs", "2", "--image-size", "64", "--batch-size", "4"]
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,25 @@ def test_predict_writes_png_and_json_like_segment(trained, coco_dataset, tmp_pat
     assert Image.open(tmp_path / "img000.png").size == (48, 48)
 
 
+def test_evaluate_scores_all_of_an_external_dataset_unless_a_split_is_asked(trained, label_run, tmp_path):
+    external = label_run / "masks"  # another dataset: 12 train + 4 val images
+    assert main(["evaluate", str(trained), "--data", str(external), "--out", str(tmp_path / "all")]) == 0
+    every = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    assert every["images"] == 16 and every["split"] == "all"
+    assert main(["evaluate", str(trained), "--data", str(external), "--split", "val", "--out", str(tmp_path / "val")]) == 0
+    assert json.loads((tmp_path / "val" / "metrics.json").read_text())["images"] == 4
+    assert "mask_ap_components" in every and every["instances"] == "boundary"  # instance AP both ways
+
+
+def test_train_prints_parameters_and_gflops(coco_dataset, tmp_path, capsys):
+    assert main(["train", str(coco_dataset), "--out", str(tmp_path), "--max-steps", "3", "--image-size", "64",
+                 "--batch-size", "4", "--no-export"]) == 0
+    out = capsys.readouterr().out
+    assert "M parameters" in out and "GFLOPs per 64 px image" in out and "trained 3 steps (planned 3)" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == summary["planned_steps"] == 3 and summary["final_lr"] == pytest.approx(2e-5)  # decayed
+
+
 def test_teacher_labels_equal_to_the_truth_score_perfectly(label_run, tmp_path):
     # a bare COCO file whose images live elsewhere is a one-line input error, not a crash
     assert main(["evaluate", str(label_run), "--data", str(label_run / "coco" / "train.json"), "--out", str(tmp_path)]) == 2
@@ -72,6 +91,7 @@ def test_distill_labels_trains_evaluates_exports_then_reuses_labels(coco_dataset
         ["train", "{tmp}/nowhere", "--out", "{tmp}/run"],
         ["train", "{tmp}", "--out", "{tmp}/run"],  # an empty folder is no dataset
         ["train", "{tmp}", "--out", "{tmp}/run", "--arch", "backbone_unet"],  # needs --pretrained
+        ["train", "{tmp}/nowhere", "--out", "{tmp}/run", "--budget", "soon"],  # not a duration
         ["evaluate", "{tmp}/nowhere"],
         ["predict", "--model", "{tmp}/missing.onnx", "{tmp}/missing.jpg"],
         ["distill", "{tmp}/nowhere", "--classes", "car", "--out", "{tmp}/run"],

@@ -9,11 +9,12 @@ import torch
 
 from grounded.distill.checkpoint import load_student
 from grounded.distill.config import StudentConfig, TrainConfig
-from grounded.distill.train import epoch_batches, lr_factor, train
+from grounded.distill.train import epoch_batches, train
+from grounded.utils.schedule import warmup_cosine
 
 
 def tiny(**overrides) -> TrainConfig:
-    base = {"image_size": 32, "epochs": 3, "batch_size": 4, "lr": 1e-2, "warmup_steps": 2, "seed": 0}
+    base = {"image_size": 64, "epochs": 3, "batch_size": 4, "lr": 1e-2, "warmup_steps": 2, "seed": 0}
     return TrainConfig(**{**base, **overrides})
 
 
@@ -30,7 +31,7 @@ def test_loss_falls_and_run_folder_is_complete(coco_dataset, tmp_path):
                  "training_curve.png"):
         assert (tmp_path / name).is_file(), name
     record = json.loads((tmp_path / "student.json").read_text())
-    assert record["student"]["class_names"] == ["disc", "square"] and record["image_size"] == 32
+    assert record["student"]["class_names"] == ["disc", "square"] and record["image_size"] == 64
 
 
 def test_checkpoint_reloads_to_identical_outputs(coco_dataset, tmp_path):
@@ -66,7 +67,7 @@ def test_resume_equals_uninterrupted(coco_dataset, tmp_path, interrupt_at):
     "step, expected", [(0, 0.25), (3, 1.0), (4, 1.0), (54, 0.5 * (1 + 0.1)), (104, 0.1), (500, 0.1)]
 )
 def test_warmup_then_cosine(step, expected):
-    assert lr_factor(step, warmup=4, total=104, min_ratio=0.1) == pytest.approx(expected)
+    assert warmup_cosine(step, warmup=4, total=104, min_ratio=0.1) == pytest.approx(expected)
 
 
 def test_epoch_batches_are_seeded_full_and_cover_once():

@@ -3,7 +3,7 @@
 The backbone gives four feature maps at strides 4, 8, 16 and 32 (``out_indices=[1, 2, 3, 4]``). The decoder
 walks back up: project the deepest map to ``decoder_channels``, then repeatedly up-sample x2, concatenate the
 next shallower map and apply a :class:`~grounded.distill.students.unet.ConvBlock`; a 1x1 head gives logits
-at stride 4, up-sampled x4 to the input size. Input sides must be multiples of 32.
+at stride 4 (the Student up-samples them). Input sides must be multiples of 32.
 
 Loading::
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from grounded.distill.students.unet import ConvBlock, UpBlock
 from grounded.errors import ModelLoadError
@@ -57,4 +56,4 @@ class BackboneUNet(nn.Module):
         y = self.project(features.pop())
         for decoder in self.decoders:
             y = decoder(y, features.pop())
-        return F.interpolate(self.head(y), scale_factor=4.0, mode="bilinear", align_corners=False)
+        return self.head(y)  # (B, num_classes, H / 4, W / 4): the Student up-samples
