@@ -93,12 +93,19 @@ def clip_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v}
 
 
-def predictor_from_args(args: argparse.Namespace):
-    """Build the teacher :class:`grounded.Predictor` from parsed arguments."""
+def teacher_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """JSON-able keyword arguments such that ``Predictor(**teacher_kwargs(args))`` builds the teacher the flags
+    describe (sent to Ray workers, which build their own)."""
     from grounded.models.acceleration import Acceleration
-    from grounded.pipeline.predictor import Predictor
 
     speed = {name: getattr(args, name, None) for name in ("preset", *option_names(Acceleration))}
-    return Predictor(args.detector, args.segmenter, device=args.device, dtype=args.dtype,
-                     local_files_only=args.offline, clip=getattr(args, "clip", None),
-                     adapter=getattr(args, "adapter", None), **speed, **options_from_args(args))
+    return {"detector": args.detector, "segmenter": args.segmenter, "device": args.device, "dtype": args.dtype,
+            "local_files_only": args.offline, "clip": getattr(args, "clip", None),
+            "adapter": getattr(args, "adapter", None), **speed, **options_from_args(args)}
+
+
+def predictor_from_args(args: argparse.Namespace):
+    """Build the teacher :class:`grounded.Predictor` from parsed arguments."""
+    from grounded.pipeline.predictor import Predictor
+
+    return Predictor(**teacher_kwargs(args))

@@ -1,0 +1,82 @@
+"""What the models see of an image, and the way back to the image as displayed.
+
+The teacher never needs more than about 1333 px on the long side (Grounding DINO resizes to 800 x 1333 at
+most, SAM to 1024), and it cannot work on slivers (a side of 1-3 px is read as a channel axis, a side that
+rounds to 0 when resized fails). So before the models an image is
+
+- reduced once (PIL, bilinear) when its long side exceeds ``max_side`` (default :data:`MAX_SIDE`), and
+- padded with black at the bottom / right when a side is under :data:`MIN_SIDE` px or under
+  1/:data:`MAX_ASPECT` of the other side.
+
+Results come back at the original (displayed) resolution: boxes clipped to the image and scaled, masks
+cropped and upsampled (nearest) one at a time, each RLE-encoded before the next, so a 6000 x 4000 photo
+holds one full-resolution mask at a time and costs about what a 1333 px one does. An image that needs
+neither step is passed through untouched (same results, same bytes, as without this module).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import supervision as sv
+from PIL import Image
+
+from grounded.utils.masks import mask_to_rle
+
+MAX_SIDE = 1333  # the longest side Grounding DINO's default processor resizes to
+MIN_SIDE = 16  # shorter sides are padded
+MAX_ASPECT = 10  # ... and so are sides under 1/10 of the other
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """Sizes (H, W) of an image as displayed, after reduction, and as given to the models (padded)."""
+
+    original: tuple[int, int]
+    scaled: tuple[int, int]
+    padded: tuple[int, int]
+
+    @property
+    def untouched(self) -> bool:
+        return self.original == self.scaled == self.padded
+
+
+def to_model(image: np.ndarray, max_side: int | None = MAX_SIDE) -> tuple[np.ndarray, ModelView]:
+    """RGB uint8 (H, W, 3) -> (the models' view of it, the sizes to map results back)."""
+    height, width = image.shape[:2]
+    scale = 1.0 if not max_side else min(1.0, max_side / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
+    h, w = image.shape[:2]
+    ph = max(h, MIN_SIDE, math.ceil(w / MAX_ASPECT))
+    pw = max(w, MIN_SIDE, math.ceil(h / MAX_ASPECT))
+    if (ph, pw) != (h, w):
+        padded = np.zeros((ph, pw, 3), dtype=np.uint8)
+        padded[:h, :w] = image
+        image = padded
+    return image, ModelView((height, width), (h, w), (ph, pw))
+
+
+def restore(detections: sv.Detections, view: ModelView) -> tuple[sv.Detections, Iterator[dict] | None]:
+    """Detections on the models' view -> (detections with boxes at the original size and no masks,
+    an iterator of the masks' COCO RLEs at the original size, made one at a time; None without masks)."""
+    masks = detections.mask
+    if view.untouched:
+        detections.mask = None
+        return detections, (None if masks is None else (mask_to_rle(m) for m in masks))
+    (H, W), (h, w) = view.original, view.scaled
+    xyxy = np.clip(detections.xyxy.astype(np.float64), 0, [w, h, w, h])
+    keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])  # drop what lay in the padding alone
+    detections = detections[keep]
+    detections.xyxy = (xyxy[keep] * [W / w, H / h, W / w, H / h]).astype(np.float32)
+    if masks is None:
+        return detections, None
+    masks = masks[keep]
+    detections.mask = None
+    rows = np.minimum(((np.arange(H) + 0.5) * h / H).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(W) + 0.5) * w / W).astype(np.int64), w - 1)
+    return detections, (mask_to_rle(m[:h, :w][rows[:, None], cols[None, :]]) for m in masks)
