@@ -17,10 +17,12 @@
   bytes is not rewritten, and each image is written once per run.
 
 Faults: an actor that dies mid-batch (killed, OOM-killed, its node lost) is restarted and the batch
-retried by Ray (``max_restarts`` / ``max_task_retries``, :data:`RETRIES` each); rows of a failed attempt
-are never emitted, so nothing is lost or doubled. A batch that keeps killing its worker ends the run with
-Ray's error after the retries; the records written so far stay. A driver killed mid-run is resumed by
-running the same command again (either engine).
+retried by Ray Data (its actor pools default to ``max_restarts=-1`` and ``max_task_retries=-1``; Ray 2.60
+deprecates passing them to ``map_batches``); rows of a failed attempt are never emitted, so nothing is lost
+or doubled. Python exceptions never kill a worker (the per-image fault boundary turns them into error
+rows), so only an image that kills its process outright (a decoder crash) would be retried without end;
+the decoded-pixel cap and the reduction to ``max_side`` keep images from exhausting memory. A driver killed
+mid-run is resumed by running the same command again (either engine).
 
 The run's manifest needs the predictor's ``describe()``; the driver asks one short-lived task on the
 cluster for it (it builds the predictor once there), so the driver itself never loads the models.
@@ -44,9 +46,6 @@ from grounded.label.records import write_record_text
 from grounded.ontology import Ontology
 
 logger = logging.getLogger(__name__)
-
-RETRIES = 3  # actor restarts and task retries after a worker dies
-
 
 @dataclass(frozen=True)
 class RayOptions:
@@ -126,8 +125,6 @@ def label_ray(out: Path, root: Path, todo: list[str], ray: Any, factory: Callabl
         compute=ray.data.ActorPoolStrategy(size=options.workers),
         num_cpus=options.cpus_per_worker,
         num_gpus=options.gpus_per_worker,
-        max_restarts=RETRIES,
-        max_task_retries=RETRIES,
     )
     written: set[str] = set()
     model_seconds = 0.0
