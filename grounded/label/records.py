@@ -51,7 +51,7 @@ def record_path(out: Path, relative: str) -> Path:
 
 def record_text(record: dict[str, Any]) -> str:
     """The bytes of a record file (sorted keys: equal records, equal files)."""
-    return json.dumps(record, sort_keys=True) + "\n"
+    return json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
 
 
 def error_record(relative: str, error_type: str, reason: str) -> dict[str, Any]:
