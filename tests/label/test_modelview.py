@@ -1,0 +1,50 @@
+"""The models' view of an image (reduced / padded) and the way back to the displayed size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import supervision as sv
+
+from grounded.label.modelview import ModelView, restore, to_model
+from grounded.utils.masks import rle_to_mask
+
+
+@pytest.mark.parametrize(
+    "hw, max_side, scaled, padded",
+    [((300, 400), 1333, (300, 400), (300, 400)),  # untouched
+     ((3000, 4000), 1000, (750, 1000), (750, 1000)),  # reduced
+     ((1, 1), 1333, (1, 1), (16, 16)),  # padded to MIN_SIDE
+     ((3, 2000), 1333, (2, 1333), (134, 1333)),  # reduced, then padded to 1/10 of the long side
+     ((40, 30), None, (40, 30), (40, 30))],
+)
+def test_to_model_sizes(hw, max_side, scaled, padded):
+    image, view = to_model(np.zeros((*hw, 3), np.uint8), max_side)
+    assert view == ModelView(hw, scaled, padded) and image.shape == (*padded, 3)
+
+
+def test_restore_scales_boxes_and_upsamples_masks():
+    view = ModelView(original=(400, 600), scaled=(100, 150), padded=(100, 150))
+    mask = np.zeros((2, 100, 150), bool)
+    mask[0, 10:20, 30:60] = True
+    mask[1, 50:100, 0:150] = True
+    found = sv.Detections(xyxy=np.array([[30, 10, 60, 20], [0, 50, 150, 100]], np.float32), mask=mask,
+                          confidence=np.array([0.9, 0.5], np.float32), class_id=np.array([0, 1]))
+    back, rles = restore(found, view)
+    assert back.mask is None
+    np.testing.assert_allclose(back.xyxy, [[120, 40, 240, 80], [0, 200, 600, 400]])
+    full = [rle_to_mask(rle) for rle in rles]
+    assert full[0].shape == (400, 600) and full[0].sum() == 16 * mask[0].sum()
+    assert full[0][40:80, 120:240].all() and full[1][200:].all() and not full[1][:200].any()
+
+
+def test_restore_drops_what_lies_in_the_padding_alone():
+    view = ModelView(original=(2, 40), scaled=(2, 40), padded=(16, 40))
+    mask = np.zeros((2, 16, 40), bool)
+    mask[0, 0:2, 5:10] = True
+    mask[1, 8:16, 0:40] = True
+    found = sv.Detections(xyxy=np.array([[5, 0, 10, 4], [0, 8, 40, 16]], np.float32), mask=mask,
+                          confidence=np.array([0.9, 0.5], np.float32), class_id=np.array([0, 1]))
+    back, rles = restore(found, view)
+    assert len(back) == 1 and back.xyxy.tolist() == [[5, 0, 10, 2]]
+    assert [rle_to_mask(r).sum() for r in rles] == [10]
