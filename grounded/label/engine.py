@@ -81,15 +81,19 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
     text = " ".join(str(exc).split()) or repr(exc)
     if isinstance(exc, MemoryError):
         return name, f"out of memory while labelling this image ({text}); it is left out, the run went on"
-    if name == "OutOfMemoryError" or "CUDA out of memory" in text:
-        _release_gpu_memory()
+    if _is_gpu_oom(exc):
         return name, f"GPU out of memory ({text}); try a smaller --batch-size or --detector-size"
     return name, text
 
 
-def _release_gpu_memory() -> None:
+def _is_gpu_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+
+
+def _recover(exc: BaseException) -> None:
+    """After a failed model call: give the GPU's cached blocks back when it ran out of memory."""
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
+    if _is_gpu_oom(exc) and torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
@@ -132,12 +136,14 @@ class Labeller:
         tick = time.perf_counter()
         try:
             found = self._call([item.image for item in items])
+            if len(found) != len(items):
+                raise RuntimeError(f"the predictor returned {len(found)} results for {len(items)} images")
         except Exception as exc:
+            _recover(exc)
             if len(items) == 1:
                 return [(exc, time.perf_counter() - tick)]
             logger.warning("a batch of %d images failed (%s: %s); running them one by one",
                            len(items), type(exc).__name__, exc)
-            describe_error(exc)  # releases GPU memory after an out-of-memory
             return [self._predict([item])[0] for item in items]
         seconds = (time.perf_counter() - tick) / len(items)
         return [(detections, seconds) for detections in found]
