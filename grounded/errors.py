@@ -21,3 +21,26 @@ class ModelLoadError(GroundedError, OSError):
 
 class OrderError(GroundedError, RuntimeError):
     """A stateful object was used out of order (e.g. ``segment`` before ``set_image``)."""
+
+
+class DiskFullError(GroundedError, OSError):
+    """The disk filled up (``ENOSPC``) while grounded was writing; the message says what and what is intact."""
+
+
+QUOTE_LIMIT = 200  # error messages quote at most this many characters of the caller's input
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` for an error message, at most ``limit`` characters, never built in full.
+
+    Nested containers are cut by :mod:`reprlib` before they are formatted, so a YAML alias bomb (a few
+    shared lists that expand to millions of items) or a 25 MB string quotes in microseconds.
+    """
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother, short.maxlong = 4, limit, limit, 40
+    short.maxtuple = short.maxlist = short.maxarray = short.maxdict = short.maxset = short.maxfrozenset = 8
+    short.maxdeque = 8
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -8,9 +8,18 @@ Sources::
 
     Ontology.from_prompt("a wheel")                  # one class, named "a wheel"
     Ontology.from_prompt("car . wheel .")            # Grounding-DINO caption (" . " separates): "car", "wheel"
+    Ontology.from_prompt("2.5 ton truck . st. bernard .")   # dots inside phrases stay: "2.5 ton truck", "st. bernard"
     Ontology.from_prompt(["car", "headlight"])       # list of class names
     Ontology.from_classes("car, wheel, dog")         # comma-separated (the CLI's --classes)
     Ontology.from_yaml("prompts/car_parts.yaml")     # file with synonyms and per-class thresholds
+
+Captions: phrases are separated only by a dot with white space on both sides (``" . "``) or by a dot that
+ends the caption; a dot inside a phrase (``2.5``, ``st.``, ``e.g.``) is part of it. Without such a separator
+the whole string is one class, whatever commas it holds (``--classes`` / :meth:`Ontology.from_classes` split
+on commas).
+
+YAML files are read as UTF-8. Every error quotes at most ~200 characters of the input
+(:func:`grounded.errors.quote`), so a huge string or a YAML alias bomb gives a short message.
 
 YAML format (unknown keys, duplicate names, a phrase claimed by two classes and empty classes are errors)::
 
@@ -37,11 +46,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grounded.errors import InputError
+from grounded.errors import InputError, quote
 
 _CLASS_KEYS = {"name", "phrases", "box_threshold", "text_threshold", "clip_templates"}
 _TOP_KEYS = {"name", "defaults", "classes"}
 _DEFAULT_KEYS = {"box_threshold", "text_threshold"}
+_CAPTION_SEPARATOR = re.compile(r"\s+\.(?:\s+|$)")  # " . " between phrases, or " ." ending the caption
+
+
+def split_caption(text: str) -> list[str]:
+    """Phrases of a Grounding-DINO caption: ``"2.5 ton truck . car ."`` -> ``["2.5 ton truck", "car"]``.
+
+    Only a dot with white space before it and after it (or at the end) separates; a trailing dot right after
+    the last word (``"car . wheel."``) ends the caption too. Phrases are stripped; empty ones are dropped.
+    """
+    parts = _CAPTION_SEPARATOR.split(" " + text.strip())  # the leading space lets a caption start with " . "
+    parts = [p.strip() for p in parts]
+    if parts and parts[-1].endswith("."):
+        parts[-1] = parts[-1][:-1].strip()
+    return [p for p in parts if p]
 
 
 def normalize_phrase(text: str) -> str:
@@ -54,7 +77,7 @@ def _check_threshold(value: Any, where: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise InputError(f"{where}: threshold must be a number in [0, 1], got {value!r}")
+        raise InputError(f"{where}: threshold must be a number in [0, 1], got {quote(value)}")
     return float(value)
 
 
@@ -88,19 +111,19 @@ class Ontology:
             if not cls.name.strip():
                 raise InputError(f"ontology class #{class_id} has an empty name")
             if cls.name in seen_names:
-                raise InputError(f"ontology: duplicate class name {cls.name!r}; merge them into one class")
+                raise InputError(f"ontology: duplicate class name {quote(cls.name)}; merge them into one class")
             seen_names.add(cls.name)
             if not cls.phrases:
-                raise InputError(f"ontology class {cls.name!r} has no phrases: give at least one")
+                raise InputError(f"ontology class {quote(cls.name)} has no phrases: give at least one")
             for phrase in cls.phrases:
                 key = normalize_phrase(phrase)
                 if not key:
-                    raise InputError(f"ontology class {cls.name!r} has an empty phrase")
+                    raise InputError(f"ontology class {quote(cls.name)} has an empty phrase")
                 owner = mapping.get(key)
                 if owner is not None and owner != class_id:
                     raise InputError(
-                        f"ontology: phrase {phrase!r} is claimed by classes {self.classes[owner].name!r} "
-                        f"and {cls.name!r}; a phrase may mean only one class"
+                        f"ontology: phrase {quote(phrase)} is claimed by classes {quote(self.classes[owner].name)} "
+                        f"and {quote(cls.name)}; a phrase may mean only one class"
                     )
                 mapping[key] = class_id
         object.__setattr__(self, "_phrase_to_class", mapping)
@@ -161,10 +184,10 @@ class Ontology:
             raise InputError(f"{source}: expected a mapping with a 'classes' list, got {type(data).__name__}")
         unknown = set(data) - _TOP_KEYS
         if unknown:
-            raise InputError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+            raise InputError(f"{source}: unknown key(s) {quote(sorted(map(str, unknown)))}; allowed: {sorted(_TOP_KEYS)}")
         defaults = data.get("defaults") or {}
         if not isinstance(defaults, dict) or set(defaults) - _DEFAULT_KEYS:
-            raise InputError(f"{source}: 'defaults' may hold only {sorted(_DEFAULT_KEYS)}, got {defaults!r}")
+            raise InputError(f"{source}: 'defaults' may hold only {sorted(_DEFAULT_KEYS)}, got {quote(defaults)}")
         raw_classes = data.get("classes")
         if not isinstance(raw_classes, list) or not raw_classes:
             raise InputError(f"{source}: 'classes' must be a non-empty list of class names or mappings")
@@ -174,10 +197,10 @@ class Ontology:
             if isinstance(entry, str):
                 entry = {"name": entry}
             if not isinstance(entry, dict):
-                raise InputError(f"{where}: expected a class name or a mapping, got {entry!r}")
+                raise InputError(f"{where}: expected a class name or a mapping, got {quote(entry)}")
             unknown = set(entry) - _CLASS_KEYS
             if unknown:
-                raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_CLASS_KEYS)}")
+                raise InputError(f"{where}: unknown key(s) {quote(sorted(map(str, unknown)))}; allowed: {sorted(_CLASS_KEYS)}")
             name = entry.get("name")
             if not isinstance(name, str) or not name.strip():
                 raise InputError(f"{where}: 'name' must be a non-empty string")
@@ -185,12 +208,12 @@ class Ontology:
             if isinstance(phrases, str):
                 phrases = [phrases]
             if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
-                raise InputError(f"{where} ({name!r}): 'phrases' must be a list of strings")
+                raise InputError(f"{where} ({quote(name)}): 'phrases' must be a list of strings")
             if not phrases:
-                raise InputError(f"{where} ({name!r}): 'phrases' is empty; give at least one phrase")
+                raise InputError(f"{where} ({quote(name)}): 'phrases' is empty; give at least one phrase")
             templates = entry.get("clip_templates", [])
             if not isinstance(templates, list) or not all(isinstance(t, str) and "{}" in t for t in templates):
-                raise InputError(f"{where} ({name!r}): 'clip_templates' must be strings containing '{{}}'")
+                raise InputError(f"{where} ({quote(name)}): 'clip_templates' must be strings containing '{{}}'")
             classes.append(
                 OntologyClass(
                     name=name.strip(),
@@ -200,9 +223,12 @@ class Ontology:
                     clip_templates=tuple(templates),
                 )
             )
+        name = data.get("name", "")
+        if not isinstance(name, (str, int, float)):
+            raise InputError(f"{source}: 'name' must be text, got {quote(name)}")
         return cls(
             classes=tuple(classes),
-            name=str(data.get("name", "")),
+            name=str(name),
             box_threshold=_check_threshold(defaults.get("box_threshold"), f"{source}: defaults"),
             text_threshold=_check_threshold(defaults.get("text_threshold"), f"{source}: defaults"),
         )
@@ -214,10 +240,18 @@ class Ontology:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"ontology file {str(path)!r} not found; see prompts/ for examples")
+        raw = path.read_bytes()
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"ontology file {str(path)!r} is not UTF-8 text (byte {exc.start}: {quote(raw[exc.start : exc.start + 8])}); "
+                "save it as UTF-8"
+            ) from None
+        try:
+            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise InputError(f"ontology file {str(path)!r} is not valid YAML: {exc}") from None
+            raise InputError(f"ontology file {str(path)!r} is not valid YAML: {quote(str(exc))[1:-1]}") from None
         return cls.from_dict(data, source=str(path))
 
     @classmethod
@@ -240,13 +274,13 @@ class Ontology:
             text = prompt.strip()
             if not text:
                 raise InputError("empty prompt: give a phrase such as \"a wheel\" or a caption \"car . wheel .\"")
-            if re.search(r"\s\.", text):  # Grounding-DINO caption: phrases separated by " . "
-                parts = [p for p in (normalize_phrase(p) for p in text.split(".")) if p]
+            if _CAPTION_SEPARATOR.search(text):  # a Grounding-DINO caption: phrases separated by " . "
+                parts = [p for p in (normalize_phrase(p) for p in split_caption(text)) if p]
                 if parts:
                     return cls.from_classes(parts)
             return cls.from_classes([text.rstrip(".").strip() or text])
         if isinstance(prompt, (list, tuple)):
             if not all(isinstance(p, str) for p in prompt):
-                raise InputError(f"prompt list must hold strings, got {[type(p).__name__ for p in prompt]}")
+                raise InputError(f"prompt list must hold strings, got {quote([type(p).__name__ for p in prompt])}")
             return cls.from_classes(list(prompt))
         raise InputError(f"prompt must be a string, a list of strings or an Ontology, got {type(prompt).__name__}")

@@ -18,6 +18,18 @@ Accepted layouts (checked in this order):
   c = class c, 255 ignored) with ``classes.txt`` naming classes 1..K, one per line; or the ``masks/`` export
   of ``grounded label`` (``images/<split>/``, ``annotations/<split>/``, ``labels.txt``).
 
+Validation, before any training: :func:`open_dataset` checks every image and annotation without decoding
+pixels or masks. Each image must exist, open (header read: missing, empty, unreadable, over the pixel cap,
+a folder ...) and, where the labels state a size (COCO ``width`` / ``height``, mask PNGs), show that size;
+every polygon, RLE, box and YOLO line must be well formed and finite, within one image size of the image
+(:mod:`grounded.formats.checks`, :func:`grounded.formats.yolo.parse_yolo_line`). Bad images and bad
+annotations are left out, counted, and the first few named in a logged warning and in
+``DataSplits.info["skipped"]``; ``strict=True`` refuses the dataset instead, naming them. Nothing malformed
+reaches a decoder, so no input can make one allocate without bound.
+
+Orientation: images and labels are in display orientation, EXIF applied (the rule of
+:mod:`grounded.utils.images`, which every ``grounded label`` export follows).
+
 When a dataset has no validation split, it is split by ``seed`` (``val_fraction`` of the images, at least one).
 Items: ``view.image(i)`` RGB uint8 (H, W, 3); ``view.detections(i)`` ground-truth ``sv.Detections`` with
 masks (N, H, W) bool and 0-based ``class_id``; ``view.semantic(i)`` uint8 (H, W), 0 background, c + 1 class c,
@@ -27,21 +39,26 @@ masks (N, H, W) bool and 0-based ``class_id``; ``view.semantic(i)`` uint8 (H, W)
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import supervision as sv
-from PIL import Image
 
 from grounded.distill.instances import label_map_to_detections
-from grounded.errors import InputError
+from grounded.errors import InputError, quote
 from grounded.formats.coco import CocoDataset, segmentation_to_mask
-from grounded.utils.images import IMAGE_EXTENSIONS, find_images, load_image
+from grounded.formats.masks_png import load_mask_png
+from grounded.formats.yolo import parse_yolo_line
+from grounded.utils.images import IMAGE_EXTENSIONS, find_images, image_size, load_image
 from grounded.utils.masks import rasterize_semantic
 
+logger = logging.getLogger(__name__)
+
 COCO_NAMES = ("annotations.json", "_annotations.coco.json")
+NAMED = 5  # problems named in messages and in DataSplits.info
 
 
 class Source(Protocol):
@@ -51,6 +68,29 @@ class Source(Protocol):
     def image_path(self, index: int) -> Path: ...
     def detections(self, index: int) -> sv.Detections: ...
     def semantic(self, index: int) -> np.ndarray: ...
+    def check(self, index: int) -> tuple[str | None, list[str]]: ...
+
+
+@dataclass
+class Problems:
+    """What validation found: counts, and the first :data:`NAMED` reasons (each names its file)."""
+
+    images: int = 0
+    annotations: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, image: str | None, annotations: list[str]) -> None:
+        self.images += image is not None
+        self.annotations += len(annotations)
+        self.examples += ([image] if image else []) + annotations
+        del self.examples[NAMED:]
+
+    def __bool__(self) -> bool:
+        return bool(self.images or self.annotations)
+
+    def summary(self) -> str:
+        return (f"{self.images} image(s) and {self.annotations} annotation(s) are unusable, e.g.\n  "
+                + "\n  ".join(self.examples))
 
 
 def _rasterize(detections: sv.Detections, shape: tuple[int, int]) -> np.ndarray:
@@ -60,7 +100,7 @@ def _rasterize(detections: sv.Detections, shape: tuple[int, int]) -> np.ndarray:
 
 
 class CocoSource:
-    """A COCO file through the lazy :class:`~grounded.formats.coco.CocoDataset`."""
+    """A COCO file through the lazy :class:`~grounded.formats.coco.CocoDataset`; malformed annotations skipped."""
 
     def __init__(self, path: Path, images_root: Path | None = None) -> None:
         self.coco = CocoDataset(path, images_root)
@@ -72,8 +112,12 @@ class CocoSource:
     def image_path(self, index: int) -> Path:
         return self.coco.image_path(index)
 
+    def check(self, index: int) -> tuple[str | None, list[str]]:
+        image, annotations = self.coco.check(index)
+        return image, [reason for _, reason in annotations]
+
     def detections(self, index: int) -> sv.Detections:
-        return self.coco.detections(index)
+        return self.coco.detections(index, skip_invalid=True)
 
     def semantic(self, index: int) -> np.ndarray:
         return _rasterize(self.detections(index), self.coco.image_size(index))
@@ -97,27 +141,43 @@ class YoloSegSource:
             parts[len(parts) - 1 - parts[::-1].index("images")] = "labels"
         return Path(*parts).with_suffix(".txt")
 
-    def detections(self, index: int) -> sv.Detections:
-        with Image.open(self.images[index]) as im:
-            width, height = im.size
-        masks, classes = [], []
+    def _lines(self, index: int) -> tuple[Path, list[str]]:
+        """The label file and its lines; an image without one is a negative (Ultralytics' rule)."""
         label = self._label_path(self.images[index])
-        lines = label.read_text().splitlines() if label.is_file() else []
+        if not label.is_file():
+            return label, []
+        try:
+            return label, label.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"YOLO label file {str(label)!r} cannot be read as text ({exc})") from None
+
+    def check(self, index: int) -> tuple[str | None, list[str]]:
+        try:
+            image_size(self.images[index])
+            label, lines = self._lines(index)
+        except InputError as exc:
+            return str(exc), []
+        problems = []
         for n, line in enumerate(lines, start=1):
-            values = line.split()
-            if not values:
-                continue
             try:
-                cls, coords = int(values[0]), [float(v) for v in values[1:]]
-            except ValueError:
-                raise InputError(f"{label}:{n}: expected 'class x y ...' numbers, got {line!r}") from None
-            if not 0 <= cls < len(self.class_names):
-                raise InputError(f"{label}:{n}: class {cls} is outside data.yaml's {len(self.class_names)} names")
-            if len(coords) == 4:  # a box: centre x, centre y, width, height
-                cx, cy, w, h = coords
-                coords = [cx - w / 2, cy - h / 2, cx + w / 2, cy - h / 2, cx + w / 2, cy + h / 2, cx - w / 2, cy + h / 2]
-            xy = np.asarray(coords, dtype=np.float64).reshape(-1, 2) * (width, height)
-            masks.append(segmentation_to_mask([xy.ravel().tolist()], height, width))
+                parse_yolo_line(line, len(self.class_names))
+            except InputError as exc:
+                problems.append(f"{label}:{n}: {exc}")
+        return None, problems
+
+    def detections(self, index: int) -> sv.Detections:
+        """Well-formed lines only (malformed ones are counted by :meth:`check`), drawn at the displayed size."""
+        height, width = image_size(self.images[index])
+        masks, classes = [], []
+        for line in self._lines(index)[1]:
+            try:
+                parsed = parse_yolo_line(line, len(self.class_names))
+            except InputError:
+                continue
+            if parsed is None:
+                continue
+            cls, xy = parsed
+            masks.append(segmentation_to_mask([(xy * (width, height)).ravel().tolist()], height, width))
             classes.append(cls)
         mask = np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool)
         return sv.Detections(
@@ -138,9 +198,6 @@ class MaskPngSource:
     def __init__(self, images_dir: Path, masks_dir: Path, class_names: list[str]) -> None:
         self.images = find_images(images_dir)
         self.masks = [masks_dir / p.relative_to(images_dir).with_suffix(".png") for p in self.images]
-        missing = [str(m) for m in self.masks if not m.is_file()]
-        if missing:
-            raise InputError(f"mask-PNG dataset {images_dir}: {len(missing)} image(s) have no mask, e.g. {missing[0]}")
         self.class_names = class_names
 
     def __len__(self) -> int:
@@ -149,30 +206,43 @@ class MaskPngSource:
     def image_path(self, index: int) -> Path:
         return self.images[index]
 
+    def check(self, index: int) -> tuple[str | None, list[str]]:
+        mask = self.masks[index]
+        if not mask.is_file():
+            return f"image {str(self.images[index])!r} has no mask {str(mask)!r}", []
+        try:
+            shown = image_size(self.images[index])
+            size = image_size(mask, f"mask {mask}")
+        except InputError as exc:
+            return str(exc), []
+        if size != shown:
+            return (f"mask {str(mask)!r} is {size[0]} x {size[1]} (H x W) but its image shows {shown[0]} x "
+                    f"{shown[1]}; they would not align"), []
+        return None, []
+
     def semantic(self, index: int) -> np.ndarray:
-        with Image.open(self.masks[index]) as im:
-            return np.asarray(im if im.mode in ("L", "P") else im.convert("L"), dtype=np.uint8).copy()
+        return load_mask_png(self.masks[index])
 
     def detections(self, index: int) -> sv.Detections:
         return label_map_to_detections(self.semantic(index), self.class_names, min_area=1)
 
 
-def _mask_png(root: Path, val_fraction: float, seed: int) -> DataSplits:
+def _mask_png(root: Path) -> tuple[Any, Any | None, dict]:
     """``images/`` + ``masks/`` + ``classes.txt``, or the label export's ``images/<split>/`` +
     ``annotations/<split>/`` + ``labels.txt`` (``index name`` lines, 0 = background)."""
     if (root / "labels.txt").is_file():
-        rows = [line.split(maxsplit=1) for line in (root / "labels.txt").read_text().splitlines() if line.strip()]
-        names = [name.strip() for index, name in rows if index != "0"]
+        rows = [line.split(maxsplit=1) for line in _read_text(root / "labels.txt", "class list").splitlines() if line.strip()]
+        names = [row[1].strip() for row in rows if row[0] != "0" and len(row) == 2]
     elif (root / "classes.txt").is_file():
-        names = [line.strip() for line in (root / "classes.txt").read_text().splitlines() if line.strip()]
+        names = [line.strip() for line in _read_text(root / "classes.txt", "class list").splitlines() if line.strip()]
     else:
         raise InputError(f"mask-PNG dataset {root}: classes.txt (names of classes 1..K, one per line) is missing")
     masks = root / "masks" if (root / "masks").is_dir() else root / "annotations"
     info = {"kind": "mask-png", "path": str(root)}
     if (root / "images" / "train").is_dir() and (masks / "train").is_dir():
         val = MaskPngSource(root / "images" / "val", masks / "val", names) if (masks / "val").is_dir() else None
-        return _both(MaskPngSource(root / "images" / "train", masks / "train", names), val, val_fraction, seed, info)
-    return _both(MaskPngSource(root / "images", masks, names), None, val_fraction, seed, info)
+        return MaskPngSource(root / "images" / "train", masks / "train", names), val, info
+    return MaskPngSource(root / "images", masks, names), None, info
 
 
 @dataclass
@@ -207,37 +277,85 @@ class DataSplits:
     train: View
     val: View
     class_names: list[str]
-    info: dict[str, Any] = field(default_factory=dict)  # kind, path, how it was split: recorded in the run
+    info: dict[str, Any] = field(default_factory=dict)  # kind, path, how it was split, what was skipped
 
 
 def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Split ``range(n)`` at random by ``seed``: (train indices, val indices), each sorted."""
     if n < 2:
-        raise InputError(f"a dataset of {n} image(s) cannot be split into train and validation; add images")
+        raise InputError(f"a dataset of {n} usable image(s) cannot be split into train and validation; add images")
     order = np.random.default_rng(seed).permutation(n)
     n_val = min(max(1, round(n * val_fraction)), n - 1)
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
-def _both(train: Any, val: Any | None, val_fraction: float, seed: int, info: dict) -> DataSplits:
+def validate(source: Any, problems: Problems) -> list[int]:
+    """Check every item of ``source`` (:meth:`Source.check`); return the usable indices, adding to ``problems``."""
+    usable = []
+    for index in range(len(source)):
+        image, annotations = source.check(index)
+        problems.add(image, annotations)
+        if image is None:
+            usable.append(index)
+    return usable
+
+
+def _splits(train: Any, val: Any | None, val_fraction: float, seed: int, info: dict, strict: bool) -> DataSplits:
     info = {**info, "path": str(Path(info["path"]).resolve())}  # runs record it; evaluation may run elsewhere
-    if val is None or len(val) == 0:
-        tr, va = seeded_split(len(train), val_fraction, seed)
-        return DataSplits(View(train, tr), View(train, va), train.class_names, {**info, "split": f"seeded {seed}"})
-    if list(val.class_names) != list(train.class_names):
+    if val is not None and len(val) and list(val.class_names) != list(train.class_names):
         raise InputError(f"train and validation classes differ: {train.class_names} vs {val.class_names}")
-    info = {**info, "split": "given"}
-    return DataSplits(View(train, list(range(len(train)))), View(val, list(range(len(val)))), train.class_names, info)
+    problems = Problems()
+    usable = validate(train, problems)
+    usable_val = validate(val, problems) if val is not None and len(val) else []
+    if problems and strict:
+        raise InputError(f"dataset {info['path']}: {problems.summary()}\nfix them, or leave strict off "
+                         "(grounded train without --strict) to train on the rest")
+    if problems:
+        logger.warning("dataset %s: skipping what is unusable: %s", info["path"], problems.summary())
+    info["skipped"] = {"images": problems.images, "annotations": problems.annotations, "examples": problems.examples}
+    if not usable:
+        raise InputError(f"dataset {info['path']}: no usable training image"
+                         + (f"; {problems.summary()}" if problems else ""))
+    if not usable_val:
+        tr, va = seeded_split(len(usable), val_fraction, seed)
+        train_view, val_view = View(train, [usable[k] for k in tr]), View(train, [usable[k] for k in va])
+        return DataSplits(train_view, val_view, train.class_names, {**info, "split": f"seeded {seed}"})
+    return DataSplits(View(train, usable), View(val, usable_val), train.class_names, {**info, "split": "given"})
 
 
-def _yolo(root: Path, val_fraction: float, seed: int) -> DataSplits:
+def _read_text(path: Path, what: str) -> str:
+    """A small UTF-8 text file of a dataset (data.yaml, run.json, classes.txt); InputError naming it otherwise."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"{what} {str(path)!r} cannot be read ({exc.strerror or exc})") from None
+
+
+def _yolo(root: Path) -> tuple[Any, Any | None, dict]:
     import yaml
 
-    spec = yaml.safe_load((root / "data.yaml").read_text()) or {}
+    path = root / "data.yaml"
+    try:
+        spec = yaml.safe_load(_read_text(path, "YOLO data file")) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"YOLO data file {str(path)!r} is not valid YAML: {quote(str(exc))[1:-1]}") from None
+    if not isinstance(spec, dict):
+        raise InputError(f"YOLO data file {str(path)!r}: expected a mapping (train, val, names), got {quote(spec, 80)}")
     names = spec.get("names")
-    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names or [])
-    if not names:
-        raise InputError(f"{root / 'data.yaml'}: 'names' (the class names) is missing or empty")
+    if isinstance(names, dict):
+        try:
+            names = [names[k] for k in sorted(names)]
+        except TypeError:
+            raise InputError(f"{path}: 'names' keys must be class numbers 0, 1, ...") from None
+    names = names if isinstance(names, list) else []
+    if not names or not all(isinstance(n, (str, int, float)) for n in names):
+        raise InputError(f"{path}: 'names' (the class names) is missing, empty or not a list of names: "
+                         f"{quote(spec.get('names'), 80)}")
+    for key in ("path", "train", "val"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise InputError(f"{path}: '{key}' must be a folder path, got {quote(spec[key], 80)}")
     base = root / spec.get("path", "")  # Ultralytics: split folders are relative to 'path', itself to data.yaml
 
     def images(key: str) -> YoloSegSource | None:
@@ -249,41 +367,52 @@ def _yolo(root: Path, val_fraction: float, seed: int) -> DataSplits:
     train = images("train")
     if train is None or len(train) == 0:
         raise InputError(f"{root / 'data.yaml'}: 'train' names no folder with images")
-    return _both(train, images("val"), val_fraction, seed, {"kind": "yolo-seg", "path": str(root)})
+    return train, images("val"), {"kind": "yolo-seg", "path": str(root)}
 
 
-def open_dataset(path: str | Path, val_fraction: float = 0.2, seed: int = 0) -> DataSplits:
-    """Open the dataset at ``path`` (any layout of the module docstring) as train/val splits."""
-    root = Path(path)
+def _open(root: Path) -> tuple[Any, Any | None, dict]:
+    """(train source, validation source or None, info) for any layout of the module docstring."""
     if root.is_file() and root.suffix == ".json":
-        return _both(CocoSource(root), None, val_fraction, seed, {"kind": "coco", "path": str(root)})
+        return CocoSource(root), None, {"kind": "coco", "path": str(root)}
     if not root.is_dir():
         raise InputError(f"dataset {str(root)!r} not found: give a label run, a COCO json or a dataset folder")
     if (root / "run.json").is_file():
-        run = json.loads((root / "run.json").read_text())
+        try:
+            run = json.loads(_read_text(root / "run.json", "label run file"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"label run file {str(root / 'run.json')!r} is not valid JSON ({exc}); re-run grounded "
+                             "label") from None
         images_root = Path(run.get("images_root", root))
         images_root = images_root if images_root.is_absolute() else (root / images_root)
         if not (root / "coco" / "train.json").is_file():
             raise InputError(f"label run {root} has no coco/train.json: is it finished? (re-run grounded label)")
         val_path = root / "coco" / "val.json"
         val = CocoSource(val_path, images_root) if val_path.is_file() else None
-        return _both(CocoSource(root / "coco" / "train.json", images_root), val, val_fraction, seed,
-                     {"kind": "label-run", "path": str(root)})
+        return CocoSource(root / "coco" / "train.json", images_root), val, {"kind": "label-run", "path": str(root)}
     if (root / "data.yaml").is_file():
-        return _yolo(root, val_fraction, seed)
+        return _yolo(root)
     jsons = [root / n for n in COCO_NAMES if (root / n).is_file()] or sorted(root.glob("*.json"))
     if len(jsons) == 1:
-        return _both(CocoSource(jsons[0]), None, val_fraction, seed, {"kind": "coco", "path": str(jsons[0])})
+        return CocoSource(jsons[0]), None, {"kind": "coco", "path": str(jsons[0])}
     if (root / "images").is_dir() and ((root / "masks").is_dir() or (root / "annotations").is_dir()):
-        return _mask_png(root, val_fraction, seed)
+        return _mask_png(root)
     val_dir = next((root / n for n in ("valid", "val") if (root / n).is_dir()), None)
     if (root / "train").is_dir() and val_dir is not None:
-        train, val = open_dataset(root / "train", val_fraction, seed), open_dataset(val_dir, val_fraction, seed)
-        return _both(train.train.source, val.train.source, val_fraction, seed, {"kind": "folders", "path": str(root)})
+        return _open(root / "train")[0], _open(val_dir)[0], {"kind": "folders", "path": str(root)}
     raise InputError(
         f"{root}: not a dataset I can read; expected a label run (run.json), a COCO json ({', '.join(COCO_NAMES)}), "
         "a YOLO-seg data.yaml, images/ + masks/ PNGs, or train/ + valid/ folders"
     )
+
+
+def open_dataset(path: str | Path, val_fraction: float = 0.2, seed: int = 0, strict: bool = False) -> DataSplits:
+    """Open the dataset at ``path`` (any layout of the module docstring) as train/val splits, validated.
+
+    ``strict``: refuse the dataset (InputError naming the first problems) if any image or annotation is
+    unusable, instead of skipping them; either way ``info["skipped"]`` counts what was left out.
+    """
+    train, val, info = _open(Path(path))
+    return _splits(train, val, val_fraction, seed, info, strict)
 
 
 __all__ = ["DataSplits", "View", "open_dataset", "seeded_split", "IMAGE_EXTENSIONS"]

@@ -42,9 +42,10 @@ import numpy as np
 import supervision as sv
 from pycocotools import mask as mask_utils
 
-from grounded.errors import InputError
+from grounded.errors import InputError, quote
+from grounded.formats.checks import check_bbox, check_coco_structure, check_segmentation
 from grounded.formats.polygons import mask_to_polygon
-from grounded.utils.images import IMAGE_EXTENSIONS
+from grounded.utils.images import IMAGE_EXTENSIONS, image_size
 from grounded.utils.masks import mask_to_rle
 
 logger = logging.getLogger(__name__)
@@ -57,13 +58,15 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarr
     """One annotation's ``segmentation`` (polygon parts, flat polygon, or RLE) -> (H, W) bool.
 
     Polygon parts with fewer than three points are skipped (they enclose nothing); an empty or missing
-    segmentation gives an all-False mask.
+    segmentation gives an all-False mask. Malformed input (see :mod:`grounded.formats.checks`) is an
+    InputError saying what is wrong, found before anything is decoded.
     """
+    problem = check_segmentation(segmentation, height, width)
+    if problem:
+        raise InputError(f"COCO segmentation: {problem}")
     if not segmentation:
         return np.zeros((height, width), dtype=bool)
     if isinstance(segmentation, dict):
-        if "counts" not in segmentation:
-            raise InputError(f"RLE segmentation without 'counts' (keys {sorted(segmentation)}); expected COCO RLE")
         size = segmentation.get("size", [height, width])
         if isinstance(segmentation["counts"], list):
             rle = mask_utils.frPyObjects(segmentation, int(size[0]), int(size[1]))
@@ -77,6 +80,10 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarr
         return np.zeros((height, width), dtype=bool)
     rles = mask_utils.frPyObjects(parts, height, width)
     return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _box_from_mask(mask: np.ndarray) -> list[float]:
@@ -114,13 +121,17 @@ class CocoDataset:
             with open(self.annotations_path, encoding="utf-8") as f:
                 data = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"COCO file {str(self.annotations_path)!r} is not valid JSON: {exc}") from None
+            raise InputError(f"COCO file {str(self.annotations_path)!r} is not valid JSON: {quote(str(exc))[1:-1]}") from None
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
             raise InputError(f"COCO file {str(self.annotations_path)!r}: expected a mapping with an 'images' list")
         self.images_root = Path(images_root) if images_root is not None else self.annotations_path.parent
         self.images: list[dict[str, Any]] = data["images"]
         annotations: list[dict[str, Any]] = data.get("annotations") or []
-        categories = sorted(data.get("categories") or [], key=lambda c: c["id"])
+        categories = data.get("categories") or []
+        problem = check_coco_structure(self.images, annotations, categories)
+        if problem:
+            raise InputError(f"COCO file {str(self.annotations_path)!r}: {problem}")
+        categories = sorted(categories, key=lambda c: c["id"])
 
         used = {a.get("category_id") for a in annotations}
         if drop_unused_background:
@@ -141,14 +152,14 @@ class CocoDataset:
         index_of_image = {}
         for i, image in enumerate(self.images):
             if image.get("id") in index_of_image:
-                raise InputError(f"COCO file {str(self.annotations_path)!r}: image id {image.get('id')!r} appears twice")
+                raise InputError(f"COCO file {str(self.annotations_path)!r}: image id {quote(image.get('id'), 40)} appears twice")
             index_of_image[image.get("id")] = i
         self._by_image: list[list[dict[str, Any]]] = [[] for _ in self.images]
         for ann in annotations:
             i = index_of_image.get(ann.get("image_id"))
             if i is None:
                 raise InputError(
-                    f"COCO file {str(self.annotations_path)!r}: annotation {ann.get('id')!r} refers to "
+                    f"COCO file {str(self.annotations_path)!r}: annotation {quote(ann.get('id'), 40)} refers to "
                     f"image id {ann.get('image_id')!r}, which 'images' does not list"
                 )
             self._by_image[i].append(ann)
@@ -190,8 +201,10 @@ class CocoDataset:
             found = self._find_by_basename(Path(file_name or str(info.get("path", ""))).name)
         if found is None:
             raise InputError(
-                f"COCO image {file_name!r} (id {info.get('id')}) not found: tried {[str(p) for p in tried]} and "
-                f"every file named {Path(file_name).name!r} below {str(self.images_root)!r}; pass images_root="
+                f"COCO image {file_name!r} (id {info.get('id')}) of {str(self.annotations_path)!r} not found: tried "
+                f"{[str(p) for p in tried][:2]} and every file named {Path(file_name).name!r} below "
+                f"{str(self.images_root)!r}; put the image there (file_name is relative to that folder) or correct "
+                "its file_name"
             )
         self._paths[index] = found
         return found
@@ -209,21 +222,59 @@ class CocoDataset:
         return self._basename_index.get(name)
 
     def image_size(self, index: int) -> tuple[int, int]:
-        """(height, width) of image ``index``, from the JSON, else from the image header."""
+        """(height, width) of image ``index``, from the JSON, else from the image header (EXIF orientation
+        applied: the displayed size, see :mod:`grounded.utils.images`)."""
         info = self.images[index]
-        if info.get("height") and info.get("width"):
+        if _is_size(info.get("height")) and _is_size(info.get("width")):
             return int(info["height"]), int(info["width"])
-        from PIL import Image
+        return image_size(self.image_path(index))
 
-        with Image.open(self.image_path(index)) as im:
-            width, height = im.size
-        return height, width
+    def check(self, index: int) -> tuple[str | None, list[tuple[int, str]]]:
+        """Validate image ``index`` without decoding pixels or masks: (what is wrong with the image or None,
+        [(annotation position, what is wrong)]). The image must exist and open, and its displayed size
+        must equal the JSON's; each annotation's box and segmentation must pass :mod:`grounded.formats.checks`.
+        """
+        info = self.images[index]
+        try:
+            shown = image_size(self.image_path(index))
+        except InputError as exc:
+            return str(exc), []
+        if _is_size(info.get("height")) and _is_size(info.get("width")):
+            given = (int(info["height"]), int(info["width"]))
+            if given != shown:
+                rotated = " (its EXIF orientation turns it: annotate the upright image)" if given == shown[::-1] else ""
+                return (f"COCO image {str(info.get('file_name'))!r} is {shown[0]} x {shown[1]} (H x W) as displayed"
+                        f"{rotated}, but the JSON says {given[0]} x {given[1]}; its annotations would not align"), []
+        elif info.get("height") is not None or info.get("width") is not None:
+            return f"COCO image {str(info.get('file_name'))!r}: width / height must be positive integers", []
+        problems = []
+        for k, ann in enumerate(self._by_image[index]):
+            problem = self._check_annotation(ann, *shown)
+            if problem:
+                problems.append((k, f"annotation {quote(ann.get('id'), 40)} of {str(info.get('file_name'))!r}: {problem}"))
+        return None, problems
+
+    @staticmethod
+    def _check_annotation(ann: Any, height: int, width: int) -> str | None:
+        if not isinstance(ann, dict):
+            return f"expected a mapping, got {quote(ann, 60)}"
+        return check_bbox(ann.get("bbox"), height, width) or check_segmentation(ann.get("segmentation"), height, width)
 
     # ------------------------------------------------------------------------------------ annotations
-    def detections(self, index: int, with_masks: bool = True) -> sv.Detections:
-        """Ground truth of image ``index`` as ``sv.Detections`` (see the class docstring)."""
-        anns = self._by_image[index]
-        height, width = self.image_size(index) if (with_masks or any("bbox" not in a for a in anns)) else (0, 0)
+    def detections(self, index: int, with_masks: bool = True, skip_invalid: bool = False) -> sv.Detections:
+        """Ground truth of image ``index`` as ``sv.Detections`` (see the class docstring).
+
+        A malformed annotation is an InputError, or, with ``skip_invalid``, left out (see :meth:`check`).
+        """
+        height, width = self.image_size(index)
+        anns = []
+        for a in self._by_image[index]:
+            problem = self._check_annotation(a, height, width)
+            if problem and not skip_invalid:
+                raise InputError(f"COCO annotation {quote(a.get('id'), 40)} of {str(self.images[index].get('file_name'))!r}: "
+                                 f"{problem}")
+            if not problem:
+                anns.append(a)
         if not anns:
             empty = sv.Detections.empty()
             if with_masks:
@@ -238,8 +289,6 @@ class CocoDataset:
             bbox = a.get("bbox")
             if bbox is not None and len(bbox) == 4:
                 x, y, w, h = (float(v) for v in bbox)
-                if w < 0 or h < 0:
-                    raise InputError(f"COCO annotation {a.get('id')!r}: bbox {bbox} has a negative width or height")
                 boxes.append([x, y, x + w, y + h])
             else:
                 mask = masks[k] if masks is not None else segmentation_to_mask(a.get("segmentation"), height, width)

@@ -1,10 +1,17 @@
-"""Small file helpers shared by the format writers: atomic writes and image links."""
+"""Small file helpers shared by the format writers: atomic writes, export names, image links, a full disk."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote
+
+from grounded.errors import DiskFullError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -16,23 +23,52 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: leave no half-written temporary behind
+        raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def flat_name(relative_path: str) -> str:
-    """A unique flat file name for an image path relative to the images root: ``a/b/c.jpg`` -> ``a__b__c.jpg``.
+_ESCAPES = {"%": "%25", "/": "%2F", "\\": "%5C"}  # '%' first, so escaping is reversible
+NAME_MAX = 255  # bytes in one file name on common file systems
 
-    YOLO, VOC and mask folders are flat, so nested images need names that cannot collide.
+
+def flat_name(relative_path: str) -> str:
+    """The export name of an image, from its POSIX path relative to the images root; unique and reversible.
+
+    The whole relative path, extension included, becomes the file's *stem*, with ``%``, ``/`` and ``\\``
+    percent-escaped, and the original extension is repeated so the file keeps its type::
+
+        a.jpg -> a.jpg.jpg      a.png -> a.png.png      a_jpg.jpg -> a_jpg.jpg.jpg
+        sub/a.jpg -> sub%2Fa.jpg.jpg                    sub__a.jpg -> sub__a.jpg.jpg
+
+    YOLO, VOC and mask labels are matched to images by stem (``labels/<stem>.txt``), so distinct paths give
+    distinct stems and nothing collides; :func:`relative_from_flat_name` reverses it. A name longer than a
+    file system allows (255 bytes) is shortened with a hash of the path (unique, no longer reversible).
     """
-    return "__".join(Path(relative_path).parts)
+    stem = "".join(_ESCAPES.get(c, c) for c in relative_path)
+    suffix = Path(relative_path).suffix
+    name = stem + suffix
+    if len(name.encode("utf-8")) > NAME_MAX:
+        digest = hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:16]
+        keep = stem.encode("utf-8")[: NAME_MAX - 40].decode("utf-8", "ignore")
+        name = f"{keep}~{digest}{suffix}"
+    return name
+
+
+def relative_from_flat_name(name: str) -> str:
+    """Inverse of :func:`flat_name` (for names it did not shorten): ``sub%2Fa.jpg.jpg`` -> ``sub/a.jpg``."""
+    stem = name[: -len(Path(name).suffix)] if Path(name).suffix else name
+    return unquote(stem)
 
 
 def link_image(source: str | Path, target: str | Path, copy: bool = False) -> None:
@@ -51,17 +87,26 @@ def link_image(source: str | Path, target: str | Path, copy: bool = False) -> No
 
 
 def export_names(relative_paths: list[str]) -> dict[str, str]:
-    """Flat, unique export names for images given by their paths relative to the images root.
+    """Flat export names (:func:`flat_name`) for images given by their paths relative to the images root.
 
-    Folders become ``__`` (see :func:`flat_name`). YOLO, VOC and mask labels are matched to images by stem,
-    so images that would share a stem (``a.jpg`` and ``a.png``) get the extension in it: ``a_jpg.jpg``.
+    Distinct paths always give distinct names and distinct stems. (Paths that differ only in letter case,
+    ``x.jpg`` and ``x.JPG``, stay distinct names, as on the file system they came from.)
     """
-    flat = {rel: flat_name(rel) for rel in relative_paths}
-    stems: dict[str, int] = {}
-    for name in flat.values():
-        stems[Path(name).stem] = stems.get(Path(name).stem, 0) + 1
-    out = {}
-    for rel, name in flat.items():
-        path = Path(name)
-        out[rel] = name if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.')}{path.suffix}"
-    return out
+    return {rel: flat_name(rel) for rel in relative_paths}
+
+
+@contextmanager
+def disk_full_guard(what: str, intact: str = "") -> Iterator[None]:
+    """Turn a full disk (``ENOSPC`` / ``EDQUOT``) inside the block into a :class:`DiskFullError` saying ``what``
+    was being written and ``intact`` (what is safe and how to carry on); other errors pass unchanged."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        error = DiskFullError(f"disk full while writing {what}{where}" + (f"; {intact}" if intact else ""))
+        error.errno = errno.ENOSPC
+        raise error from None

@@ -19,7 +19,9 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
+from grounded.errors import InputError
 from grounded.formats.files import atomic_write_bytes, atomic_write_text
+from grounded.utils.images import check_image_file, upright
 from grounded.utils.masks import rasterize_semantic
 
 
@@ -54,11 +56,23 @@ def save_mask_png(path: str | Path, detections: sv.Detections, height: int, widt
 
 
 def load_mask_png(path: str | Path) -> np.ndarray:
-    """(H, W) uint8 class map (0 background, class c -> c + 1)."""
-    with Image.open(path) as image:
-        if image.mode not in ("P", "L"):
-            raise ValueError(f"{path}: expected an 8-bit palette or grey PNG of class indices, got mode {image.mode}")
-        return np.asarray(image).copy()
+    """(H, W) uint8 class map (0 background, class c -> c + 1), in display orientation like every image
+    (an EXIF orientation in the PNG, rare, is applied; see :mod:`grounded.utils.images`).
+
+    InputError if the file is not an 8-bit palette or grey image (an RGB picture of the classes is not a
+    class map) or cannot be read.
+    """
+    check_image_file(path, f"mask {path}")
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise InputError(f"mask {str(path)!r}: expected an 8-bit palette or grey PNG of class indices, "
+                                 f"got mode {image.mode}")
+            return np.ascontiguousarray(upright(np.asarray(image), image))
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"mask {str(path)!r} cannot be read ({exc}); re-export or remove it") from None
 
 
 def semantic_to_detections(class_map: np.ndarray) -> sv.Detections:

@@ -26,6 +26,8 @@ import supervision as sv
 import yaml
 from supervision.dataset.formats.yolo import yolo_annotations_to_detections
 
+from grounded.errors import InputError, quote
+from grounded.formats.checks import check_points
 from grounded.formats.files import atomic_write_text
 from grounded.formats.polygons import bridge_outlines
 
@@ -84,6 +86,40 @@ def load_yolo_labels(path: str | Path, height: int, width: int, with_masks: bool
     """Read one label file back as ``sv.Detections`` (XYXY pixels), through supervision's parser."""
     lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
     return yolo_annotations_to_detections(lines=lines, resolution_wh=(width, height), with_masks=with_masks)
+
+
+def parse_yolo_line(line: str, num_classes: int) -> tuple[int, np.ndarray] | None:
+    """One label line -> (class id, (K, 2) float XY normalised to [0, 1]); None for a blank line.
+
+    ``class cx cy w h`` (a box, returned as its 4 corners) or ``class x1 y1 ... xk yk`` (k >= 3). InputError
+    saying what is wrong for anything else: a class that is not an integer or is outside ``num_classes``,
+    an odd number of coordinates, non-numbers, NaN / infinity, a negative box size, or a point more than
+    one image size outside the image (:mod:`grounded.formats.checks`), all found before anything is drawn.
+    """
+    values = line.split()
+    if not values:
+        return None
+    try:
+        cls = int(values[0])
+    except ValueError:
+        raise InputError(f"class {quote(values[0], 40)} is not an integer") from None
+    if not 0 <= cls < num_classes:
+        raise InputError(f"class {cls} is outside the {num_classes} class names")
+    try:
+        coords = [float(v) for v in values[1:]]
+    except ValueError:
+        raise InputError(f"expected 'class x y ...' numbers, got {quote(line, 80)}") from None
+    if len(coords) == 4:  # a box: centre x, centre y, width, height
+        cx, cy, w, h = coords
+        if w < 0 or h < 0:
+            raise InputError(f"box {quote(line, 80)} has a negative width or height")
+        coords = [cx - w / 2, cy - h / 2, cx + w / 2, cy - h / 2, cx + w / 2, cy + h / 2, cx - w / 2, cy + h / 2]
+    elif len(coords) < 6 or len(coords) % 2:
+        raise InputError(f"{len(coords)} coordinates: expected 4 (a box) or an even number >= 6 (a polygon)")
+    problem = check_points(coords, 1, 1, what="coordinates")
+    if problem:
+        raise InputError(problem)
+    return cls, np.asarray(coords, dtype=np.float64).reshape(-1, 2)
 
 
 def save_data_yaml(path: str | Path, classes: list[str], splits: list[str]) -> None:

@@ -9,9 +9,16 @@ Formats and layouts (``OUT/<format>/``); every image-relative path is relative t
     masks/labels.txt, masks/images/<split>/, masks/annotations/<split>/<stem>.png   (class-index PNGs)
 
 Images in the YOLO, VOC and mask folders are symbolic links to the originals (``copy_images=True`` copies),
-named flat (``sub/a.jpg`` -> ``sub__a.jpg``). Each format is built in a hidden staging folder and swapped in
-when complete, so an interrupted export leaves the previous one intact and no stale files remain.
-Images that could not be read are left out of every export and listed in ``OUT/errors.json``.
+named flat by :func:`grounded.formats.files.flat_name`: the relative path, extension included, percent-escaped,
+plus the extension (``a.jpg`` -> ``a.jpg.jpg``, ``sub/a.jpg`` -> ``sub%2Fa.jpg.jpg``), so no two images share
+a name or a label stem in any format. Each format is built in a hidden staging folder and swapped in when
+complete, so an interrupted export (a crash, a full disk) leaves the previous one and every record intact
+and no stale files remain; a full disk is reported as :class:`grounded.errors.DiskFullError` saying what
+was being written. Images that could not be read are left out of every export and listed in
+``OUT/errors.json``.
+
+Adding a format: a class with ``add(image: _Image)`` and ``close()`` (see :class:`_Folders`), registered in
+``_WRITERS`` under the name given to ``formats``.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from tqdm.auto import tqdm
 
 from grounded.errors import InputError
 from grounded.formats.coco import CocoWriter
-from grounded.formats.files import atomic_write_text, export_names, link_image
+from grounded.formats.files import atomic_write_text, disk_full_guard, export_names, link_image
 from grounded.formats.masks_png import save_labels_txt, save_mask_png
 from grounded.formats.voc import save_voc
 from grounded.formats.yolo import save_data_yaml, save_yolo_labels
@@ -164,6 +171,23 @@ def export_locked(out: Path, formats: list[str], copy_images: bool, progress: bo
     staging = {fmt: out / f".{fmt}.staging" for fmt in formats}
     for folder in staging.values():
         shutil.rmtree(folder, ignore_errors=True)
+    intact = (f"the records in {out / 'records'} and the previous exports are intact; free some space and run "
+              f"`grounded export {out}` (or the same `grounded label` command) again")
+    try:
+        with disk_full_guard(f"the exports under {out}", intact):
+            stats = _write_formats(out, root, classes, relatives, names, split_of, splits, staging, copy_images, progress,
+                                   intact)
+    except BaseException:
+        for folder in staging.values():  # give the space back; the finished formats stay as they were
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return stats
+
+
+def _write_formats(out: Path, root: Path, classes: list[str], relatives: list[str], names: dict[str, str],
+                   split_of: dict[str, str], splits: list[str], staging: dict[str, Path], copy_images: bool,
+                   progress: bool, intact: str) -> DatasetStats:
+    formats = list(staging)
     writers = {fmt: _WRITERS[fmt](staging[fmt], classes, splits, copy_images) for fmt in formats}
     with_masks = any(fmt in ("coco", "yolo-seg", "masks") for fmt in formats)
 
@@ -183,10 +207,12 @@ def export_locked(out: Path, formats: list[str], copy_images: bool, progress: bo
         for class_id, count in Counter(detections.class_id.tolist()).items():
             stats.instances[classes[class_id]] += count
         image = _Image(rel, names[rel], split_of[rel], root / rel, record, detections)
-        for writer in writers.values():
-            writer.add(image)
+        for fmt, writer in writers.items():
+            with disk_full_guard(f"the {fmt} export of {rel!r} under {out}", intact):
+                writer.add(image)
     for fmt, writer in writers.items():
-        writer.close()
+        with disk_full_guard(f"the {fmt} export under {out}", intact):
+            writer.close()
         _swap(staging[fmt], out / fmt)
     atomic_write_text(out / ERRORS_FILE, json.dumps(stats.errors, indent=2, sort_keys=True) + "\n")
     return stats
