@@ -3,9 +3,9 @@
 Both engines (this one and :mod:`grounded.label.ray_engine`) run the same two steps, so they write the
 same bytes:
 
-1. :func:`prepare` (one image, any thread or process): say what the path is (:func:`grounded.label.walk.
-   classify`), decode it (EXIF orientation applied) and make the models' view of it
-   (:mod:`grounded.label.modelview`: reduced when large, padded when thin).
+1. :func:`prepare` (one image, any thread or process): decode it reduced when large (EXIF orientation
+   applied; ``load_image`` refuses what is not an image file, or too many pixels, saying what it is) and
+   make the models' view of it (:mod:`grounded.label.modelview`: padded when thin).
 2. :meth:`Labeller.label` (a batch): one model call for the batch (``predictor.segment_batch`` where the
    predictor has it), then per image: results back to the displayed size, masks RLE-encoded one at a
    time, the record's JSON text.
@@ -36,9 +36,8 @@ from grounded.io.detections_json import detections_to_json
 from grounded.label.modelview import MAX_SIDE, ModelView, restore, to_model
 from grounded.label.prefetch import prefetched
 from grounded.label.records import error_record, record_text, write_record_text
-from grounded.label.walk import classify
 from grounded.ontology import Ontology
-from grounded.utils.images import load_image
+from grounded.utils.images import image_size, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +101,11 @@ def error_row(relative: str, exc: BaseException) -> dict[str, Any]:
 
 
 def prepare(root: str | Path, relative: str, max_side: int | None = MAX_SIDE) -> Prepared:
-    """Classify, decode and view one image; never raises (an ``Exception`` becomes the error row)."""
+    """Decode and view one image; never raises (an ``Exception`` becomes the error row)."""
     path = Path(root) / relative
     try:
-        problem = classify(path)
-        if problem is not None:
-            return Prepared(relative, error=error_record(relative, "NotAnImage", problem))
-        image, view = to_model(load_image(path, name=relative), max_side)
+        original = image_size(path, name=relative)  # displayed (H, W), from the header
+        image, view = to_model(load_image(path, name=relative, max_side=max_side), original)
         return Prepared(relative, image, view)
     except Exception as exc:
         return Prepared(relative, error=error_row(relative, exc))

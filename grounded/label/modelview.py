@@ -4,9 +4,11 @@ The teacher never needs more than about 1333 px on the long side (Grounding DINO
 most, SAM to 1024), and it cannot work on slivers (a side of 1-3 px is read as a channel axis, a side that
 rounds to 0 when resized fails). So before the models an image is
 
-- reduced once (PIL, bilinear) when its long side exceeds ``max_side`` (default :data:`MAX_SIDE`), and
+- decoded reduced when its long side exceeds ``max_side`` (default :data:`MAX_SIDE`):
+  ``load_image(path, max_side=...)`` (JPEG draft, else one resize), its displayed size from the header
+  (``image_size``), and
 - padded with black at the bottom / right when a side is under :data:`MIN_SIDE` px or under
-  1/:data:`MAX_ASPECT` of the other side.
+  1/:data:`MAX_ASPECT` of the other side (:func:`to_model`).
 
 Results come back at the original (displayed) resolution: boxes clipped to the image and scaled, masks
 cropped and upsampled (nearest) one at a time, each RLE-encoded before the next, so a 6000 x 4000 photo
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import supervision as sv
-from PIL import Image
 
 from grounded.utils.masks import mask_to_rle
 
@@ -44,13 +45,9 @@ class ModelView:
         return self.original == self.scaled == self.padded
 
 
-def to_model(image: np.ndarray, max_side: int | None = MAX_SIDE) -> tuple[np.ndarray, ModelView]:
-    """RGB uint8 (H, W, 3) -> (the models' view of it, the sizes to map results back)."""
-    height, width = image.shape[:2]
-    scale = 1.0 if not max_side else min(1.0, max_side / max(height, width))
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
+def to_model(image: np.ndarray, original: tuple[int, int] | None = None) -> tuple[np.ndarray, ModelView]:
+    """RGB uint8 (h, w, 3), decoded reduced or not, and the displayed (H, W) of the original (default: the
+    image's own) -> (the models' view of it: padded if thin, the sizes to map results back)."""
     h, w = image.shape[:2]
     ph = max(h, MIN_SIDE, math.ceil(w / MAX_ASPECT))
     pw = max(w, MIN_SIDE, math.ceil(h / MAX_ASPECT))
@@ -58,7 +55,7 @@ def to_model(image: np.ndarray, max_side: int | None = MAX_SIDE) -> tuple[np.nda
         padded = np.zeros((ph, pw, 3), dtype=np.uint8)
         padded[:h, :w] = image
         image = padded
-    return image, ModelView((height, width), (h, w), (ph, pw))
+    return image, ModelView(tuple(original or (h, w)), (h, w), (ph, pw))
 
 
 def restore(detections: sv.Detections, view: ModelView) -> tuple[sv.Detections, Iterator[dict] | None]:

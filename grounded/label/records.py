@@ -19,7 +19,6 @@ that cannot be parsed (emptied or truncated by a disk fault) is named in a warni
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 from pathlib import Path
@@ -27,8 +26,7 @@ from typing import Any
 
 import supervision as sv
 
-from grounded.errors import GroundedError
-from grounded.formats.files import atomic_write_text
+from grounded.formats.files import atomic_write_text, disk_full_guard
 from grounded.io.detections_json import SCHEMA_VERSION, detections_from_json, upgrade
 from grounded.label.walk import walk_images
 
@@ -36,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 RECORDS_DIR = "records"
 REASON_CHARS = 300
+RESUME_HINT = "finished records are kept: free some space and run the same command again to resume"
 
 
 def image_relatives(root: Path, out: Path) -> list[str]:
@@ -74,21 +73,14 @@ def write_record(out: Path, record: dict[str, Any]) -> None:
 def write_record_text(out: Path, relative: str, text: str) -> bool:
     """Write one record file atomically; False (nothing written) when it already holds exactly ``text``.
 
-    A full disk raises :class:`grounded.errors.GroundedError` saying so: records already written stay, and
+    A full disk raises :class:`grounded.errors.DiskFullError` saying so: records already written stay, and
     the same command resumes once space is freed.
     """
     path = record_path(out, relative)
-    try:
-        if path.is_file() and path.read_bytes() == text.encode("utf-8"):
-            return False
+    if path.is_file() and path.read_bytes() == text.encode("utf-8"):
+        return False
+    with disk_full_guard(f"the record of {relative!r}", RESUME_HINT):
         atomic_write_text(path, text)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise GroundedError(
-                f"disk full while writing {path} ({exc.strerror}); finished records are kept: free space and run "
-                "the same command again to resume"
-            ) from None
-        raise
     return True
 
 

@@ -24,7 +24,6 @@ the same bytes.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import time
@@ -35,13 +34,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from grounded.errors import GroundedError, InputError
+from grounded.errors import InputError
+from grounded.formats.files import disk_full_guard
 from grounded.label.engine import Given, Labeller, TeacherFactory, label_local
 from grounded.label.export import check_formats, export_locked
 from grounded.label.manifest import build_manifest, run_lock, start_run
 from grounded.label.modelview import MAX_SIDE
 from grounded.label.preview import write_preview
-from grounded.label.records import image_relatives, read_record, remove_stale_temporaries
+from grounded.label.records import RESUME_HINT, image_relatives, read_record, remove_stale_temporaries
 from grounded.label.splits import parse_split
 from grounded.label.summary import LabelSummary
 from grounded.ontology import Ontology
@@ -144,7 +144,7 @@ def label(
         from grounded.label import ray_engine
 
         ray_engine.require_ray()  # the error naming the extra comes before any work
-    with run_lock(out), _disk_full_is_an_error(out):
+    with run_lock(out), disk_full_guard(f"the run in {str(out)!r}", RESUME_HINT):
         if engine == "ray":
             options = ray_engine.RayOptions(ray_address, int(workers), float(gpus_per_worker), float(cpus_per_worker))
             with ray_engine.ray_session(options) as ray:
@@ -224,15 +224,3 @@ def _progress(total: int, initial: int, enabled: bool) -> Iterator[Callable[[], 
         yield lambda: bar.update(1)
     finally:
         bar.close()
-
-
-@contextmanager
-def _disk_full_is_an_error(out: Path) -> Iterator[None]:
-    """A full disk (while exporting, drawing the preview, ...) as one clear error; records stay intact."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise GroundedError(f"disk full while writing {str(out)!r} ({exc.strerror}); finished records are kept: "
-                            "free space and run the same command again to resume") from None

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from grounded.cli import main
-from grounded.errors import GroundedError, InputError
+from grounded.errors import DiskFullError, InputError
 from grounded.label import label
 from grounded.label.records import read_record, record_path
 from grounded.testing.fake import FakePredictor, make_images
@@ -125,12 +125,12 @@ def test_every_entry_named_like_an_image_is_accounted_for(tmp_path, monkeypatch)
     reasons = {e["file"]: e["reason"] for e in summary.errors}
     assert summary.images == 11 and summary.labelled + len(summary.errors) == 11
     assert summary.labelled == 5  # 3 + the image inside album.jpg/ + the link to an image
-    assert reasons["dangling.jpg"].startswith("NotAnImage: dangling symbolic link to")
-    assert reasons["loop.png"].startswith("NotAnImage: symbolic link loop")
-    assert reasons["album.jpg"].startswith("NotAnImage: a folder, not an image file")
-    assert reasons["linked_folder.png"].startswith("NotAnImage: a symbolic link to a folder")
-    assert reasons["pipe.jpg"].startswith("NotAnImage: not a regular file (a named pipe)")
-    assert "Permission denied" in reasons["locked.png"]
+    assert reasons["dangling.jpg"].startswith("InputError: image 'dangling.jpg' is a broken symbolic link")
+    assert reasons["loop.png"].startswith("InputError: image 'loop.png' is a symbolic link loop")
+    assert reasons["album.jpg"].startswith("InputError: image 'album.jpg' is a folder, not an image file")
+    assert reasons["linked_folder.png"].startswith("InputError: image 'linked_folder.png' is a folder")
+    assert reasons["pipe.jpg"].startswith("InputError: image 'pipe.jpg' is not a regular file")
+    assert reasons["locked.png"].startswith("InputError: image 'locked.png' cannot be read: permission denied")
 
 
 def test_unparseable_records_are_named_and_labelled_again(tmp_path, tree_bytes, caplog):
@@ -166,7 +166,7 @@ def test_a_full_disk_is_one_clear_error_and_resume_completes(tmp_path, tree_byte
 
     monkeypatch.setattr(records, "atomic_write_text", filling_disk)
     out = tmp_path / "out"
-    with pytest.raises(GroundedError, match="disk full while writing .* free space and run the same command again"):
+    with pytest.raises(DiskFullError, match="disk full while writing the record .* run the same command again"):
         label(images, CLASSES, out, predictor=FakePredictor(), formats=FORMATS, progress=False)
     assert len(list((out / "records").glob("*.json"))) == 4
     monkeypatch.setenv("GROUNDED_FAKE_PREDICTOR", "1")

@@ -11,16 +11,17 @@ from grounded.utils.masks import rle_to_mask
 
 
 @pytest.mark.parametrize(
-    "hw, max_side, scaled, padded",
-    [((300, 400), 1333, (300, 400), (300, 400)),  # untouched
-     ((3000, 4000), 1000, (750, 1000), (750, 1000)),  # reduced
-     ((1, 1), 1333, (1, 1), (16, 16)),  # padded to MIN_SIDE
-     ((3, 2000), 1333, (2, 1333), (134, 1333)),  # reduced, then padded to 1/10 of the long side
-     ((40, 30), None, (40, 30), (40, 30))],
+    "original, scaled, padded",
+    [((300, 400), (300, 400), (300, 400)),  # untouched
+     ((3000, 4000), (750, 1000), (750, 1000)),  # decoded reduced
+     ((1, 1), (1, 1), (16, 16)),  # padded to MIN_SIDE
+     ((3, 2000), (2, 1333), (134, 1333)),  # decoded reduced, then padded to 1/10 of the long side
+     ((2000, 3), (2000, 3), (2000, 200))],
 )
-def test_to_model_sizes(hw, max_side, scaled, padded):
-    image, view = to_model(np.zeros((*hw, 3), np.uint8), max_side)
-    assert view == ModelView(hw, scaled, padded) and image.shape == (*padded, 3)
+def test_to_model_sizes(original, scaled, padded):
+    image, view = to_model(np.zeros((*scaled, 3), np.uint8), original)
+    assert view == ModelView(original, scaled, padded) and image.shape == (*padded, 3)
+    assert not image[scaled[0]:].any() and not image[:, scaled[1]:].any()
 
 
 def test_restore_scales_boxes_and_upsamples_masks():
