@@ -24,13 +24,19 @@ def test_to_model_sizes(original, scaled, padded):
     assert not image[scaled[0]:].any() and not image[:, scaled[1]:].any()
 
 
+def _boxes(hw: tuple[int, int], boxes: list[list[int]]) -> sv.Detections:
+    """Detections whose masks fill their XYXY boxes exactly, on an image of size ``hw``."""
+    mask = np.zeros((len(boxes), *hw), bool)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        mask[k, y0:y1, x0:x1] = True
+    return sv.Detections(xyxy=np.array(boxes, np.float32), mask=mask, confidence=np.linspace(0.9, 0.5, len(boxes)),
+                         class_id=np.arange(len(boxes)))
+
+
 def test_restore_scales_boxes_and_upsamples_masks():
     view = ModelView(original=(400, 600), scaled=(100, 150), padded=(100, 150))
-    mask = np.zeros((2, 100, 150), bool)
-    mask[0, 10:20, 30:60] = True
-    mask[1, 50:100, 0:150] = True
-    found = sv.Detections(xyxy=np.array([[30, 10, 60, 20], [0, 50, 150, 100]], np.float32), mask=mask,
-                          confidence=np.array([0.9, 0.5], np.float32), class_id=np.array([0, 1]))
+    found = _boxes((100, 150), [[30, 10, 60, 20], [0, 50, 150, 100]])
+    mask = found.mask.copy()
     back, rles = restore(found, view)
     assert back.mask is None
     np.testing.assert_allclose(back.xyxy, [[120, 40, 240, 80], [0, 200, 600, 400]])
@@ -41,11 +47,6 @@ def test_restore_scales_boxes_and_upsamples_masks():
 
 def test_restore_drops_what_lies_in_the_padding_alone():
     view = ModelView(original=(2, 40), scaled=(2, 40), padded=(16, 40))
-    mask = np.zeros((2, 16, 40), bool)
-    mask[0, 0:2, 5:10] = True
-    mask[1, 8:16, 0:40] = True
-    found = sv.Detections(xyxy=np.array([[5, 0, 10, 4], [0, 8, 40, 16]], np.float32), mask=mask,
-                          confidence=np.array([0.9, 0.5], np.float32), class_id=np.array([0, 1]))
-    back, rles = restore(found, view)
+    back, rles = restore(_boxes((16, 40), [[5, 0, 10, 4], [0, 8, 40, 16]]), view)
     assert len(back) == 1 and back.xyxy.tolist() == [[5, 0, 10, 2]]
     assert [rle_to_mask(r).sum() for r in rles] == [10]
