@@ -71,7 +71,7 @@ def check_review(review: dict[str, Any], record: dict[str, Any], classes: list[s
     if unknown:
         raise InputError(f"unknown review field(s) {unknown}; expected reviewed, detections")
     if "error" in record:
-        raise InputError(f"{record['file']!r} could not be read by the run ({record['error']}); nothing to review")
+        raise InputError(f"{record['image']!r} could not be read by the run ({record['error']}); nothing to review")
     count = len(record["detections"])
     reviewed = review.get("reviewed", False)
     if not isinstance(reviewed, bool):
@@ -96,14 +96,14 @@ def check_review(review: dict[str, Any], record: dict[str, Any], classes: list[s
             if class_id != record["detections"][int(key)]["class_id"]:
                 entry["class_id"] = class_id
         clean[str(int(key))] = entry
-    return {"format_version": FORMAT_VERSION, "file": record["file"], "record_sha256": record_fingerprint(record),
+    return {"format_version": FORMAT_VERSION, "file": record["image"], "record_sha256": record_fingerprint(record),
             "reviewed": reviewed, "detections": dict(sorted(clean.items(), key=lambda kv: int(kv[0])))}
 
 
 def write_review(out: str | Path, record: dict[str, Any], review: dict[str, Any], classes: list[str]) -> dict[str, Any]:
     """Validate and write (atomically) the review of ``record``'s image; return what was written."""
     clean = check_review(review, record, classes)
-    atomic_write_text(review_path(out, record["file"]), json.dumps(clean, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(review_path(out, record["image"]), json.dumps(clean, indent=1, sort_keys=True) + "\n")
     return clean
 
 

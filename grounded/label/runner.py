@@ -6,13 +6,20 @@
     summary = grounded.label("photos/", "prompts/car_parts.yaml", "out/", formats=["coco", "yolo"])
     print(summary.table())
 
-For each image (found recursively, sorted): read it, run the predictor once with the whole ontology,
-and write its record to ``OUT/records/`` atomically (see :mod:`grounded.label.records`). Images already
-finished are skipped, so re-running the same command after an interruption (Ctrl-C, kill -9, power loss)
-completes the run and gives the same files as an uninterrupted one; ``OUT/run.json`` refuses a changed
-images root, ontology or model unless ``force=True`` (:mod:`grounded.label.manifest`). An image that cannot
-be read is recorded with the reason (``OUT/errors.json``) and skipped. Then the exports are rebuilt from
-the records (:mod:`grounded.label.export`), a preview grid is drawn and ``OUT/summary.json`` written.
+Every entry named like an image below the folder (found recursively, sorted; :mod:`grounded.label.walk`)
+ends as a record in ``OUT/records/``, written atomically as soon as it is done (see
+:mod:`grounded.label.records`): its detections, or an error row saying why it has none (unreadable,
+a dangling link, a folder, out of memory, ...: one bad file never ends a run, :mod:`grounded.label.engine`).
+Images already finished are skipped, so re-running the same command after an interruption (Ctrl-C,
+kill -9, power loss) completes the run and gives the same files as an uninterrupted one; error rows are
+tried again only with ``retry_errors=True``. ``OUT/run.json`` refuses a changed images root, ontology or
+model unless ``force=True`` (:mod:`grounded.label.manifest`); the run's lock is taken before any model
+loads. Then the exports are rebuilt from the records (:mod:`grounded.label.export`), a preview grid is
+drawn and ``OUT/summary.json`` written.
+
+Engines: ``"local"`` (this process: ``batch_size`` images per model call, decoding ``prefetch`` batches
+ahead on a background thread) or ``"ray"`` (a Ray cluster: :mod:`grounded.label.ray_engine`). Both write
+the same bytes.
 """
 
 from __future__ import annotations
@@ -20,28 +27,25 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from grounded.errors import InputError
+from grounded.formats.files import disk_full_guard
+from grounded.label.engine import Given, Labeller, TeacherFactory, label_local
 from grounded.label.export import check_formats, export_locked
 from grounded.label.manifest import build_manifest, run_lock, start_run
+from grounded.label.modelview import MAX_SIDE
 from grounded.label.preview import write_preview
-from grounded.label.records import (
-    detections_to_record,
-    image_relatives,
-    read_record,
-    remove_stale_temporaries,
-    write_record,
-)
+from grounded.label.records import RESUME_HINT, image_relatives, read_record, remove_stale_temporaries
 from grounded.label.reviews import review_counts
 from grounded.label.splits import parse_split
 from grounded.label.summary import LabelSummary
 from grounded.ontology import Ontology
-from grounded.utils.images import load_image
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +61,11 @@ def as_ontology(ontology: Ontology | str | Path | Sequence[str]) -> Ontology:
 
 def _images_and_root(images: str | Path | Sequence[str | Path], out: Path) -> tuple[Path, list[str]]:
     """(absolute images root, image paths relative to it as POSIX strings, sorted)."""
+    if isinstance(images, str) and "://" in images:
+        raise InputError(f"images {images!r}: give a folder (for a bucket, mount it on every worker: s3fs, gcsfuse)")
     if isinstance(images, (str, Path)):
         root = Path(images)
-        if root.is_file():
+        if root.is_file() or (root.is_symlink() and not root.is_dir()):
             return Path(os.path.abspath(root.parent)), [root.name]
         if not root.is_dir():
             raise InputError(f"image folder {str(root)!r} not found or not a folder")
@@ -84,22 +90,41 @@ def label(
     split: str | Sequence[float] = (0.8, 0.2),
     seed: int = 0,
     force: bool = False,
+    retry_errors: bool = False,
     preview: int = 16,
     copy_images: bool = False,
     progress: bool = True,
+    batch_size: int = 1,
+    prefetch: int = 2,
+    max_side: int | None = MAX_SIDE,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int = 1,
+    gpus_per_worker: float = 0.0,
+    cpus_per_worker: float = 0.5,
     **predictor_options: Any,
 ) -> LabelSummary:
     """Label ``images`` (a folder, searched recursively, or a list of files) with ``ontology`` into ``out``.
 
     Args:
         predictor: anything with ``set_image(image)``, ``segment(ontology) -> sv.Detections`` and
-            ``describe() -> dict``; default ``grounded.Predictor(**predictor_options)``.
+            ``describe() -> dict`` (``segment_batch(images, ontology)`` used when present), or a zero-argument
+            callable that builds one (a class, a ``functools.partial``; picklable for ``engine="ray"``);
+            default ``grounded.Predictor(**predictor_options)``, built after the run's lock is taken.
         formats: exports to build, from ``coco``, ``yolo``, ``yolo-seg``, ``voc``, ``masks``.
         split: train/val(/test) fractions, e.g. ``(0.8, 0.2)`` or ``"0.7,0.2,0.1"``; seeded by ``seed``.
         force: start over when ``out`` holds a run with another images root, ontology or model.
+        retry_errors: label again the images that have an error row (default: keep the rows).
         preview: number of images in ``OUT/preview.png`` (0: none).
         copy_images: copy images into the YOLO / VOC / mask folders instead of linking them.
         progress: show a progress bar (rate and ETA).
+        batch_size: images per model call (records are still written one per image, same bytes).
+        prefetch: batches decoded ahead on a background thread (local engine; 0: none).
+        max_side: images with a longer side are given to the models reduced to it; results come back at
+            the original size (:mod:`grounded.label.modelview`; None: never reduce).
+        engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install "grounded[ray]"``).
+        ray_address, workers, gpus_per_worker, cpus_per_worker: the Ray engine's cluster address (None:
+            start a local one), actors, and GPUs / CPUs per actor (:class:`grounded.label.ray_engine.RayOptions`).
 
     Returns:
         A :class:`LabelSummary` (also written to ``OUT/summary.json``).
@@ -108,19 +133,34 @@ def label(
     ontology = as_ontology(ontology)
     formats = check_formats(list(formats))
     fractions = parse_split(split)
+    if engine not in ("local", "ray"):
+        raise InputError(f"engine {engine!r}: choose 'local' (this process) or 'ray' (a Ray cluster)")
+    for name, value in (("batch_size", batch_size), ("workers", workers)):
+        if int(value) < 1:
+            raise InputError(f"{name} must be at least 1, got {value}")
     out = Path(out)
     root, relatives = _images_and_root(images, out)
-    if predictor is None:
-        from grounded.pipeline.predictor import Predictor
+    factory = _factory(predictor, predictor_options)
+    if engine == "ray":
+        from grounded.label import ray_engine
 
-        predictor = Predictor(**predictor_options)
-    elif predictor_options:
-        raise InputError(f"options {sorted(predictor_options)} apply to the default predictor only; set them on yours")
-
-    manifest = build_manifest(root, ontology, predictor.describe(), fractions, seed)
-    with run_lock(out):
-        start_run(out, manifest, force=force)
-        model_seconds, todo, resumed = _label_images(out, root, relatives, ontology, predictor, progress)
+        ray_engine.require_ray()  # the error naming the extra comes before any work
+    with run_lock(out), disk_full_guard(f"the run in {str(out)!r}", RESUME_HINT):
+        if engine == "ray":
+            options = ray_engine.RayOptions(ray_address, int(workers), float(gpus_per_worker), float(cpus_per_worker))
+            with ray_engine.ray_session(options) as ray:
+                model = ray_engine.describe_on_cluster(ray, factory, options)
+                todo, resumed = _start(out, root, relatives, ontology, model, fractions, seed, force, retry_errors)
+                with _progress(len(relatives), len(relatives) - len(todo), progress) as done:
+                    model_seconds = ray_engine.label_ray(out, root, todo, ray, factory, ontology, options,
+                                                         batch_size=batch_size, max_side=max_side, on_done=done)
+        else:
+            instance = factory()
+            todo, resumed = _start(out, root, relatives, ontology, instance.describe(), fractions, seed, force,
+                                   retry_errors)
+            with _progress(len(relatives), len(relatives) - len(todo), progress) as done:
+                model_seconds = label_local(out, root, todo, Labeller(instance, ontology), batch_size=batch_size,
+                                            max_side=max_side, prefetch=prefetch, on_done=done)
         stats = export_locked(out, formats, copy_images, progress=False)
         preview_path = write_preview(out, root, relatives, count=preview, seed=seed) if preview > 0 else None
     seconds = time.perf_counter() - started
@@ -141,41 +181,48 @@ def label(
         seconds=round(seconds, 3),
         model_seconds=round(model_seconds, 3),
         images_per_second=round(processed / seconds, 3) if processed and seconds > 0 else 0.0,
-        extra={"reviews": review_counts(out)},  # a person's corrections (grounded/label/reviews.py)
+        extra={"engine": engine, "batch_size": int(batch_size), **({"workers": int(workers)} if engine == "ray" else {}),
+               "reviews": review_counts(out)},  # a person's corrections (grounded/label/reviews.py)
     )
     summary.save(out)
     logger.info("labelled %s\n%s", out, summary.table())
     return summary
 
 
-def _label_images(out: Path, root: Path, relatives: list[str], ontology: Ontology, predictor: Any,
-                  progress: bool) -> tuple[float, list[str], int]:
-    """Label every image without a finished record; return (seconds in the predictor, images tried, skipped)."""
+def _factory(predictor: Any, predictor_options: dict[str, Any]) -> Callable[[], Any]:
+    """A zero-argument callable building the predictor (only called once the run's lock is held)."""
+    if predictor is None:
+        return TeacherFactory(dict(predictor_options))
+    if predictor_options:
+        raise InputError(f"options {sorted(predictor_options)} apply to the default predictor only; set them on yours")
+    if isinstance(predictor, type) or (callable(predictor) and not hasattr(predictor, "describe")):
+        return predictor
+    return Given(predictor)
+
+
+def _start(out: Path, root: Path, relatives: list[str], ontology: Ontology, model: dict[str, Any],
+           fractions: dict[str, float], seed: int, force: bool, retry_errors: bool) -> tuple[list[str], int]:
+    """Check or write ``run.json``; return (images to label, images labelled by earlier runs)."""
+    start_run(out, build_manifest(root, ontology, model, fractions, seed), force=force)
     if remove_stale_temporaries(out):
         logger.info("removed temporary files of an interrupted run")
-    todo = [rel for rel in relatives if (rec := read_record(out, rel)) is None or "error" in rec]
-    resumed = len(relatives) - len(todo)
-    if resumed:
-        logger.info("resuming: %d of %d images already labelled", resumed, len(relatives))
+    todo, resumed = [], 0
+    for rel in relatives:
+        record = read_record(out, rel)
+        if record is None or (retry_errors and "error" in record):
+            todo.append(rel)
+        elif "error" not in record:
+            resumed += 1
+    if len(relatives) > len(todo):
+        logger.info("resuming: %d of %d images already done (%d labelled)", len(relatives) - len(todo),
+                    len(relatives), resumed)
+    return todo, resumed
 
-    model_seconds = 0.0
-    bar = tqdm(total=len(relatives), initial=resumed, desc="label", unit="img", disable=not progress, smoothing=0.1)
+
+@contextmanager
+def _progress(total: int, initial: int, enabled: bool) -> Iterator[Callable[[], None]]:
+    bar = tqdm(total=total, initial=initial, desc="label", unit="img", disable=not enabled, smoothing=0.1)
     try:
-        for rel in todo:
-            try:
-                image = load_image(root / rel, name=rel)
-            except InputError as exc:
-                logger.warning("skipping %s: %s", rel, exc)
-                write_record(out, {"file": rel, "error": str(exc)})
-                bar.update(1)
-                continue
-            tick = time.perf_counter()
-            predictor.set_image(image)
-            detections = predictor.segment(ontology)
-            model_seconds += time.perf_counter() - tick
-            write_record(out, detections_to_record(rel, image.shape[0], image.shape[1], detections))
-            del image, detections
-            bar.update(1)
+        yield lambda: bar.update(1)
     finally:
         bar.close()
-    return model_seconds, todo, resumed

@@ -14,7 +14,6 @@ import numpy as np
 import supervision as sv
 
 from grounded.config import SegmentOptions
-from grounded.models.detections import empty_detections  # noqa: F401  (grounded.io imports it from here)
 
 
 def select_boxes(detections: sv.Detections, options: SegmentOptions) -> sv.Detections:

@@ -12,10 +12,14 @@ Object counts are uniform in 0..max_objects, so about one image in four is a neg
 
     predictor.set_image(image)               # path / PIL / RGB uint8 array
     predictor.segment(ontology) -> sv.Detections
+    predictor.segment_batch(images, ontology) -> list[sv.Detections]   # the same, image by image
     predictor.describe() -> dict
 
-``delay`` (seconds per ``segment``) slows it down for interruption tests; environment variable
-``GROUNDED_FAKE_DELAY`` sets it for command-line runs.
+``delay`` (seconds per image) slows it down for interruption tests. ``exit_once`` (a marker file path)
+injects a crash: the first image that finds no marker creates it and ends the process at once
+(``os._exit``, as a kill would), so a Ray worker dies mid-batch exactly once. For command-line runs,
+:func:`fake_factory_from_env` reads ``GROUNDED_FAKE_DELAY`` and ``GROUNDED_FAKE_EXIT_ONCE``; neither
+changes :meth:`FakePredictor.describe`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import os
 import time
 import zlib
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -62,9 +67,10 @@ def _box(mask: np.ndarray) -> list[float]:
 class FakePredictor:
     """Deterministic stand-in for ``grounded.Predictor`` (see the module docstring)."""
 
-    def __init__(self, delay: float | None = None, max_objects: int = 3) -> None:
+    def __init__(self, delay: float | None = None, max_objects: int = 3, exit_once: str | None = None) -> None:
         self.delay = float(os.environ.get("GROUNDED_FAKE_DELAY", 0.0)) if delay is None else float(delay)
         self.max_objects = max_objects
+        self.exit_once = exit_once
         self._image: np.ndarray | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -80,11 +86,21 @@ class FakePredictor:
         """Known detections for the current image; ``class_id`` indexes ``Ontology.from_prompt(prompt)``."""
         if self._image is None:
             raise OrderError("FakePredictor.segment called before set_image(image)")
+        return self._detect(self._image, Ontology.from_prompt(prompt))
+
+    def segment_batch(self, images: list[ImageInput], prompt: Any, **options: Any) -> list[sv.Detections]:
+        ontology = Ontology.from_prompt(prompt)
+        return [self._detect(load_image(image), ontology) for image in images]
+
+    def _detect(self, image: np.ndarray, ontology: Ontology) -> sv.Detections:
+        if self.exit_once and not os.path.exists(self.exit_once):
+            with open(self.exit_once, "w") as marker:
+                marker.write(str(os.getpid()))
+            os._exit(17)
         if self.delay:
             time.sleep(self.delay)
-        ontology = Ontology.from_prompt(prompt)
-        height, width = self._image.shape[:2]
-        rng = np.random.default_rng(zlib.crc32(self._image.tobytes()) ^ zlib.crc32(ontology.fingerprint().encode()))
+        height, width = image.shape[:2]
+        rng = np.random.default_rng(zlib.crc32(image.tobytes()) ^ zlib.crc32(ontology.fingerprint().encode()))
         count = int(rng.integers(self.max_objects + 1))
         masks, class_ids, conf, phrases = [], [], [], []
         for _ in range(count):
@@ -113,6 +129,12 @@ class FakePredictor:
                 "mask_score": np.asarray([0.9] * count, dtype=np.float32),
             },
         )
+
+
+def fake_factory_from_env() -> partial:
+    """A picklable factory of the FakePredictor the environment asks for (command-line tests)."""
+    return partial(FakePredictor, delay=float(os.environ.get("GROUNDED_FAKE_DELAY", 0.0)),
+                   exit_once=os.environ.get("GROUNDED_FAKE_EXIT_ONCE") or None)
 
 
 def make_images(folder: str | os.PathLike, count: int, size: tuple[int, int] = (48, 64), seed: int = 0) -> list[str]:

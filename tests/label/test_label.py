@@ -26,11 +26,11 @@ class Interrupting(FakePredictor):
         super().__init__()
         self.calls, self.stop_at = 0, stop_at
 
-    def segment(self, prompt, **options):
-        self.calls += 1
-        if self.calls == self.stop_at:
+    def segment_batch(self, images, prompt, **options):
+        self.calls += len(images)
+        if self.calls >= self.stop_at:
             raise KeyboardInterrupt
-        return super().segment(prompt, **options)
+        return super().segment_batch(images, prompt, **options)
 
 
 def test_label_writes_dataset_with_negatives_and_errors(image_folder, tmp_path):
@@ -172,7 +172,7 @@ def test_records_hold_rle_masks(image_folder, tmp_path):
     record = json.loads((out / "records" / "img_00003.png.json").read_text())
     back = record_to_detections(record)
     assert np.array_equal(back.mask, expected.mask) and np.array_equal(back.class_id, expected.class_id)
-    assert all(isinstance(d["rle"]["counts"], str) for d in record["detections"])
+    assert record["schema"] == 2 and all(isinstance(d["mask"]["counts"], str) for d in record["detections"])
 
 
 def test_output_inside_the_image_folder_is_not_labelled(image_folder):

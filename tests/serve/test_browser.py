@@ -165,7 +165,7 @@ def test_review_tab_rejects_and_relabels_and_export_applies_it(server, browser, 
         ids = [im["id"] for im in coco["images"] if im["file_name"] == rel]
         annotations += [a for a in coco["annotations"] if ids and a["image_id"] == ids[0]]
     assert len(annotations) == len(record["detections"]) - 1  # the rejected one is gone
-    x0, y0, x1, y1 = record["detections"][1]["xyxy"]
+    x0, y0, x1, y1 = record["detections"][1]["bbox_xyxy"]
     moved = [a for a in annotations if abs(a["bbox"][0] - x0) < 0.01 and abs(a["bbox"][1] - y0) < 0.01
              and abs(a["bbox"][2] - (x1 - x0)) < 0.01]
     assert [a["category_id"] for a in moved] == [new_class + 1]  # relabelled (COCO category = class + 1)
