@@ -8,9 +8,10 @@ import torch
 from transformers import BertTokenizer
 
 from grounded.config import SegmentOptions
+from grounded.models.detections import cxcywh_to_xyxy
 from grounded.ontology import Ontology
 from grounded.pipeline.captions import plan_captions
-from grounded.pipeline.selection import cxcywh_to_xyxy, select_boxes
+from grounded.pipeline.selection import select_boxes
 
 ONTOLOGY = Ontology.from_dict({"classes": [{"name": "wheel", "phrases": ["wheel", "tire"]}, "car", "front bumper"]})
 

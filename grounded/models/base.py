@@ -15,6 +15,7 @@ class PretrainedPair:
 
     role: ClassVar[str]  # "detector", "segmenter": names the CLI flag in load errors
     model_types: ClassVar[tuple[str, ...]]  # accepted config.model_type values
+    requires: ClassVar[tuple[str, ...]] = ()  # optional packages it imports (e.g. torchvision): the extra's
 
     def __init__(self, model: nn.Module, processor: Any, name: str = "") -> None:
         self.model = model.eval()

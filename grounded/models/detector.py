@@ -69,7 +69,7 @@ class GroundingDinoDetector(PretrainedPair):
     """Grounding DINO processor + model; see the module docstring for shapes."""
 
     role = "detector"
-    model_types = ("grounding-dino", "mm-grounding-dino")
+    model_types = ("grounding-dino",)
 
     @classmethod
     def classes(cls) -> tuple[Any, Any]:

@@ -39,12 +39,13 @@ import torch
 from grounded.config import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, SegmentOptions, option_names, split_kwargs
 from grounded.errors import InputError, OrderError
 from grounded.models.acceleration import Acceleration, apply_acceleration, resolve_acceleration
+from grounded.models.detections import empty_detections
 from grounded.models.detector import DetectorImageFeatures, GroundingDinoDetector
 from grounded.models.loading import resolve_device, resolve_dtype
 from grounded.models.segmenter import SamSegmenter
 from grounded.ontology import Ontology
 from grounded.pipeline.captions import Caption, plan_captions
-from grounded.pipeline.selection import apply_nms, empty_detections, select_boxes, top_k
+from grounded.pipeline.selection import apply_nms, select_boxes, top_k
 from grounded.utils.images import ImageInput, load_image
 from grounded.utils.timing import StageTimer
 

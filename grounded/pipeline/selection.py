@@ -22,38 +22,9 @@ import supervision as sv
 import torch
 
 from grounded.config import SegmentOptions
+from grounded.models.detections import class_thresholds, cxcywh_to_xyxy, empty_detections
 from grounded.ontology import Ontology
 from grounded.pipeline.captions import Caption
-
-
-def cxcywh_to_xyxy(boxes: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
-    """Normalised cxcywh (N, 4) -> XYXY pixels (N, 4) of an (H, W) image, clipped to the image."""
-    h, w = image_hw
-    cx, cy, bw, bh = boxes.T
-    xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1) * np.array([w, h, w, h])
-    return np.clip(xyxy, 0, [w, h, w, h]).astype(np.float32)
-
-
-def class_thresholds(ontology: Ontology, options: SegmentOptions) -> tuple[np.ndarray, np.ndarray]:
-    """Per class id: (box thresholds, text thresholds), resolved as the module docstring says."""
-    box, text = [], []
-    for class_id, cls in enumerate(ontology.classes):
-        box.append(options.class_box_thresholds.get(cls.name, ontology.box_threshold_for(class_id, options.box_threshold)))
-        text.append(options.class_text_thresholds.get(cls.name, ontology.text_threshold_for(class_id, options.text_threshold)))
-    return np.array(box, dtype=np.float32), np.array(text, dtype=np.float32)
-
-
-def empty_detections(image_hw: tuple[int, int] | None = None) -> sv.Detections:
-    """Zero detections with every field present (mask (0, H, W) when the image size is known)."""
-    mask = None if image_hw is None else np.zeros((0, *image_hw), dtype=bool)
-    return sv.Detections(
-        xyxy=np.zeros((0, 4), dtype=np.float32),
-        mask=mask,
-        confidence=np.zeros(0, dtype=np.float32),
-        class_id=np.zeros(0, dtype=int),
-        data={"class_name": np.array([], dtype=str), "phrase": np.array([], dtype=str),
-              "mask_score": np.zeros(0, dtype=np.float32)},
-    )
 
 
 def select_boxes(
