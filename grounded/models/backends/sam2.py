@@ -28,7 +28,6 @@ Options: every box-prompted option is honoured (``multimask``, ``mask_threshold`
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -36,26 +35,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from grounded.errors import ModelLoadError
 from grounded.models.acceleration import autocast_context
 from grounded.models.interfaces import Features, Segmenter
 
 TEXT_TOKENS_REFUSED = "CLIP text tokens need an adapter trained for SAM's prompt encoder (the 'sam' segmenter)"
-
-
-def require_modules(backend: str, *modules: str) -> None:
-    """Import ``modules`` or fail naming the extra that installs them (torchvision, timm)."""
-    missing = []
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except Exception:  # ImportError, or a torchvision build that does not match torch (RuntimeError)
-            missing.append(module)
-    if missing:
-        raise ModelLoadError(
-            f"the {backend} backend needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-            f"not installed (or does not load): pip install \"grounded[backends]\""
-        )
 
 
 @dataclass
@@ -75,7 +58,7 @@ class Sam2Segmenter(Segmenter):
 
     model_types: ClassVar[tuple[str, ...]] = ("sam2",)
     refused_options: ClassVar[dict[str, str]] = {"text_tokens": TEXT_TOKENS_REFUSED}
-    extra_modules: ClassVar[tuple[str, ...]] = ("torchvision",)
+    requires: ClassVar[tuple[str, ...]] = ("torchvision",)  # Sam2Processor is a torchvision class
 
     @classmethod
     def model_class(cls) -> Any:
@@ -85,7 +68,6 @@ class Sam2Segmenter(Segmenter):
 
     @classmethod
     def classes(cls) -> tuple[Any, Any]:
-        require_modules(cls.__name__, *cls.extra_modules)
         from transformers import Sam2Processor
 
         return Sam2Processor, cls.model_class()
@@ -130,7 +112,7 @@ class EdgeTamSegmenter(Sam2Segmenter):
     """EdgeTAM: SAM 2's prompt encoder and mask decoder on a timm RepViT backbone; same API as SAM 2."""
 
     model_types: ClassVar[tuple[str, ...]] = ("edgetam",)
-    extra_modules: ClassVar[tuple[str, ...]] = ("torchvision", "timm")
+    requires: ClassVar[tuple[str, ...]] = ("torchvision", "timm")  # + the timm backbone
 
     @classmethod
     def model_class(cls) -> Any:
