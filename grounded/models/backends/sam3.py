@@ -109,7 +109,7 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
         if self._text_cache is not None and self._text_cache[0] == key:
             return self._text_cache[1], self._text_cache[2]
         limit = int(self.model.config.text_config.max_position_embeddings)
-        for phrase, ids in zip(phrases, self.processor.tokenizer(list(phrases))["input_ids"]):
+        for phrase, ids in zip(phrases, self.processor.tokenizer(list(phrases))["input_ids"], strict=True):
             if len(ids) > limit:
                 raise InputError(f"phrase {phrase!r} is {len(ids)} tokens long; SAM 3 reads at most {limit} "
                                  f"(with its start/end tokens): shorten it")
