@@ -133,7 +133,7 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
         mask_probability = 1.0 / (1.0 + math.exp(-options.mask_threshold))  # logit threshold -> SAM 3's
         results = []
         for index, hw in enumerate(features.image_sizes):
-            found: list[tuple[int, dict[str, torch.Tensor]]] = []  # (phrase index, kept instances)
+            found: list[tuple[int, dict[str, np.ndarray]]] = []  # (phrase index, kept instances)
             for start in range(0, len(phrases), self.phrase_batch):
                 rows = slice(start, min(start + self.phrase_batch, len(phrases)))
                 count = rows.stop - rows.start
@@ -146,20 +146,22 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
                     target_sizes=[hw] * count)
                 for offset, instances in enumerate(kept):
                     keep = instances["scores"] > float(row_thresholds[start + offset])  # the processor's own test
-                    found.append((start + offset, {k: v[keep] for k, v in instances.items()}))
+                    masks = instances["masks"].bool()  # bool before any copy: the processor's are int64
+                    found.append((start + offset, {
+                        "scores": instances["scores"][keep].float().cpu().numpy(),
+                        "boxes": instances["boxes"][keep].float().cpu().numpy(),
+                        "masks": (masks if bool(keep.all()) else masks[keep]).cpu().numpy()}))
             results.append(self._detections(found, phrases, class_ids, ontology, hw))
         return results
 
     @staticmethod
-    def _detections(found: list[tuple[int, dict[str, torch.Tensor]]], phrases: list[str], class_ids: np.ndarray,
+    def _detections(found: list[tuple[int, dict[str, np.ndarray]]], phrases: list[str], class_ids: np.ndarray,
                     ontology: Ontology, hw: tuple[int, int]) -> sv.Detections:
         """Kept instances of every phrase on one image -> Detections, most confident first (stable)."""
         rows = np.concatenate([np.full(len(inst["scores"]), p, dtype=int) for p, inst in found])
         if len(rows) == 0:
             return empty_detections(hw)
-        scores = torch.cat([inst["scores"] for _, inst in found]).float().cpu().numpy()
-        boxes = torch.cat([inst["boxes"] for _, inst in found]).float().cpu().numpy()
-        masks = torch.cat([inst["masks"] for _, inst in found]).cpu().numpy().astype(bool)
+        scores, boxes, masks = (np.concatenate([inst[key] for _, inst in found]) for key in ("scores", "boxes", "masks"))
         order = np.argsort(-scores, kind="stable")
         h, w = hw
         ids = class_ids[rows[order]]
