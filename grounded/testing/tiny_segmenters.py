@@ -41,7 +41,8 @@ def build_tiny_sam_hq(folder: str | Path, seed: int = 0) -> Path:
 
     vision = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_dim": 64,
               "output_channels": 16, "image_size": 128, "patch_size": 16, "window_size": 4,
-              "global_attn_indexes": [1], "num_pos_feats": 8}
+              "global_attn_indexes": [1], "num_pos_feats": 8,
+              "initializer_range": 0.02}  # default 1e-10 leaves the ViT's features ~0: nothing for HQ to read
     prompt = {"hidden_size": 16, "image_size": 128, "patch_size": 16, "mask_input_channels": 4}
     decoder = {"hidden_size": 16, "mlp_dim": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                "iou_head_hidden_dim": 16, "vit_dim": 32}

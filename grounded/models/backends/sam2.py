@@ -23,7 +23,9 @@ Shapes and formats (one model family, one code path):
   (bilinear resize to the original size, ``logit > threshold``).
 
 Options: every box-prompted option is honoured (``multimask``, ``mask_threshold``, ``sam_box_batch``);
-``text_tokens`` is refused (the CLIP text-prompt adapter is trained for SAM's prompt encoder).
+``text_tokens`` is refused (the CLIP text-prompt adapters are trained for SAM's prompt encoder). Stages are
+timed under SAM's names (``sam.preprocess``, ``sam.image_encoder``, ``sam.prompt_mask_decoder``,
+``mask_upsampling``), so the pipeline benchmark's columns hold for every segmenter.
 """
 
 from __future__ import annotations
@@ -37,8 +39,6 @@ import torch
 
 from grounded.models.acceleration import autocast_context
 from grounded.models.interfaces import Features, Segmenter
-
-TEXT_TOKENS_REFUSED = "CLIP text tokens need an adapter trained for SAM's prompt encoder (the 'sam' segmenter)"
 
 
 @dataclass
@@ -57,7 +57,6 @@ class Sam2Segmenter(Segmenter):
     """SAM 2 / 2.1: Hiera image encoder + FPN once per image, then box prompts; see the module docstring."""
 
     model_types: ClassVar[tuple[str, ...]] = ("sam2",)
-    refused_options: ClassVar[dict[str, str]] = {"text_tokens": TEXT_TOKENS_REFUSED}
     requires: ClassVar[tuple[str, ...]] = ("torchvision",)  # Sam2Processor is a torchvision class
 
     @classmethod
@@ -75,9 +74,10 @@ class Sam2Segmenter(Segmenter):
     @torch.inference_mode()
     def encode(self, images: Sequence[np.ndarray]) -> Sam2Features:
         """B images -> multi-level embeddings (see the module docstring)."""
-        out = self.processor(images=list(images), return_tensors="pt")
-        pixel_values = out["pixel_values"].to(self.device, self.dtype)
-        with autocast_context(self.device, self.autocast):
+        with self.timer("sam.preprocess"):
+            out = self.processor(images=list(images), return_tensors="pt")
+            pixel_values = out["pixel_values"].to(self.device, self.dtype)
+        with self.timer("sam.image_encoder"), autocast_context(self.device, self.autocast):
             levels = self.model.get_image_embeddings(pixel_values)
         sizes = [(int(h), int(w)) for h, w in out["original_sizes"].tolist()]
         return Sam2Features(image_sizes=sizes, embeddings=list(levels))
@@ -94,7 +94,7 @@ class Sam2Segmenter(Segmenter):
         hw = features.image_sizes[index]
         prompts = self.processor(original_sizes=[list(hw)], input_boxes=[boxes_xyxy.tolist()], return_tensors="pt")
         input_boxes = prompts["input_boxes"].to(self.device, self.dtype)  # (1, N, 4) in the model's frame
-        with autocast_context(self.device, self.autocast):
+        with self.timer("sam.prompt_mask_decoder"), autocast_context(self.device, self.autocast):
             out = self.model(image_embeddings=levels, input_boxes=input_boxes, multimask_output=multimask)
         return out.pred_masks[0].float(), out.iou_scores[0].float()
 
@@ -103,9 +103,10 @@ class Sam2Segmenter(Segmenter):
         hw = features.image_sizes[index]
         if len(logits) == 0:
             return np.zeros((0, *hw), dtype=bool)
-        masks = self.processor.post_process_masks([logits[None].float().cpu()], [hw], mask_threshold=threshold,
-                                                  binarize=True)[0][0]
-        return masks.numpy().astype(bool)
+        with self.timer("mask_upsampling"):
+            masks = self.processor.post_process_masks([logits[None].float().cpu()], [hw], mask_threshold=threshold,
+                                                      binarize=True)[0][0]
+            return masks.numpy().astype(bool)
 
 
 class EdgeTamSegmenter(Sam2Segmenter):

@@ -26,7 +26,9 @@ separate mask quality, so it is the instance score. Most confident first; NMS is
 Options honoured: ``box_threshold`` and per-class box thresholds (on the instance score, ``score > t``),
 ``mask_threshold`` (a logit, as for SAM: a pixel is in the mask when its probability > sigmoid(threshold);
 0.0 is SAM 3's own 0.5), NMS and ``max_detections`` (pipeline), CLIP verification (pipeline). Refused: see
-``refused_options``.
+``refused_options`` (``text_tokens`` by every concept segmenter). Stages timed: ``model.preprocess``,
+``model.vision_encoder``, ``model.text_encoder``, ``model.decoder`` (the text-conditioned rest),
+``model.postprocess``.
 """
 
 from __future__ import annotations
@@ -75,11 +77,11 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
     model_types: ClassVar[tuple[str, ...]] = ("sam3",)
     requires: ClassVar[tuple[str, ...]] = ("torchvision",)  # Sam3ImageProcessor is a torchvision class
     refused_options: ClassVar[dict[str, str]] = {
+        **ConceptSegmenter.refused_options,
         "text_threshold": _NO_TOKEN_SCORES,
         "class_text_thresholds": _NO_TOKEN_SCORES,
         "multimask": "SAM 3 predicts one mask per instance",
         "sam_box_batch": "SAM 3 takes no box prompts: its instances come from its own queries",
-        "text_tokens": "SAM 3 reads the text itself; CLIP text tokens are for SAM's prompt encoder",
     }
     phrase_batch: int = 16  # phrases per text-conditioned pass (bounds memory; results do not depend on it)
 
@@ -96,8 +98,9 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
     @torch.inference_mode()
     def encode(self, images: Sequence[np.ndarray]) -> Sam3Features:
         """Vision encoder over B images, once."""
-        out = self.processor(images=list(images), return_tensors="pt")
-        with autocast_context(self.device, self.autocast):
+        with self.timer("model.preprocess"):
+            out = self.processor(images=list(images), return_tensors="pt")
+        with self.timer("model.vision_encoder"), autocast_context(self.device, self.autocast):
             vision = self.model.get_vision_features(pixel_values=out["pixel_values"].to(self.device, self.dtype))
         sizes = [(int(h), int(w)) for h, w in out["original_sizes"].tolist()]
         return Sam3Features(sizes, list(vision.fpn_hidden_states), list(vision.fpn_position_encoding))
@@ -115,7 +118,7 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
                                  f"(with its start/end tokens): shorten it")
         tokens = self.processor(text=list(phrases), return_tensors="pt")
         input_ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
-        with autocast_context(self.device, self.autocast):
+        with self.timer("model.text_encoder"), autocast_context(self.device, self.autocast):
             text = self.model.get_text_features(input_ids=input_ids, attention_mask=mask).pooler_output
         self._text_cache = (key, text, mask)
         return text, mask
@@ -137,13 +140,14 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
             for start in range(0, len(phrases), self.phrase_batch):
                 rows = slice(start, min(start + self.phrase_batch, len(phrases)))
                 count = rows.stop - rows.start
-                with autocast_context(self.device, self.autocast):
+                with self.timer("model.decoder"), autocast_context(self.device, self.autocast):
                     out = self.model(vision_embeds=features.repeated(index, count),
                                      text_embeds=BaseModelOutputWithPooling(pooler_output=text[rows]),
                                      attention_mask=text_mask[rows])
-                kept = self.processor.post_process_instance_segmentation(
-                    out, threshold=float(row_thresholds[rows].min()), mask_threshold=mask_probability,
-                    target_sizes=[hw] * count)
+                with self.timer("model.postprocess"):
+                    kept = self.processor.post_process_instance_segmentation(
+                        out, threshold=float(row_thresholds[rows].min()), mask_threshold=mask_probability,
+                        target_sizes=[hw] * count)
                 for offset, instances in enumerate(kept):
                     keep = instances["scores"] > float(row_thresholds[start + offset])  # the processor's own test
                     masks = instances["masks"].bool()  # bool before any copy: the processor's are int64
