@@ -115,3 +115,21 @@ def test_missing_extra_names_it(tiny_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, KINDS[tiny_dir[0]][2][-1], None)  # importing it now raises ImportError
     with pytest.raises(ModelLoadError, match=r'grounded\[backends\]'):
         load_backend(tiny_dir[1], "segmenter", torch.device("cpu"), torch.float32)
+
+
+def test_through_the_predictor(tiny_dir, tiny_model_dirs, images):
+    """Tiny Grounding DINO + this segmenter end to end: one batched call == one image at a time (images of
+    one size: the detector's batch padding is not what this tests)."""
+    from grounded import Predictor
+
+    images = [images[0], np.ascontiguousarray(images[0][::-1])]
+    predictor = Predictor(str(tiny_model_dirs[0]), tiny_dir[1], box_threshold=0.2, text_threshold=0.0)
+    batch = predictor.segment_batch(images, "car . wheel .")
+    for image, together in zip(images, batch, strict=True):
+        predictor.set_image(image)
+        alone = predictor.segment("car . wheel .")
+        assert len(alone) == len(together) > 0 and alone.mask.shape[1:] == image.shape[:2]
+        np.testing.assert_allclose(alone.xyxy, together.xyxy, atol=1e-3)
+        assert (alone.mask != together.mask).mean() <= 1e-3
+    with pytest.raises(Exception, match="text_tokens"):
+        predictor.segment("car", text_tokens=True)

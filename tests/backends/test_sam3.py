@@ -137,3 +137,18 @@ def test_refusals_and_errors(tiny_dir, model, images):
 
     with pytest.raises(ModelLoadError, match="--model"):
         load_backend(tiny_dir, "segmenter", torch.device("cpu"), torch.float32)
+
+
+def test_through_the_predictor(tiny_dir, images):
+    """Predictor(model=...) end to end: NMS off and max_detections high, it returns the backend's own result."""
+    from grounded import Predictor
+
+    predictor = Predictor(model=tiny_dir, box_threshold=0.2, nms="none", max_detections=1000)
+    backend = predictor.model.segment(predictor.model.encode(images[:1]), ONTOLOGY, SegmentOptions(box_threshold=0.2))
+    predictor.set_image(images[0])
+    found = predictor.segment(ONTOLOGY)
+    assert len(found) == len(backend[0]) > 0
+    np.testing.assert_allclose(found.confidence, backend[0].confidence, atol=1e-6)
+    np.testing.assert_array_equal(found.mask, backend[0].mask)
+    with pytest.raises(InputError, match="text_threshold"):
+        predictor.segment(ONTOLOGY, text_threshold=0.5)

@@ -99,3 +99,19 @@ def test_batching_and_chunking_change_nothing(segmenter, images):
     torch.testing.assert_close(iou, alone_iou, atol=1e-5, rtol=1e-5)
     first, _ = segmenter.decode(together, 1, boxes[:1], True)
     torch.testing.assert_close(first, logits[:1], atol=1e-5, rtol=1e-5)
+def test_through_the_predictor(tiny_dir, tiny_model_dirs, images):
+    """Tiny Grounding DINO + this segmenter end to end: one batched call == one image at a time (images of
+    one size: the detector's batch padding is not what this tests)."""
+    from grounded import Predictor
+
+    images = [images[0], np.ascontiguousarray(images[0][::-1])]
+    predictor = Predictor(str(tiny_model_dirs[0]), tiny_dir, box_threshold=0.2, text_threshold=0.0)
+    batch = predictor.segment_batch(images, "car . wheel .")
+    for image, together in zip(images, batch, strict=True):
+        predictor.set_image(image)
+        alone = predictor.segment("car . wheel .")
+        assert len(alone) == len(together) > 0 and alone.mask.shape[1:] == image.shape[:2]
+        np.testing.assert_allclose(alone.xyxy, together.xyxy, atol=1e-3)
+        assert (alone.mask != together.mask).mean() <= 1e-3
+    with pytest.raises(Exception, match="text_tokens"):
+        predictor.segment("car", text_tokens=True)
