@@ -9,7 +9,6 @@ float rounding only), masks equal on all but 0.1% of pixels (a probability at th
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest_segmenters import MASK_TOLERANCE, load, transformers_pair, two_images
 
 from grounded.config import SegmentOptions
 from grounded.errors import InputError, ModelLoadError
@@ -42,22 +42,12 @@ def tiny_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def model(tiny_dir):
-    from grounded.models.registry import load_backend
-
-    return load_backend(tiny_dir, "model", torch.device("cpu"), torch.float32)
+    return load(tiny_dir, "model")
 
 
 @pytest.fixture(scope="module")
 def images() -> list[np.ndarray]:
-    rng = np.random.default_rng(2)
-    return [rng.integers(0, 256, (60, 96, 3), dtype=np.uint8), rng.integers(0, 256, (88, 56, 3), dtype=np.uint8)]
-
-
-@functools.cache
-def transformers_pair(folder: str):
-    from transformers import Sam3Model, Sam3Processor
-
-    return Sam3Processor.from_pretrained(folder), Sam3Model.from_pretrained(folder).eval()
+    return two_images(2)
 
 
 def reference(folder: str, image: np.ndarray, options: SegmentOptions):
@@ -89,7 +79,7 @@ def check_equal(detections, rows, image_hw):
     assert list(detections.data["class_name"]) == [ONTOLOGY.classes[r[2]].name for r in rows]
     np.testing.assert_array_equal(detections.data["mask_score"], detections.confidence)
     assert detections.mask.shape == (len(rows), *image_hw) and detections.mask.dtype == bool
-    assert (detections.mask != np.stack([r[4] for r in rows])).mean() <= 1e-3
+    assert (detections.mask != np.stack([r[4] for r in rows])).mean() <= MASK_TOLERANCE
 
 
 @pytest.mark.parametrize("options", [
@@ -117,7 +107,7 @@ def test_batching_and_caching_change_nothing(model, images):
             np.testing.assert_allclose(alone.confidence, together[i].confidence, atol=1e-5)
             np.testing.assert_allclose(alone.xyxy, together[i].xyxy, atol=1e-3)
             np.testing.assert_array_equal(alone.class_id, together[i].class_id)
-            assert (alone.mask != together[i].mask).mean() <= 1e-3
+            assert (alone.mask != together[i].mask).mean() <= MASK_TOLERANCE
     finally:
         model.phrase_batch = type(model).phrase_batch
 
@@ -133,10 +123,9 @@ def test_refusals_and_errors(tiny_dir, model, images):
     too_long = Ontology.from_classes([" ".join(["wheel"] * 40)])
     with pytest.raises(InputError, match="tokens long"):
         model.segment(model.encode(images[:1]), too_long, SegmentOptions())
-    from grounded.models.registry import load_backend
 
     with pytest.raises(ModelLoadError, match="--model"):
-        load_backend(tiny_dir, "segmenter", torch.device("cpu"), torch.float32)
+        load(tiny_dir, "segmenter")
 
 
 def test_through_the_predictor(tiny_dir, images):
