@@ -41,6 +41,11 @@ from grounded.models.acceleration import autocast_context
 from grounded.models.interfaces import Features, Segmenter
 
 
+def writable(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The images, copying read-only ones: torchvision processors call torch.from_numpy, which warns on those."""
+    return [image if image.flags.writeable else image.copy() for image in images]
+
+
 @dataclass
 class Sam2Features(Features):
     """Image features of B images for the SAM 2 mask decoder."""
@@ -75,7 +80,7 @@ class Sam2Segmenter(Segmenter):
     def encode(self, images: Sequence[np.ndarray]) -> Sam2Features:
         """B images -> multi-level embeddings (see the module docstring)."""
         with self.timer("sam.preprocess"):
-            out = self.processor(images=list(images), return_tensors="pt")
+            out = self.processor(images=writable(images), return_tensors="pt")
             pixel_values = out["pixel_values"].to(self.device, self.dtype)
         with self.timer("sam.image_encoder"), autocast_context(self.device, self.autocast):
             levels = self.model.get_image_embeddings(pixel_values)

@@ -45,6 +45,7 @@ import torch
 from grounded.config import SegmentOptions
 from grounded.errors import InputError
 from grounded.models.acceleration import autocast_context
+from grounded.models.backends.sam2 import writable
 from grounded.models.detections import class_thresholds, empty_detections
 from grounded.models.interfaces import ConceptSegmenter, Features
 from grounded.ontology import Ontology
@@ -99,7 +100,7 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
     def encode(self, images: Sequence[np.ndarray]) -> Sam3Features:
         """Vision encoder over B images, once."""
         with self.timer("model.preprocess"):
-            out = self.processor(images=list(images), return_tensors="pt")
+            out = self.processor(images=writable(images), return_tensors="pt")
         with self.timer("model.vision_encoder"), autocast_context(self.device, self.autocast):
             vision = self.model.get_vision_features(pixel_values=out["pixel_values"].to(self.device, self.dtype))
         sizes = [(int(h), int(w)) for h, w in out["original_sizes"].tolist()]
