@@ -16,6 +16,12 @@ registry, then run in its own subprocess (its peak RSS is its own) through the `
 
 SAM 2 / EdgeTAM need the backends extra (torchvision, timm); rows that cannot load are reported and skipped.
 ``SEGMENTERS`` maps row name -> (Hugging Face name it stands for, builder of the folder) for other scripts.
+
+Measured 2026-11-30, ``--quick --threads 2`` on a 2-core AVX-512 machine shared with other jobs (load
+average 3-5, so rows measured minutes apart are not comparable to better than ~2x; SAM-HQ's ViT-B is SAM's):
+encode / decode 8 / upscale / s/img / peak RSS: SAM ViT-B 22.88 / 1.930 / 0.158 / 24.97 s / 2.88 GiB;
+SAM-HQ ViT-B 46.71 / 6.296 / 0.147 / 53.15 s / 2.96 GiB; SAM 2.1 hiera-tiny 9.23 / 2.463 / 0.103 / 11.79 s /
+1.61 GiB; hiera-small 7.39 / 1.575 / 0.079 / 9.05 s / 1.64 GiB; EdgeTAM 6.08 / 2.205 / 0.103 / 8.39 s / 1.49 GiB.
 """
 
 from __future__ import annotations
