@@ -90,14 +90,15 @@ class SamSegmenter(Segmenter):
         self, features: SamFeatures, index: int, boxes_xyxy: np.ndarray, multimask: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Box prompts on image ``index`` -> mask logits (N, K, 256, 256), predicted IoU (N, K)."""
-        embedding = self.embedding(features, index)
         boxes = boxes_to_sam_frame(boxes_xyxy, features.image_sizes[index], self.longest_edge)
         input_boxes = torch.as_tensor(boxes, dtype=self.dtype, device=self.device)[None]  # (1, N, 4)
         with self.timer("sam.prompt_mask_decoder"), autocast_context(self.device, self.autocast):
-            out = self.model(
-                image_embeddings=embedding.to(self.dtype), input_boxes=input_boxes, multimask_output=multimask
-            )
+            out = self.model(**self.image_inputs(features, index), input_boxes=input_boxes, multimask_output=multimask)
         return out.pred_masks[0].float(), out.iou_scores[0].float()
+
+    def image_inputs(self, features: SamFeatures, index: int) -> dict[str, Any]:
+        """What the model's forward reads of image ``index`` besides the prompts (SAM-HQ adds its own)."""
+        return {"image_embeddings": self.embedding(features, index).to(self.dtype)}
 
     def upscale(self, features: SamFeatures, index: int, logits: torch.Tensor, threshold: float) -> np.ndarray:
         """(N, 256, 256) logits of image ``index`` -> (N, H, W) bool masks at the original resolution."""

@@ -1,0 +1,127 @@
+"""SAM 2 / 2.1 and EdgeTAM as segmenters: multi-level image features once, then box prompts -> masks.
+
+Checkpoints (``model_type`` in config.json -> class):
+
+- ``sam2``: ``facebook/sam2.1-hiera-tiny`` / ``-small`` / ``-base-plus`` / ``-large`` (and the ``sam2-`` 2.0
+  ones), Apache-2.0. ``Sam2Model`` + ``Sam2Processor``.
+- ``edgetam``: ``yonigozlan/EdgeTAM-hf`` (EdgeTAM, a RepViT-M1 backbone through timm; Apache-2.0).
+  ``EdgeTamModel`` + ``Sam2Processor``.
+
+Both processors are torchvision classes and EdgeTAM's backbone is a timm model: these backends need
+``pip install "grounded[backends]"``; nothing is imported before one of them is chosen.
+
+Shapes and formats (one model family, one code path):
+
+- ``encode``: RGB uint8 (H, W, 3) images -> the processor's ``pixel_values`` (B, 3, 1024, 1024) (resized
+  to the square, no padding) -> ``Sam2Features.embeddings``: the levels the mask decoder reads, finest
+  first, as ``Sam2Model.get_image_embeddings`` returns them: (B, 32, 256, 256), (B, 64, 128, 128) (already
+  projected by the decoder's ``conv_s0``/``conv_s1``) and (B, 256, 64, 64) for the released checkpoints.
+- ``decode``: N boxes **XYXY in pixels of the original image**, mapped into the model's frame by the
+  processor itself -> mask logits (N, K, 256, 256) and predicted IoU (N, K); K = 3 when ``multimask``, else
+  1 (SAM 2 then picks among its masks by stability, as transformers does).
+- ``upscale``: (N, 256, 256) logits -> (N, H, W) bool masks through the processor's ``post_process_masks``
+  (bilinear resize to the original size, ``logit > threshold``).
+
+Options: every box-prompted option is honoured (``multimask``, ``mask_threshold``, ``sam_box_batch``);
+``text_tokens`` is refused (the CLIP text-prompt adapters are trained for SAM's prompt encoder). Stages are
+timed under SAM's names (``sam.preprocess``, ``sam.image_encoder``, ``sam.prompt_mask_decoder``,
+``mask_upsampling``), so the pipeline benchmark's columns hold for every segmenter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from grounded.models.acceleration import autocast_context
+from grounded.models.interfaces import Features, Segmenter
+
+
+def writable(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The images, copying read-only ones: torchvision processors call torch.from_numpy, which warns on those."""
+    return [image if image.flags.writeable else image.copy() for image in images]
+
+
+@dataclass
+class Sam2Features(Features):
+    """Image features of B images for the SAM 2 mask decoder."""
+
+    image_sizes: list[tuple[int, int]]  # (H, W) of each original image
+    embeddings: list[torch.Tensor]  # per level (B, C_l, h_l, w_l), finest first; the last is the main embedding
+
+    def image(self, index: int) -> list[torch.Tensor]:
+        """The levels of image ``index``, each (1, C_l, h_l, w_l)."""
+        return [level[index : index + 1] for level in self.embeddings]
+
+
+class Sam2Segmenter(Segmenter):
+    """SAM 2 / 2.1: Hiera image encoder + FPN once per image, then box prompts; see the module docstring."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("sam2",)
+    requires: ClassVar[tuple[str, ...]] = ("torchvision",)  # Sam2Processor is a torchvision class
+
+    @classmethod
+    def model_class(cls) -> Any:
+        from transformers import Sam2Model
+
+        return Sam2Model
+
+    @classmethod
+    def classes(cls) -> tuple[Any, Any]:
+        from transformers import Sam2Processor
+
+        return Sam2Processor, cls.model_class()
+
+    @torch.inference_mode()
+    def encode(self, images: Sequence[np.ndarray]) -> Sam2Features:
+        """B images -> multi-level embeddings (see the module docstring)."""
+        with self.timer("sam.preprocess"):
+            out = self.processor(images=writable(images), return_tensors="pt")
+            pixel_values = out["pixel_values"].to(self.device, self.dtype)
+        with self.timer("sam.image_encoder"), autocast_context(self.device, self.autocast):
+            levels = self.model.get_image_embeddings(pixel_values)
+        sizes = [(int(h), int(w)) for h, w in out["original_sizes"].tolist()]
+        return Sam2Features(image_sizes=sizes, embeddings=list(levels))
+
+    @torch.inference_mode()
+    def decode(self, features: Sam2Features, index: int, boxes_xyxy: np.ndarray, multimask: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """N boxes (N, 4) XYXY pixels on image ``index`` -> logits (N, K, 4h, 4w), predicted IoU (N, K)."""
+        boxes_xyxy = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+        levels = features.image(index)
+        if len(boxes_xyxy) == 0:
+            k, (h, w) = (3 if multimask else 1), levels[-1].shape[-2:]
+            return torch.zeros(0, k, 4 * h, 4 * w), torch.zeros(0, k)
+        hw = features.image_sizes[index]
+        prompts = self.processor(original_sizes=[list(hw)], input_boxes=[boxes_xyxy.tolist()], return_tensors="pt")
+        input_boxes = prompts["input_boxes"].to(self.device, self.dtype)  # (1, N, 4) in the model's frame
+        with self.timer("sam.prompt_mask_decoder"), autocast_context(self.device, self.autocast):
+            out = self.model(image_embeddings=levels, input_boxes=input_boxes, multimask_output=multimask)
+        return out.pred_masks[0].float(), out.iou_scores[0].float()
+
+    def upscale(self, features: Sam2Features, index: int, logits: torch.Tensor, threshold: float) -> np.ndarray:
+        """(N, h, w) logits of image ``index`` -> (N, H, W) bool masks at its original size."""
+        hw = features.image_sizes[index]
+        if len(logits) == 0:
+            return np.zeros((0, *hw), dtype=bool)
+        with self.timer("mask_upsampling"):
+            masks = self.processor.post_process_masks([logits[None].float().cpu()], [hw], mask_threshold=threshold,
+                                                      binarize=True)[0][0]
+            return masks.numpy().astype(bool)
+
+
+class EdgeTamSegmenter(Sam2Segmenter):
+    """EdgeTAM: SAM 2's prompt encoder and mask decoder on a timm RepViT backbone; same API as SAM 2."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("edgetam",)
+    requires: ClassVar[tuple[str, ...]] = ("torchvision", "timm")  # + the timm backbone
+
+    @classmethod
+    def model_class(cls) -> Any:
+        from transformers import EdgeTamModel
+
+        return EdgeTamModel
