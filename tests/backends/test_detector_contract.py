@@ -1,0 +1,81 @@
+"""Every new detector backend keeps the Detector contract (grounded/models/interfaces.py), table-driven.
+
+- caching changes nothing: one ``encode``, then ``detect`` with two different ontologies, equals a fresh
+  ``encode`` + ``detect`` for each;
+- batching changes nothing: two images encoded and detected together equal each image alone;
+- the output: XYXY pixels inside the image, confidence in [0, 1] and sorted, class ids and phrases that
+  belong to the ontology (synonyms share their class's id).
+Tolerances: boxes 1e-3 px, scores 1e-5 (a batch of 2 may round floats differently from a batch of 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from grounded.config import SegmentOptions
+from grounded.ontology import Ontology, OntologyClass
+
+DETECTORS = ["tiny_owlv2_dir", "tiny_omdet_turbo_dir", "tiny_mm_grounding_dino_dir"]
+CARS = Ontology((OntologyClass("wheel", ("wheel", "tire")), OntologyClass("car", ("car",))))
+PETS = Ontology((OntologyClass("dog", ("dog",)), OntologyClass("cat", ("cat", "kitten")),
+                 OntologyClass("bird", ("bird",))))
+OPTIONS = SegmentOptions(box_threshold=0.05, text_threshold=0.0)
+
+
+@pytest.fixture(scope="module", params=DETECTORS)
+def detector(request):
+    from grounded.models.registry import load_backend
+
+    return load_backend(request.getfixturevalue(request.param), "detector", torch.device("cpu"), torch.float32)
+
+
+def options_for(detector) -> SegmentOptions:
+    """OPTIONS without the values a backend refuses (it is given their defaults, as the pipeline would)."""
+    return OPTIONS.updated(**{name: getattr(SegmentOptions(), name) for name in detector.refused_options})
+
+
+def assert_same(a, b) -> None:
+    assert len(a) == len(b)
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+    np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
+    np.testing.assert_array_equal(a.class_id, b.class_id)
+    assert a.data["phrase"].tolist() == b.data["phrase"].tolist()
+
+
+def test_cached_features_serve_any_ontology(detector, detector_images):
+    options = options_for(detector)
+    features = detector.encode(detector_images[:1])
+    first, second = (detector.detect(features, o, options)[0] for o in (CARS, PETS))
+    assert_same(first, detector.detect(detector.encode(detector_images[:1]), CARS, options)[0])
+    assert_same(second, detector.detect(detector.encode(detector_images[:1]), PETS, options)[0])
+    assert len(first) and len(second), "nothing detected: the comparison would be empty"
+
+
+def test_batch_equals_each_image_alone(detector, detector_images):
+    options = options_for(detector)
+    together = detector.detect(detector.encode(detector_images), CARS, options)
+    assert len(together) == len(detector_images)
+    for image, ours in zip(detector_images, together, strict=True):
+        assert_same(ours, detector.detect(detector.encode([image]), CARS, options)[0])
+
+
+@pytest.mark.parametrize("ontology", [CARS, PETS], ids=["cars", "pets"])
+def test_output_follows_the_contract(detector, detector_images, ontology):
+    for image, found in zip(detector_images, detector.detect(detector.encode(detector_images), ontology,
+                                                             options_for(detector)), strict=True):
+        h, w = image.shape[:2]
+        assert found.xyxy.dtype == np.float32 and found.mask is None
+        assert (found.xyxy >= 0).all() and (found.xyxy[:, [0, 2]] <= w).all() and (found.xyxy[:, [1, 3]] <= h).all()
+        assert ((found.confidence > OPTIONS.box_threshold) & (found.confidence <= 1)).all()
+        assert (np.diff(found.confidence) <= 0).all(), "most confident first"
+        for class_id, phrase, name in zip(found.class_id, found.data["phrase"], found.data["class_name"], strict=True):
+            assert ontology.class_id(phrase) == class_id and ontology.classes[class_id].name == name
+
+
+def test_refused_options_say_why(detector):
+    from grounded.config import option_names
+
+    assert set(detector.refused_options) <= option_names(SegmentOptions)
+    assert all(isinstance(why, str) and why for why in detector.refused_options.values())

@@ -1,0 +1,98 @@
+"""OmDet-Turbo backend: parity with transformers' own processor + model + post-processing, and its refusals.
+
+The reference: ``OmDetTurboProcessor(images=image, text=phrases)`` (its default task "Detect a, b.") +
+``OmDetTurboForObjectDetection`` + ``post_process_grounded_object_detection`` (top Q (query, phrase) pairs,
+threshold, NMS per phrase at 0.5, boxes clipped), class = the ontology class of the phrase index.
+Tolerances: boxes 1e-3 px, scores 1e-5 (same weights and ops; the text tower runs once for all images here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from grounded.config import SegmentOptions
+from grounded.ontology import Ontology, OntologyClass
+
+pytest.importorskip("torchvision", reason="OmDet-Turbo's processor needs torchvision (the backends extra)")
+
+ONTOLOGY = Ontology((OntologyClass("wheel", ("wheel", "tire")), OntologyClass("car", ("car",)),
+                     OntologyClass("front bumper", ("front bumper",))))
+
+
+def reference(folder: str, image: np.ndarray, threshold: float, nms_threshold: float = 0.5):
+    from transformers import AutoProcessor, OmDetTurboForObjectDetection
+
+    processor = AutoProcessor.from_pretrained(folder)
+    model = OmDetTurboForObjectDetection.from_pretrained(folder).eval()
+    phrases = [p for p, _ in ONTOLOGY.phrases()]
+    inputs = processor(images=image, text=phrases, return_tensors="pt")
+    with torch.no_grad():
+        outputs = model(**inputs)
+    result = processor.post_process_grounded_object_detection(
+        outputs, text_labels=phrases, threshold=threshold, nms_threshold=nms_threshold,
+        target_sizes=[image.shape[:2]])[0]
+    scores, labels = result["scores"].numpy(), result["labels"].numpy()
+    order = np.argsort(-scores, kind="stable")
+    classes = np.array([ONTOLOGY.class_id(phrases[i]) for i in labels], dtype=int)
+    return result["boxes"].numpy()[order], scores[order], classes[order], [phrases[i] for i in labels[order]]
+
+
+@pytest.fixture(scope="module")
+def omdet(tiny_omdet_turbo_dir):
+    from grounded.models.registry import load_backend
+
+    return load_backend(tiny_omdet_turbo_dir, "detector", torch.device("cpu"), torch.float32)
+
+
+def test_loads_through_the_registry(omdet):
+    from grounded.models.backends.omdet_turbo import OmDetTurboDetector
+
+    assert type(omdet) is OmDetTurboDetector and omdet.model.config.model_type == "omdet-turbo"
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_parity_with_transformers(omdet, tiny_omdet_turbo_dir, detector_images, index):
+    image = detector_images[index]
+    threshold = float(np.median(reference(tiny_omdet_turbo_dir, image, 0.0)[1]))  # keeps about half: both sides tested
+    boxes, scores, classes, phrases = reference(tiny_omdet_turbo_dir, image, threshold)
+    assert 0 < len(boxes), "the reference found nothing: the test would compare nothing"
+    ours = omdet.detect(omdet.encode([image]), ONTOLOGY, SegmentOptions(box_threshold=threshold))[0]
+    assert len(ours) == len(boxes)
+    np.testing.assert_allclose(ours.xyxy, boxes, atol=1e-3)
+    np.testing.assert_allclose(ours.confidence, scores, atol=1e-5)
+    np.testing.assert_array_equal(ours.class_id, classes)
+    assert ours.data["phrase"].tolist() == phrases
+
+
+def test_intrinsic_nms_follows_nms_iou(omdet, tiny_omdet_turbo_dir, detector_images):
+    image = detector_images[0]
+    boxes, scores, classes, _ = reference(tiny_omdet_turbo_dir, image, 0.0, nms_threshold=0.9)
+    ours = omdet.detect(omdet.encode([image]), ONTOLOGY, SegmentOptions(box_threshold=0.0, nms_iou=0.9))[0]
+    np.testing.assert_allclose(ours.xyxy, boxes, atol=1e-3)
+    np.testing.assert_array_equal(ours.class_id, classes)
+
+
+def test_per_class_box_thresholds(omdet, tiny_omdet_turbo_dir, detector_images):
+    image = detector_images[0]
+    boxes, scores, classes, _ = reference(tiny_omdet_turbo_dir, image, 0.0)
+    wheel = float(np.median(scores[classes == 0])) if (classes == 0).any() else 0.0
+    per_class = {"wheel": wheel, "car": 0.0, "front bumper": 1.0}  # some wheels, every car, no bumper
+    thr = np.array([per_class[c.name] for c in ONTOLOGY.classes])[classes]
+    ours = omdet.detect(omdet.encode([image]), ONTOLOGY, SegmentOptions(class_box_thresholds=per_class))[0]
+    keep = scores > thr
+    assert 0 < keep.sum() < len(scores)
+    np.testing.assert_allclose(ours.xyxy, boxes[keep], atol=1e-3)
+    np.testing.assert_array_equal(ours.class_id, classes[keep])
+
+
+def test_refuses_text_thresholds(omdet):
+    assert set(omdet.refused_options) == {"text_threshold", "class_text_thresholds"}
+
+
+def test_too_long_phrase_is_an_input_error(omdet, detector_images):
+    from grounded.errors import InputError
+
+    with pytest.raises(InputError, match="longer than the 77 tokens"):
+        omdet.detect(omdet.encode(detector_images[:1]), Ontology.from_prompt(["wheel " * 80]), SegmentOptions())

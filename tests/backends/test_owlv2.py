@@ -1,0 +1,93 @@
+"""OWLv2 backend: parity with transformers' own processor + model + post-processing, and its refusals.
+
+The reference: ``Owlv2Processor(text=[phrases], images=image)`` + ``Owlv2ForObjectDetection`` +
+``post_process_grounded_object_detection`` (per box: best query, sigmoid score, boxes scaled to the padded
+square), boxes clipped to the image, class = the ontology class of the box's query (phrase) index.
+Tolerances: boxes 1e-3 px, scores 1e-5 (same weights, same ops; batched text vs per-image text differs by
+float rounding only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from grounded.config import SegmentOptions
+from grounded.ontology import Ontology, OntologyClass
+
+ONTOLOGY = Ontology((OntologyClass("wheel", ("wheel", "tire")), OntologyClass("car", ("car",)),
+                     OntologyClass("front bumper", ("front bumper",))))
+
+
+def reference(folder: str, image: np.ndarray, threshold: float):
+    from transformers import AutoProcessor, Owlv2ForObjectDetection
+
+    processor = AutoProcessor.from_pretrained(folder)
+    model = Owlv2ForObjectDetection.from_pretrained(folder).eval()
+    phrases = [p for p, _ in ONTOLOGY.phrases()]
+    inputs = processor(text=[phrases], images=image, return_tensors="pt")
+    with torch.no_grad():
+        outputs = model(**inputs)
+    h, w = image.shape[:2]
+    result = processor.post_process_grounded_object_detection(
+        outputs, threshold=threshold, target_sizes=[(h, w)], text_labels=[phrases])[0]
+    boxes = np.clip(result["boxes"].numpy(), 0, [w, h, w, h])
+    scores, labels = result["scores"].numpy(), result["labels"].numpy()
+    order = np.argsort(-scores, kind="stable")
+    classes = np.array([ONTOLOGY.class_id(phrases[i]) for i in labels], dtype=int)
+    return boxes[order], scores[order], classes[order], [phrases[i] for i in labels[order]]
+
+
+@pytest.fixture(scope="module")
+def owlv2(tiny_owlv2_dir):
+    from grounded.models.registry import load_backend
+
+    return load_backend(tiny_owlv2_dir, "detector", torch.device("cpu"), torch.float32)
+
+
+def test_loads_through_the_registry(owlv2):
+    from grounded.models.backends.owlv2 import Owlv2Detector
+
+    assert type(owlv2) is Owlv2Detector and owlv2.model.config.model_type == "owlv2"
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_parity_with_transformers(owlv2, tiny_owlv2_dir, detector_images, index):
+    image = detector_images[index]
+    threshold = float(np.median(reference(tiny_owlv2_dir, image, 0.0)[1]))  # keeps about half: both sides tested
+    boxes, scores, classes, phrases = reference(tiny_owlv2_dir, image, threshold)
+    assert 0 < len(boxes), "the reference found nothing: the test would compare nothing"
+    ours = owlv2.detect(owlv2.encode([image]), ONTOLOGY, SegmentOptions(box_threshold=threshold))[0]
+    assert len(ours) == len(boxes)
+    np.testing.assert_allclose(ours.xyxy, boxes, atol=1e-3)
+    np.testing.assert_allclose(ours.confidence, scores, atol=1e-5)
+    np.testing.assert_array_equal(ours.class_id, classes)
+    assert ours.data["phrase"].tolist() == phrases
+    assert ours.data["class_name"].tolist() == [ONTOLOGY.classes[c].name for c in classes]
+
+
+def test_per_class_box_thresholds(owlv2, tiny_owlv2_dir, detector_images):
+    image = detector_images[0]
+    boxes, scores, classes, _ = reference(tiny_owlv2_dir, image, 0.0)
+    wheel = float(np.median(scores[classes == 0])) if (classes == 0).any() else 0.0
+    per_class = {"wheel": wheel, "car": 0.0, "front bumper": 1.0}  # some wheels, every car, no bumper
+    thr = np.array([per_class[c.name] for c in ONTOLOGY.classes])[classes]
+    ours = owlv2.detect(owlv2.encode([image]), ONTOLOGY, SegmentOptions(class_box_thresholds=per_class))[0]
+    keep = scores > thr
+    assert 0 < keep.sum() < len(scores)
+    np.testing.assert_allclose(ours.xyxy, boxes[keep], atol=1e-3)
+    np.testing.assert_array_equal(ours.class_id, classes[keep])
+
+
+def test_refuses_text_thresholds(owlv2):
+    assert set(owlv2.refused_options) == {"text_threshold", "class_text_thresholds"}
+    assert all("per-token" in why for why in owlv2.refused_options.values())
+
+
+def test_too_long_phrase_is_an_input_error(owlv2, detector_images):
+    from grounded.errors import InputError
+
+    features = owlv2.encode(detector_images[:1])
+    with pytest.raises(InputError, match="tokens per phrase"):
+        owlv2.detect(features, Ontology.from_prompt(["a very long phrase " * 8]), SegmentOptions())
