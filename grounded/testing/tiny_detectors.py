@@ -146,3 +146,16 @@ TINY_DETECTORS = {
     "owlv2": build_tiny_owlv2,
     "omdet-turbo": build_tiny_omdet_turbo,
 }
+
+
+def assert_detections_match(found, boxes, scores, classes, phrases, box_atol: float = 1e-3,
+                            score_atol: float = 1e-5) -> None:
+    """Assert a Detector's ``sv.Detections`` equals expected (N, 4) XYXY boxes, (N,) scores, class ids and
+    phrases, in order, within the tolerances (pixels, score units). For parity and caching/batching tests."""
+    import numpy as np
+
+    assert len(found) == len(boxes), f"{len(found)} detections, expected {len(boxes)}"
+    np.testing.assert_allclose(found.xyxy, boxes, atol=box_atol)
+    np.testing.assert_allclose(found.confidence, scores, atol=score_atol)
+    np.testing.assert_array_equal(found.class_id, classes)
+    assert found.data["phrase"].tolist() == list(phrases)

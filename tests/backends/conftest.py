@@ -30,6 +30,16 @@ def bert_vocab() -> Path | None:
 
 
 @pytest.fixture(scope="session")
+def load_detector():
+    """Load a detector folder through the registry (by its config's model_type), on the CPU in float32."""
+    import torch
+
+    from grounded.models.registry import load_backend
+
+    return lambda folder: load_backend(str(folder), "detector", torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(scope="session")
 def tiny_owlv2_dir(tmp_path_factory, clip_vocab) -> str:
     from grounded.testing.tiny_detectors import build_tiny_owlv2
 

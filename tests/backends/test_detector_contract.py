@@ -4,7 +4,8 @@
   ``encode`` + ``detect`` for each;
 - batching changes nothing: two images encoded and detected together equal each image alone;
 - the output: XYXY pixels inside the image, confidence in [0, 1] and sorted, class ids and phrases that
-  belong to the ontology (synonyms share their class's id).
+  belong to the ontology (synonyms share their class's id);
+- per-class box thresholds keep exactly the boxes of a threshold-0 run whose score passes their class's.
 Tolerances: boxes 1e-3 px, scores 1e-5 (a batch of 2 may round floats differently from a batch of 1).
 """
 
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from grounded.config import SegmentOptions
 from grounded.ontology import Ontology, OntologyClass
+from grounded.testing.tiny_detectors import assert_detections_match
 
 DETECTORS = ["tiny_owlv2_dir", "tiny_omdet_turbo_dir", "tiny_mm_grounding_dino_dir"]
 CARS = Ontology((OntologyClass("wheel", ("wheel", "tire")), OntologyClass("car", ("car",))))
@@ -25,10 +26,8 @@ OPTIONS = SegmentOptions(box_threshold=0.05, text_threshold=0.0)
 
 
 @pytest.fixture(scope="module", params=DETECTORS)
-def detector(request):
-    from grounded.models.registry import load_backend
-
-    return load_backend(request.getfixturevalue(request.param), "detector", torch.device("cpu"), torch.float32)
+def detector(request, load_detector):
+    return load_detector(request.getfixturevalue(request.param))
 
 
 def options_for(detector) -> SegmentOptions:
@@ -37,11 +36,7 @@ def options_for(detector) -> SegmentOptions:
 
 
 def assert_same(a, b) -> None:
-    assert len(a) == len(b)
-    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
-    np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
-    np.testing.assert_array_equal(a.class_id, b.class_id)
-    assert a.data["phrase"].tolist() == b.data["phrase"].tolist()
+    assert_detections_match(a, b.xyxy, b.confidence, b.class_id, b.data["phrase"].tolist())
 
 
 def test_cached_features_serve_any_ontology(detector, detector_images):
@@ -72,6 +67,17 @@ def test_output_follows_the_contract(detector, detector_images, ontology):
         assert (np.diff(found.confidence) <= 0).all(), "most confident first"
         for class_id, phrase, name in zip(found.class_id, found.data["phrase"], found.data["class_name"], strict=True):
             assert ontology.class_id(phrase) == class_id and ontology.classes[class_id].name == name
+
+
+def test_per_class_box_thresholds(detector, detector_images):
+    features = detector.encode(detector_images[:1])
+    everything = detector.detect(features, CARS, options_for(detector).updated(box_threshold=0.0))[0]
+    wheels = everything.confidence[everything.class_id == 0]
+    per_class = {"wheel": float(np.median(wheels)) if len(wheels) else 0.0, "car": 1.0}  # half the wheels, no car
+    found = detector.detect(features, CARS, options_for(detector).updated(class_box_thresholds=per_class))[0]
+    keep = everything.confidence > np.array([per_class["wheel"], 1.0])[everything.class_id]
+    assert 0 < keep.sum() < len(everything)
+    assert_same(found, everything[keep])
 
 
 def test_refused_options_say_why(detector):

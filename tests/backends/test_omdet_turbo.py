@@ -14,6 +14,7 @@ import torch
 
 from grounded.config import SegmentOptions
 from grounded.ontology import Ontology, OntologyClass
+from grounded.testing.tiny_detectors import assert_detections_match
 
 pytest.importorskip("torchvision", reason="OmDet-Turbo's processor needs torchvision (the backends extra)")
 
@@ -40,10 +41,8 @@ def reference(folder: str, image: np.ndarray, threshold: float, nms_threshold: f
 
 
 @pytest.fixture(scope="module")
-def omdet(tiny_omdet_turbo_dir):
-    from grounded.models.registry import load_backend
-
-    return load_backend(tiny_omdet_turbo_dir, "detector", torch.device("cpu"), torch.float32)
+def omdet(load_detector, tiny_omdet_turbo_dir):
+    return load_detector(tiny_omdet_turbo_dir)
 
 
 def test_loads_through_the_registry(omdet):
@@ -59,11 +58,7 @@ def test_parity_with_transformers(omdet, tiny_omdet_turbo_dir, detector_images, 
     boxes, scores, classes, phrases = reference(tiny_omdet_turbo_dir, image, threshold)
     assert 0 < len(boxes), "the reference found nothing: the test would compare nothing"
     ours = omdet.detect(omdet.encode([image]), ONTOLOGY, SegmentOptions(box_threshold=threshold))[0]
-    assert len(ours) == len(boxes)
-    np.testing.assert_allclose(ours.xyxy, boxes, atol=1e-3)
-    np.testing.assert_allclose(ours.confidence, scores, atol=1e-5)
-    np.testing.assert_array_equal(ours.class_id, classes)
-    assert ours.data["phrase"].tolist() == phrases
+    assert_detections_match(ours, boxes, scores, classes, phrases)
 
 
 def test_intrinsic_nms_follows_nms_iou(omdet, tiny_omdet_turbo_dir, detector_images):
@@ -72,19 +67,6 @@ def test_intrinsic_nms_follows_nms_iou(omdet, tiny_omdet_turbo_dir, detector_ima
     ours = omdet.detect(omdet.encode([image]), ONTOLOGY, SegmentOptions(box_threshold=0.0, nms_iou=0.9))[0]
     np.testing.assert_allclose(ours.xyxy, boxes, atol=1e-3)
     np.testing.assert_array_equal(ours.class_id, classes)
-
-
-def test_per_class_box_thresholds(omdet, tiny_omdet_turbo_dir, detector_images):
-    image = detector_images[0]
-    boxes, scores, classes, _ = reference(tiny_omdet_turbo_dir, image, 0.0)
-    wheel = float(np.median(scores[classes == 0])) if (classes == 0).any() else 0.0
-    per_class = {"wheel": wheel, "car": 0.0, "front bumper": 1.0}  # some wheels, every car, no bumper
-    thr = np.array([per_class[c.name] for c in ONTOLOGY.classes])[classes]
-    ours = omdet.detect(omdet.encode([image]), ONTOLOGY, SegmentOptions(class_box_thresholds=per_class))[0]
-    keep = scores > thr
-    assert 0 < keep.sum() < len(scores)
-    np.testing.assert_allclose(ours.xyxy, boxes[keep], atol=1e-3)
-    np.testing.assert_array_equal(ours.class_id, classes[keep])
 
 
 def test_refuses_text_thresholds(omdet):

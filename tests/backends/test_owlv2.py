@@ -15,6 +15,7 @@ import torch
 
 from grounded.config import SegmentOptions
 from grounded.ontology import Ontology, OntologyClass
+from grounded.testing.tiny_detectors import assert_detections_match
 
 ONTOLOGY = Ontology((OntologyClass("wheel", ("wheel", "tire")), OntologyClass("car", ("car",)),
                      OntologyClass("front bumper", ("front bumper",))))
@@ -40,10 +41,8 @@ def reference(folder: str, image: np.ndarray, threshold: float):
 
 
 @pytest.fixture(scope="module")
-def owlv2(tiny_owlv2_dir):
-    from grounded.models.registry import load_backend
-
-    return load_backend(tiny_owlv2_dir, "detector", torch.device("cpu"), torch.float32)
+def owlv2(load_detector, tiny_owlv2_dir):
+    return load_detector(tiny_owlv2_dir)
 
 
 def test_loads_through_the_registry(owlv2):
@@ -59,25 +58,8 @@ def test_parity_with_transformers(owlv2, tiny_owlv2_dir, detector_images, index)
     boxes, scores, classes, phrases = reference(tiny_owlv2_dir, image, threshold)
     assert 0 < len(boxes), "the reference found nothing: the test would compare nothing"
     ours = owlv2.detect(owlv2.encode([image]), ONTOLOGY, SegmentOptions(box_threshold=threshold))[0]
-    assert len(ours) == len(boxes)
-    np.testing.assert_allclose(ours.xyxy, boxes, atol=1e-3)
-    np.testing.assert_allclose(ours.confidence, scores, atol=1e-5)
-    np.testing.assert_array_equal(ours.class_id, classes)
-    assert ours.data["phrase"].tolist() == phrases
+    assert_detections_match(ours, boxes, scores, classes, phrases)
     assert ours.data["class_name"].tolist() == [ONTOLOGY.classes[c].name for c in classes]
-
-
-def test_per_class_box_thresholds(owlv2, tiny_owlv2_dir, detector_images):
-    image = detector_images[0]
-    boxes, scores, classes, _ = reference(tiny_owlv2_dir, image, 0.0)
-    wheel = float(np.median(scores[classes == 0])) if (classes == 0).any() else 0.0
-    per_class = {"wheel": wheel, "car": 0.0, "front bumper": 1.0}  # some wheels, every car, no bumper
-    thr = np.array([per_class[c.name] for c in ONTOLOGY.classes])[classes]
-    ours = owlv2.detect(owlv2.encode([image]), ONTOLOGY, SegmentOptions(class_box_thresholds=per_class))[0]
-    keep = scores > thr
-    assert 0 < keep.sum() < len(scores)
-    np.testing.assert_allclose(ours.xyxy, boxes[keep], atol=1e-3)
-    np.testing.assert_array_equal(ours.class_id, classes[keep])
 
 
 def test_refuses_text_thresholds(owlv2):
