@@ -1,8 +1,10 @@
-"""Configuration as plain dataclasses. Every default is the one used when nothing is passed.
+"""Configuration as plain dataclasses: the one place each setting is declared, with its default.
 
-``ModelConfig`` says which models to load and where to run them; ``SegmentOptions`` says how detections are
-selected. ``Predictor(**kwargs)`` and ``grounded.segment(image, prompt, **kwargs)`` accept the fields of both
-as keyword arguments; ``Predictor.segment(prompt, **options)`` overrides ``SegmentOptions`` fields per call.
+``ModelConfig`` says which models to load, where and how fast (it extends ``Acceleration``, the speed settings);
+``SegmentOptions`` says how detections are selected. ``Predictor(**kwargs)`` and
+``grounded.segment(image, prompt, **kwargs)`` accept the fields of both as keyword arguments;
+``Predictor.segment(prompt, **options)`` overrides ``SegmentOptions`` fields per call. The command line's
+flags are generated from these fields (grounded/cli/common.py), so a new field reaches every command.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from grounded.errors import InputError
 
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"  # or "IDEA-Research/grounding-dino-base", or a folder
 DEFAULT_SEGMENTER = "facebook/sam-vit-base"  # any SamModel checkpoint: sam-vit-large/huge, SlimSAM, a folder
+# A concept segmenter (``model=``, e.g. "facebook/sam3") replaces both; the registry (grounded/models/registry.py)
+# picks each backend from the checkpoint's model_type.
 
 NMS_MODES = ("class", "agnostic", "none")
 NMS_ON = ("box", "mask")
@@ -25,20 +29,69 @@ QUANTIZE_CHOICES = ("int8",)
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    detector: str = DEFAULT_DETECTOR  # Grounding DINO: Hugging Face name or local folder
-    segmenter: str = DEFAULT_SEGMENTER  # SAM: Hugging Face name or local folder
+class Acceleration:
+    """Speed settings (grounded/models/acceleration.py). None everywhere = float32 at the checkpoint's input
+    size; ``retain_memory`` and ``cpu_kernels`` keep the maths and are on for CPU models unless False."""
+
+    autocast: str | None = None  # None: float32; "auto" (bf16 where the CPU/GPU has it natively), "bfloat16", "float16"
+    quantize: str | None = None  # "int8": dynamic int8 quantisation of all linear layers (CPU, float32 weights)
+    detector_size: int | None = None  # detector input short side; None: the checkpoint's (800 for Grounding DINO)
+    threads: int | None = None  # torch.set_num_threads when the models load (process-wide); None: leave as is
+    retain_memory: bool | None = None  # glibc keeps freed memory (no page faults); None: on for CPU models
+    cpu_kernels: bool | None = None  # same maths in CPU-faster ops (deformable attention); None: on for the CPU
+
+    def __post_init__(self) -> None:
+        if self.autocast is not None and self.autocast not in AUTOCAST_CHOICES:
+            raise InputError(f"autocast must be one of {AUTOCAST_CHOICES} or None, got {self.autocast!r}")
+        if self.quantize is not None and self.quantize not in QUANTIZE_CHOICES:
+            raise InputError(f"quantize must be one of {QUANTIZE_CHOICES} or None, got {self.quantize!r}")
+        for name in ("retain_memory", "cpu_kernels"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise InputError(f"{name} must be True, False or None, got {value!r}")
+        for name in ("detector_size", "threads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InputError(f"{name} must be a positive integer or None, got {value!r}")
+
+    def result_settings(self) -> Acceleration:
+        """These settings less the ones that keep the maths (``retain_memory``, ``cpu_kernels``): what an
+        identity for resume checks should record."""
+        return replace(self, retain_memory=None, cpu_kernels=None)
+
+
+@dataclass(frozen=True)
+class ModelConfig(Acceleration):
+    """Which models to load, where, and how fast (the :class:`Acceleration` fields plus these)."""
+
+    detector: str | None = None  # open-vocabulary detector, name or folder; None: DEFAULT_DETECTOR (unless model)
+    segmenter: str | None = None  # promptable segmenter, name or folder; None: DEFAULT_SEGMENTER (unless model)
+    model: str | None = None  # concept segmenter (SAM 3), name or folder: replaces detector + segmenter
     device: str | None = None  # None: "cuda" when available, else "cpu" (decided when models load)
     dtype: str | None = None  # None: float32; "float16"/"bfloat16" cast the weights
     local_files_only: bool = False  # True: never try the network, only the cache or folders
-    # Speed (grounded/models/acceleration.py); None everywhere = float32 at the checkpoint's input size.
-    preset: str | None = None  # "accurate" (float32, 800) or "fast" (512 short side, autocast="auto")
-    autocast: str | None = None  # "auto" (bf16 where the CPU/GPU has it natively), "bfloat16", "float16"
-    quantize: str | None = None  # "int8": dynamic int8 quantisation of all linear layers (CPU)
-    detector_size: int | None = None  # Grounding DINO input short side (checkpoint default 800)
-    threads: int | None = None  # torch.set_num_threads when the models load (process-wide)
-    retain_memory: bool | None = None  # glibc keeps freed memory (no page faults); None: on for CPU models
-    cpu_kernels: bool | None = None  # same maths in CPU-faster ops (deformable attention); None: on for CPU
+    preset: str | None = None  # speed preset: "accurate" (float32, 800) or "fast" (512 short side, autocast="auto")
+    clip: Any = None  # CLIP for text_tokens / verify="clip": name, folder, "open_clip:..." or an encoder
+    adapter: Any = None  # text-prompt adapter folder (grounded train-adapter) or a loaded adapter
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.model is not None and (self.detector is not None or self.segmenter is not None):
+            raise InputError(f"model={self.model!r} (a concept segmenter) replaces the detector and the segmenter; "
+                             f"give either model (--model) or detector/segmenter (--detector/--segmenter), not both")
+        if self.preset is not None and self.preset not in PRESET_NAMES:
+            raise InputError(f"preset must be one of {list(PRESET_NAMES)} or None, got {self.preset!r}")
+
+    @property
+    def acceleration(self) -> Acceleration:
+        """The Acceleration fields of this config (the preset not yet applied)."""
+        return Acceleration(**{name: getattr(self, name) for name in option_names(Acceleration)})
+
+    def resolved(self) -> ModelConfig:
+        """This config with the default detector and segmenter filled in when no concept segmenter is given."""
+        if self.model is not None:
+            return self
+        return replace(self, detector=self.detector or DEFAULT_DETECTOR, segmenter=self.segmenter or DEFAULT_SEGMENTER)
 
 
 @dataclass(frozen=True)
@@ -80,6 +133,11 @@ class SegmentOptions:
         """A copy with ``overrides`` applied; unknown names raise an error listing the valid ones."""
         check_option_names(overrides, SegmentOptions)
         return replace(self, **overrides) if overrides else self
+
+
+def as_kwargs(config: Any) -> dict[str, Any]:
+    """A config dataclass's fields as keyword arguments (shallow: a loaded encoder is passed on, not copied)."""
+    return {f.name: getattr(config, f.name) for f in fields(config)}
 
 
 def option_names(cls: type) -> set[str]:

@@ -84,10 +84,9 @@ def test_defaults_unchanged(folders, image):
 def _raw_outputs(predictor, image):
     """Detector (probs, boxes) for every query and SAM mask logits for one fixed box: no thresholds involved."""
     encoding = predictor.encode([image])
-    caption = predictor.captions_for(Ontology.from_prompt(PROMPT))[0]
-    probs, boxes = predictor.detector.detect(encoding.detector, [caption.input_ids], [0])
-    logits, _ = predictor.segmenter.decode(encoding.sam_embeddings, np.array([[10.0, 10.0, 120.0, 80.0]]),
-                                           image.shape[:2], False)
+    caption = predictor.detector.captions_for(Ontology.from_prompt(PROMPT))[0]
+    probs, boxes = predictor.detector.score_captions(encoding.detector, [caption.input_ids], [0])
+    logits, _ = predictor.segmenter.decode(encoding.segmenter, 0, np.array([[10.0, 10.0, 120.0, 80.0]]), False)
     return probs, boxes, logits
 
 

@@ -72,8 +72,8 @@ def folders(tiny_model_dirs):
 def _detect(folders, image, **options):
     predictor = Predictor(*map(str, folders), device="cpu", box_threshold=0.0, text_threshold=0.0, **options)
     encoding = predictor.encode([image])
-    caption = predictor.captions_for(Ontology.from_prompt(["car", "wheel"]))[0]
-    return predictor, predictor.detector.detect(encoding.detector, [caption.input_ids], [0])
+    caption = predictor.detector.captions_for(Ontology.from_prompt(["car", "wheel"]))[0]
+    return predictor, predictor.detector.score_captions(encoding.detector, [caption.input_ids], [0])
 
 
 def test_cpu_predictor_uses_the_gather_and_agrees(folders):

@@ -45,7 +45,7 @@ def test_long_prompt_split_into_captions_equals_separate_runs(tiny_predictor, ph
     words = ("wheel car truck bus dog cat person bird bear tree road sign bottle box shelf apple banana "
              "orange bag chair table mug").split()
     onto = Ontology.from_classes(words)
-    captions = tiny_predictor.captions_for(onto)
+    captions = tiny_predictor.detector.captions_for(onto)
     assert len(captions) >= 2  # the tiny detector reads 32 tokens: 22 one-token phrases need 46
     tiny_predictor.set_image(photo)
     together = tiny_predictor.segment(onto, nms="none")
@@ -122,7 +122,7 @@ def test_multimask_picks_the_best_predicted_iou(tiny_predictor, photo):
     multi = tiny_predictor.segment("wheel", multimask=True)
     np.testing.assert_array_equal(single.xyxy, multi.xyxy)
     enc = tiny_predictor._encoding
-    _, iou = tiny_predictor.segmenter.decode(enc.sam_embeddings[:1], multi.xyxy, photo.shape[:2], True)
+    _, iou = tiny_predictor.segmenter.decode(enc.segmenter, 0, multi.xyxy, True)
     np.testing.assert_allclose(multi.data["mask_score"], iou.max(dim=1).values.numpy(), atol=1e-6)
 
 

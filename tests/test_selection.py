@@ -8,12 +8,18 @@ import torch
 from transformers import BertTokenizer
 
 from grounded.config import SegmentOptions
+from grounded.models.captions import caption_detections, plan_captions
 from grounded.models.detections import cxcywh_to_xyxy
 from grounded.ontology import Ontology
-from grounded.pipeline.captions import plan_captions
-from grounded.pipeline.selection import select_boxes
+from grounded.pipeline import selection
 
 ONTOLOGY = Ontology.from_dict({"classes": [{"name": "wheel", "phrases": ["wheel", "tire"]}, "car", "front bumper"]})
+
+
+def select_boxes(probs, boxes, captions, ontology, options, image_hw):
+    """What segment runs on Grounding DINO's outputs: the backend's span reading, then the pipeline's NMS and
+    max_detections."""
+    return selection.select_boxes(caption_detections(probs, boxes, captions, ontology, options, image_hw), options)
 
 
 @pytest.fixture(scope="module")

@@ -42,16 +42,25 @@ def sam_identity(segmenter) -> dict[str, Any]:
 
 
 class ClipTools:
-    """CLIP encoder + optional adapter bound to one SAM segmenter; see the module docstring."""
+    """CLIP encoder + optional adapter; see the module docstring.
 
-    def __init__(self, segmenter, clip: str | ClipEncoder | None = None,
-                 adapter: str | TextPromptAdapter | None = None, *, local_files_only: bool = False,
-                 verify_config: VerifyConfig | None = None) -> None:
+    ``segmenter``: the predictor's SAM-style segmenter (:class:`~grounded.models.segmenter.SamSegmenter`),
+    needed by the adapter's text tokens only; ``verify="clip"`` works on masks and crops alone, with any
+    backend (``segmenter=None``, ``device`` given).
+    """
+
+    def __init__(self, segmenter=None, clip: str | ClipEncoder | None = None,
+                 adapter: str | TextPromptAdapter | None = None, *, device: torch.device | None = None,
+                 local_files_only: bool = False, verify_config: VerifyConfig | None = None) -> None:
         self.segmenter = segmenter
+        self.device = device if device is not None else segmenter.device
         self.local_files_only = local_files_only
         self.verify_config = verify_config or VerifyConfig()
         self.adapter: TextPromptAdapter | None = None
         if adapter is not None:
+            if segmenter is None:
+                raise InputError("an adapter (--adapter) gives text tokens to a SAM-style segmenter, and this "
+                                 "predictor has none (a concept segmenter, --model, reads text itself); drop --adapter")
             loaded = adapter if isinstance(adapter, TextPromptAdapter) else TextPromptAdapter.load(adapter)
             loaded.check_models(sam=sam_identity(segmenter))
             self.adapter = loaded.to(segmenter.device).eval()
@@ -64,7 +73,7 @@ class ClipTools:
     def clip(self) -> ClipEncoder:
         """The CLIP encoder, loaded on first use and checked against the adapter's record."""
         if self._clip is None:
-            encoder = load_clip(self._clip_spec, self.segmenter.device, local_files_only=self.local_files_only)
+            encoder = load_clip(self._clip_spec, self.device, local_files_only=self.local_files_only)
             if self.adapter is not None:
                 self.adapter.check_models(clip=encoder.identity())
             self._clip = encoder
@@ -79,20 +88,22 @@ class ClipTools:
     def text_tokens(self, texts: list[str]) -> torch.Tensor:
         """Texts -> (N, k, C) SAM sparse prompt tokens."""
         self.check(True)
-        return self.adapter(self.clip.encode_texts(list(texts)).to(self.segmenter.device))
+        return self.adapter(self.clip.encode_texts(list(texts)).to(self.device))
 
     @torch.inference_mode()
-    def decode(self, embedding: torch.Tensor, boxes_xyxy: np.ndarray | None, hw: tuple[int, int], texts: list[str],
+    def decode(self, features, index: int, boxes_xyxy: np.ndarray | None, texts: list[str],
                multimask: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Box (XYXY pixels, or None) + text prompts -> (N, K, h, w) logits and (N, K) IoU, as SamSegmenter.decode."""
-        return decode_with_text(self.segmenter, embedding, boxes_xyxy, hw, self.text_tokens(texts), multimask)
+        """Box (XYXY pixels, or None) + text prompts on image ``index`` of the segmenter's ``features`` ->
+        (N, K, h, w) logits and (N, K) IoU, as ``SamSegmenter.decode``."""
+        return decode_with_text(self.segmenter, self.segmenter.embedding(features, index), boxes_xyxy,
+                                features.image_sizes[index], self.text_tokens(texts), multimask)
 
-    def segment_text(self, embedding: torch.Tensor, hw: tuple[int, int], reshaped_hw: tuple[int, int],
-                     ontology: Ontology, multimask: bool, mask_threshold: float) -> sv.Detections:
-        """Text tokens alone: one mask per class (first phrase), empty masks left out. ``embedding``: (1, C, h, w)."""
+    def segment_text(self, features, index: int, ontology: Ontology, multimask: bool,
+                     mask_threshold: float) -> sv.Detections:
+        """Text tokens alone on image ``index``: one mask per class (first phrase), empty masks left out."""
         texts = [cls.phrases[0] for cls in ontology.classes]
-        logits, iou = pick_best(*self.decode(embedding, None, hw, texts, multimask))
-        masks = self.segmenter.upscale(logits, hw, reshaped_hw, mask_threshold)
+        logits, iou = pick_best(*self.decode(features, index, None, texts, multimask))
+        masks = self.segmenter.upscale(features, index, logits, mask_threshold)
         keep = masks.reshape(len(masks), -1).any(axis=1)
         score = iou.cpu().numpy().astype(np.float32)[keep]
         ids = np.flatnonzero(keep)

@@ -99,12 +99,12 @@ def build_teacher(predictor, paths: Sequence[Path], ontology: Ontology, max_side
         found = predictor.segment_encoded(encoding, ontology, text_tokens=False, verify=None)[0]
         if len(found) == 0:
             continue
-        embedding = encoding.sam_embeddings[:1]
-        logits, _ = pick_best(*seg.decode(embedding, found.xyxy, hw, predictor.options.multimask))
+        embedding = seg.embedding(encoding.segmenter, 0)
+        logits, _ = pick_best(*seg.decode(encoding.segmenter, 0, found.xyxy, predictor.options.multimask))
         phrases = [str(p) for p in found.data["phrase"]]
         distinct = list(dict.fromkeys(phrases))
         union = torch.stack([logits[[k for k, p in enumerate(phrases) if p == q]].amax(dim=0) for q in distinct])
-        rh, rw = encoding.sam_reshaped_sizes[0]
+        rh, rw = encoding.segmenter.reshaped_sizes[0]
         size = logits.shape[-1]
         valid = torch.zeros(logits.shape[-2:], dtype=torch.bool)
         valid[: math.ceil(rh / seg.longest_edge * size), : math.ceil(rw / seg.longest_edge * size)] = True

@@ -44,48 +44,17 @@ import contextlib
 import ctypes
 import logging
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from grounded.config import AUTOCAST_CHOICES, PRESET_NAMES, QUANTIZE_CHOICES
+from grounded.config import PRESET_NAMES, Acceleration
 from grounded.errors import InputError
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Acceleration:
-    """Resolved speed settings of one predictor (see the module docstring)."""
-
-    autocast: str | None = None  # None: float32; "auto", "bfloat16", "float16"
-    quantize: str | None = None  # None or "int8" (CPU)
-    detector_size: int | None = None  # Grounding DINO input short side; None: the checkpoint's (800)
-    threads: int | None = None  # torch.set_num_threads; None: leave as is
-    retain_memory: bool | None = None  # glibc keeps freed memory; None: on when the models are on the CPU
-    cpu_kernels: bool | None = None  # same maths, CPU-friendly ops (deformable.py); None: on for the CPU
-
-    def __post_init__(self) -> None:
-        if self.autocast is not None and self.autocast not in AUTOCAST_CHOICES:
-            raise InputError(f"autocast must be one of {AUTOCAST_CHOICES} or None, got {self.autocast!r}")
-        if self.quantize is not None and self.quantize not in QUANTIZE_CHOICES:
-            raise InputError(f"quantize must be one of {QUANTIZE_CHOICES} or None, got {self.quantize!r}")
-        for name in ("retain_memory", "cpu_kernels"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, bool):
-                raise InputError(f"{name} must be True, False or None, got {value!r}")
-        for name in ("detector_size", "threads"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise InputError(f"{name} must be a positive integer or None, got {value!r}")
-
-    def result_settings(self) -> Acceleration:
-        """These settings less the ones that keep the maths (``retain_memory``, ``cpu_kernels``): what an
-        identity for resume checks should record."""
-        return replace(self, retain_memory=None, cpu_kernels=None)
 
 
 PRESETS: dict[str, Acceleration] = {
@@ -194,16 +163,26 @@ def set_detector_size(image_processor: Any, short_side: int) -> None:
     image_processor.size = {"shortest_edge": short_side, "longest_edge": round(short_side * 1333 / 800)}
 
 
-def apply_acceleration(acc: Acceleration, detector: Any, segmenter: Any) -> torch.dtype | None:
-    """Apply ``acc`` to a loaded GroundingDinoDetector and SamSegmenter; return the autocast dtype chosen."""
-    device = detector.device
+def apply_acceleration(acc: Acceleration, *backends: Any) -> torch.dtype | None:
+    """Apply ``acc`` to loaded backends (:class:`grounded.models.base.PretrainedPair`); return the autocast dtype.
+
+    ``detector_size`` needs a backend with ``set_input_size(short_side)`` (Grounding DINO's detectors); on a
+    predictor whose backends have none it is refused, naming them.
+    """
+    device = backends[0].device
     if acc.quantize == "int8":
-        if device.type != "cpu" or detector.dtype != torch.float32 or segmenter.dtype != torch.float32:
+        if device.type != "cpu" or any(b.dtype != torch.float32 for b in backends):
             raise InputError("quantize='int8' needs float32 weights on the CPU; drop --dtype/--device cuda or --quantize")
-        quantize_linear_int8(detector.model)
-        quantize_linear_int8(segmenter.model)
+        for backend in backends:
+            quantize_linear_int8(backend.model)
     if acc.detector_size is not None:
-        set_detector_size(detector.processor.image_processor, acc.detector_size)
+        sized = [b for b in backends if hasattr(b, "set_input_size")]
+        if not sized:
+            names = ", ".join(f"{type(b).__name__} ({b.name})" for b in backends)
+            raise InputError(f"detector_size (--detector-size) is not supported by {names}: only a detector with "
+                             "a resizable input (Grounding DINO) takes it; drop it (or --preset fast)")
+        for backend in sized:
+            backend.set_input_size(acc.detector_size)
     if acc.threads is not None:
         torch.set_num_threads(acc.threads)
     if acc.retain_memory or (acc.retain_memory is None and device.type == "cpu"):
@@ -211,8 +190,10 @@ def apply_acceleration(acc: Acceleration, detector: Any, segmenter: Any) -> torc
     if acc.cpu_kernels or (acc.cpu_kernels is None and device.type == "cpu"):
         from grounded.models.deformable import use_gather_deformable_attention
 
-        use_gather_deformable_attention(detector.model)
+        for backend in backends:  # models without multi-scale deformable attention are left as they are
+            use_gather_deformable_attention(backend.model)
     dtype = autocast_dtype(acc.autocast, device)
-    detector.autocast = segmenter.autocast = dtype
+    for backend in backends:
+        backend.autocast = dtype
     logger.info("acceleration %s on %s: autocast=%s", acc, device, dtype)
     return dtype

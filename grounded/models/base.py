@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from grounded.models.loading import load_pretrained
+from grounded.utils.timing import StageTimer
 
 
 class PretrainedPair:
@@ -22,6 +23,7 @@ class PretrainedPair:
         self.processor = processor
         self.name = name
         self.autocast: torch.dtype | None = None  # forward passes under torch.autocast to this (acceleration.py)
+        self.timer = StageTimer()  # stage seconds; a Predictor shares its own timer with its backends
 
     @classmethod
     def classes(cls) -> tuple[Any, Any]:

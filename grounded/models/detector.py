@@ -1,15 +1,17 @@
-"""Grounding DINO through transformers, with its image backbone computed once per image.
+"""Grounding DINO through transformers (a :class:`~grounded.models.interfaces.Detector`), its backbone run once.
 
 ``GroundingDinoDetector`` splits the model's forward pass at the only part that does not depend on the text:
-the Swin backbone. :meth:`encode_images` runs it once; :meth:`detect` runs the text encoder, the text-fused
-deformable encoder/decoder and the heads for any number of captions, reusing those features (the
-backbone is not run again). Everything after the backbone depends on the text, so that is all that can be
-shared across prompts on one image.
+the Swin backbone. :meth:`encode` runs it once; :meth:`detect` plans the ontology's captions
+(:mod:`grounded.models.captions`: token spans, the ``max_text_len`` split), runs the text encoder, the
+text-fused deformable encoder/decoder and the heads for all of them in one batch (:meth:`score_captions`),
+reusing those features, and reads each box's phrase and class back from the token spans
+(``text_threshold`` applies there). Everything after the backbone depends on the text, so that is all that
+can be shared across prompts on one image.
 
 Tensors, shapes and formats:
 - ``pixel_values`` (B, 3, h, w) float, normalised by the processor (RGB, ImageNet mean/std), resized so the
   short side is 800 and the long side at most 1333 for the released checkpoints; ``pixel_mask`` (B, h, w).
-- ``detect`` returns ``probs`` (R, Q, T): sigmoid token probabilities for Q queries over T text positions
+- ``score_captions`` returns ``probs`` (R, Q, T): sigmoid token probabilities for Q queries over T text positions
   (padding positions are 0), and ``boxes`` (R, Q, 4) normalised **cxcywh** in [0, 1] relative to each
   image's own (unpadded) size. R is the number of (image, caption) rows.
 """
@@ -22,24 +24,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import supervision as sv
 import torch
 from torch import nn
 
-from grounded.models.acceleration import autocast_context
-from grounded.models.base import PretrainedPair
+from grounded.config import SegmentOptions
+from grounded.models.acceleration import autocast_context, set_detector_size
+from grounded.models.captions import Caption, caption_detections, plan_captions
+from grounded.models.interfaces import Detector, Features
+from grounded.ontology import Ontology
 
 
 @dataclass
-class DetectorImageFeatures:
+class DetectorImageFeatures(Features):
     """Backbone output for a batch of B images, reusable for any caption."""
 
     pixel_values: torch.Tensor  # (B, 3, h, w), the padded batch the backbone saw
     pixel_mask: torch.Tensor  # (B, h, w), 1 on real pixels
     features: list[tuple[torch.Tensor, torch.Tensor]]  # per level: (feature map (B,C,h',w'), mask (B,h',w'))
     position_embeddings: list[torch.Tensor]  # per level: (B, d_model, h', w')
-
-    def __len__(self) -> int:
-        return self.pixel_values.shape[0]
+    image_sizes: list[tuple[int, int]]  # (H, W) of each original image
 
 
 class _FixedBackbone(nn.Module):
@@ -65,11 +69,14 @@ class _FixedBackbone(nn.Module):
         return feats, pos  # fresh lists: the model appends to them
 
 
-class GroundingDinoDetector(PretrainedPair):
+class GroundingDinoDetector(Detector):
     """Grounding DINO processor + model; see the module docstring for shapes."""
 
-    role = "detector"
     model_types = ("grounding-dino",)
+
+    def __init__(self, model: nn.Module, processor: Any, name: str = "") -> None:
+        super().__init__(model, processor, name)
+        self._captions: dict[str, list[Caption]] = {}  # ontology fingerprint -> its captions
 
     @classmethod
     def classes(cls) -> tuple[Any, Any]:
@@ -86,6 +93,40 @@ class GroundingDinoDetector(PretrainedPair):
     def max_text_len(self) -> int:
         return int(self.model.config.max_text_len)
 
+    def captions_for(self, ontology: Ontology) -> list[Caption]:
+        """The ontology's captions (planned once per ontology, then reused)."""
+        key = ontology.fingerprint()
+        if key not in self._captions:
+            self._captions[key] = plan_captions(ontology, self.tokenizer, self.max_text_len)
+        return self._captions[key]
+
+    def set_input_size(self, short_side: int) -> None:
+        """Resize inputs to ``short_side`` on the short side, the long side capped at 1333/800 of it."""
+        set_detector_size(self.processor.image_processor, short_side)
+
+    # -------------------------------------------------------------------------------------- Detector
+    def encode(self, images: Sequence[np.ndarray]) -> DetectorImageFeatures:
+        """Preprocess + backbone over B RGB uint8 images."""
+        with self.timer("detector.preprocess"):
+            pixel_values, pixel_mask = self.preprocess(images)
+        with self.timer("detector.backbone"):
+            return self.encode_images(pixel_values, pixel_mask, [a.shape[:2] for a in images])
+
+    def detect(self, features: DetectorImageFeatures, ontology: Ontology, options: SegmentOptions
+               ) -> list[sv.Detections]:
+        """All captions of ``ontology`` x all images of ``features`` in one batched pass; spans -> classes."""
+        captions = self.captions_for(ontology)
+        rows = [(i, c) for i in range(len(features)) for c in range(len(captions))]
+        with self.timer("detector.text_fusion_decoder"):
+            probs, boxes = self.score_captions(features, [captions[c].input_ids for _, c in rows],
+                                               [i for i, _ in rows])
+        results = []
+        for i, hw in enumerate(features.image_sizes):
+            row_ids = [r for r, (img, _) in enumerate(rows) if img == i]
+            with self.timer("postprocess"):
+                results.append(caption_detections(probs[row_ids], boxes[row_ids], captions, ontology, options, hw))
+        return results
+
     # -------------------------------------------------------------------------------------- forward
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """RGB uint8 (H, W, 3) images -> ``pixel_values`` (B, 3, h, w), ``pixel_mask`` (B, h, w) on device."""
@@ -93,11 +134,13 @@ class GroundingDinoDetector(PretrainedPair):
         return (out["pixel_values"].to(self.device, self.dtype), out["pixel_mask"].to(self.device))
 
     @torch.inference_mode()
-    def encode_images(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> DetectorImageFeatures:
+    def encode_images(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor,
+                      image_sizes: list[tuple[int, int]]) -> DetectorImageFeatures:
         """Run the backbone once (Swin + position embeddings)."""
         with autocast_context(self.device, self.autocast):
             features, positions = self.model.model.backbone(pixel_values, pixel_mask)
-        return DetectorImageFeatures(pixel_values, pixel_mask, list(features), list(positions))
+        return DetectorImageFeatures(pixel_values, pixel_mask, list(features), list(positions),
+                                     [tuple(hw) for hw in image_sizes])
 
     @contextmanager
     def _reusing(self, cached: DetectorImageFeatures, rows: torch.Tensor):
@@ -109,7 +152,7 @@ class GroundingDinoDetector(PretrainedPair):
             self.model.model.backbone = inner
 
     @torch.inference_mode()
-    def detect(
+    def score_captions(
         self, cached: DetectorImageFeatures, input_ids: Sequence[Sequence[int]], image_rows: Sequence[int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Score captions against cached images.

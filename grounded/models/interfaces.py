@@ -17,6 +17,10 @@ Conventions for every role:
   a message naming the backend, never ignoring it silently.
 - Thresholds (per class: :func:`grounded.models.detections.class_thresholds`) are applied by the backend;
   NMS and ``max_detections`` are applied by the pipeline, the same way for every backend.
+- ``self.timer(stage)`` (a :class:`grounded.utils.timing.StageTimer` the Predictor shares) times a backend's
+  stages, named ``"<role>.<stage>"`` (Grounding DINO + SAM keep the names benchmarks/pipeline.py reports).
+- Images too small or too thin for a model are padded (bottom-right, black) by the Predictor before
+  ``encode``; backends see and report the padded size, and the Predictor crops results back.
 """
 
 from __future__ import annotations
@@ -72,7 +76,8 @@ class Segmenter(PretrainedPair, ABC):
     """
 
     role: ClassVar[str] = "segmenter"
-    refused_options: ClassVar[dict[str, str]] = {}
+    refused_options: ClassVar[dict[str, str]] = {  # a SAM-style segmenter that takes adapter tokens sets {}
+        "text_tokens": "it takes no SAM-style sparse prompt tokens (grounded.clip adapters are trained for SAM)"}
 
     @abstractmethod
     def encode(self, images: Sequence[np.ndarray]) -> Features:
@@ -97,7 +102,8 @@ class ConceptSegmenter(PretrainedPair, ABC):
     """
 
     role: ClassVar[str] = "model"
-    refused_options: ClassVar[dict[str, str]] = {}
+    refused_options: ClassVar[dict[str, str]] = {
+        "text_tokens": "a concept segmenter takes no SAM-style sparse prompt tokens; it reads the text itself"}
 
     @abstractmethod
     def encode(self, images: Sequence[np.ndarray]) -> Features:

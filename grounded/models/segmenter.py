@@ -1,10 +1,11 @@
-"""SAM through transformers: image embeddings once, then box prompts decoded in batches.
+"""SAM through transformers (a :class:`~grounded.models.interfaces.Segmenter`): image embeddings once, then
+box prompts decoded in batches.
 
 Shapes and formats:
 - ``preprocess``: RGB uint8 (H, W, 3) images -> ``pixel_values`` (B, 3, 1024, 1024): resized so the long
   side is 1024 (``longest_edge`` of the checkpoint's processor), normalised, padded bottom-right.
-- ``embed``: -> image embeddings (B, 256, 64, 64) for SAM ViT-B/L/H and SlimSAM.
-- ``decode``: one image's embedding (1, 256, 64, 64) and N boxes **XYXY in pixels of the original image**
+- ``encode``: -> :class:`SamFeatures`, image embeddings (B, 256, 64, 64) for SAM ViT-B/L/H and SlimSAM.
+- ``decode``: image ``index`` of the features and N boxes **XYXY in pixels of the original image**
   -> low-resolution mask logits (N, K, 256, 256) and predicted IoU (N, K), with K = 3 when ``multimask`` else 1.
 - ``upscale``: low-resolution logits (N, 256, 256) -> boolean masks (N, H, W) at the original resolution,
   through the processor's ``post_process_masks`` (remove padding, bilinear resize, threshold).
@@ -13,13 +14,23 @@ Shapes and formats:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from grounded.models.acceleration import autocast_context
-from grounded.models.base import PretrainedPair
+from grounded.models.interfaces import Features, Segmenter
+
+
+@dataclass
+class SamFeatures(Features):
+    """SAM's image embeddings of B images."""
+
+    embeddings: torch.Tensor  # (B, C, h, w): (B, 256, 64, 64) for the released SAMs
+    image_sizes: list[tuple[int, int]]  # (H, W) of each original image
+    reshaped_sizes: list[tuple[int, int]]  # (h, w) of each image inside SAM's padded square input
 
 
 def boxes_to_sam_frame(boxes_xyxy: np.ndarray, original_hw: tuple[int, int], longest_edge: int) -> np.ndarray:
@@ -31,11 +42,12 @@ def boxes_to_sam_frame(boxes_xyxy: np.ndarray, original_hw: tuple[int, int], lon
     return np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4) * factors
 
 
-class SamSegmenter(PretrainedPair):
-    """SAM processor + model; see the module docstring for shapes."""
+class SamSegmenter(Segmenter):
+    """SAM processor + model; see the module docstring for shapes. Takes SAM-style sparse prompt tokens too
+    (``text_tokens`` through a :mod:`grounded.clip` adapter: :meth:`embedding` gives the adapter its input)."""
 
-    role = "segmenter"
     model_types = ("sam",)
+    refused_options = {}  # text_tokens served through grounded.clip (decode_with_text)
 
     @classmethod
     def classes(cls) -> tuple[Any, Any]:
@@ -56,6 +68,17 @@ class SamSegmenter(PretrainedPair):
             [tuple(int(v) for v in s) for s in out["reshaped_input_sizes"]],
         )
 
+    def encode(self, images: Sequence[np.ndarray]) -> SamFeatures:
+        """Preprocess + image encoder over B RGB uint8 images."""
+        with self.timer("sam.preprocess"):
+            pixel_values, original, reshaped = self.preprocess(images)
+        with self.timer("sam.image_encoder"):
+            return SamFeatures(self.embed(pixel_values), original, reshaped)
+
+    def embedding(self, features: SamFeatures, index: int) -> torch.Tensor:
+        """Image ``index``'s embedding (1, C, h, w)."""
+        return features.embeddings[index : index + 1]
+
     @torch.inference_mode()
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> image embeddings (B, 256, 64, 64)."""
@@ -64,22 +87,23 @@ class SamSegmenter(PretrainedPair):
 
     @torch.inference_mode()
     def decode(
-        self, embedding: torch.Tensor, boxes_xyxy: np.ndarray, original_hw: tuple[int, int], multimask: bool
+        self, features: SamFeatures, index: int, boxes_xyxy: np.ndarray, multimask: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Box prompts on one image -> mask logits (N, K, 256, 256), predicted IoU (N, K)."""
-        boxes = boxes_to_sam_frame(boxes_xyxy, original_hw, self.longest_edge)
+        """Box prompts on image ``index`` -> mask logits (N, K, 256, 256), predicted IoU (N, K)."""
+        embedding = self.embedding(features, index)
+        boxes = boxes_to_sam_frame(boxes_xyxy, features.image_sizes[index], self.longest_edge)
         input_boxes = torch.as_tensor(boxes, dtype=self.dtype, device=self.device)[None]  # (1, N, 4)
-        with autocast_context(self.device, self.autocast):
+        with self.timer("sam.prompt_mask_decoder"), autocast_context(self.device, self.autocast):
             out = self.model(
                 image_embeddings=embedding.to(self.dtype), input_boxes=input_boxes, multimask_output=multimask
             )
         return out.pred_masks[0].float(), out.iou_scores[0].float()
 
-    def upscale(
-        self, low_res: torch.Tensor, original_hw: tuple[int, int], reshaped_hw: tuple[int, int], threshold: float
-    ) -> np.ndarray:
-        """(N, 256, 256) logits -> (N, H, W) bool masks at the original resolution."""
-        masks = self.processor.image_processor.post_process_masks(
-            [low_res[None]], [original_hw], [reshaped_hw], mask_threshold=threshold, binarize=True
-        )[0][0]
-        return masks.cpu().numpy().astype(bool)
+    def upscale(self, features: SamFeatures, index: int, logits: torch.Tensor, threshold: float) -> np.ndarray:
+        """(N, 256, 256) logits of image ``index`` -> (N, H, W) bool masks at the original resolution."""
+        original_hw, reshaped_hw = features.image_sizes[index], features.reshaped_sizes[index]
+        with self.timer("mask_upsampling"):
+            masks = self.processor.image_processor.post_process_masks(
+                [logits[None]], [original_hw], [reshaped_hw], mask_threshold=threshold, binarize=True
+            )[0][0]
+            return masks.cpu().numpy().astype(bool)

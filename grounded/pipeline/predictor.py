@@ -9,18 +9,24 @@ Usage::
     parts = predictor.segment(["car", "headlight"], box_threshold=0.3)
     batch = predictor.segment_batch(["a.jpg", "b.jpg"], "car . wheel .")   # one batched pass per model
 
+    Predictor(detector="google/owlv2-base-patch16-ensemble", segmenter="facebook/sam2.1-hiera-tiny")
+    Predictor(model="facebook/sam3")             # a concept segmenter: image + text -> masks, no detector
+
 Stateless form (as SAM's ``image_embeddings=``): ``encoding = predictor.encode([image])`` then
 ``predictor.segment_encoded(encoding, prompt)``; ``set_image`` / ``segment`` keep one such encoding.
 
-Per prompt the predictor pays for: the text encoder, Grounding DINO's text-fused encoder/decoder (these
-depend on the text, so they cannot be cached), SAM's prompt encoder + mask decoder, and mask upsampling.
-All phrases of a prompt share one caption and one pass while they fit in the text encoder's token limit;
-longer prompts become several captions run as one batch.
+Models are backends behind the interfaces of :mod:`grounded.models.interfaces`, chosen by the checkpoint's
+``model_type`` (:mod:`grounded.models.registry`): a detector (boxes, classes) + a segmenter (boxes -> masks),
+or one concept segmenter. Per prompt the predictor pays only for the text-dependent work (for Grounding DINO
++ SAM: the text encoder, the text-fused encoder/decoder, SAM's prompt encoder + mask decoder and mask
+upsampling); the image-only work is in the encoding. Every backend's detections then go through the same
+NMS and ``max_detections`` (:mod:`grounded.pipeline.selection`) and, when asked, CLIP verification.
+Options a backend cannot honour (its ``refused_options``) are refused with an InputError naming it.
 
 Output: ``sv.Detections`` with ``xyxy`` (N, 4) float32 XYXY pixels of the original image, ``mask`` (N, H, W)
 bool at the original resolution, ``confidence`` (N,) detector score, ``class_id`` (N,) ontology class index,
-``data["class_name"]``, ``data["phrase"]`` (the synonym that matched) and ``data["mask_score"]`` (SAM's
-predicted IoU), most confident first.
+``data["class_name"]``, ``data["phrase"]`` (the synonym that matched) and ``data["mask_score"]`` (the
+segmenter's predicted IoU), most confident first.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +42,16 @@ import numpy as np
 import supervision as sv
 import torch
 
-from grounded.config import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, SegmentOptions, option_names, split_kwargs
+from grounded.config import Acceleration, ModelConfig, SegmentOptions, as_kwargs, split_kwargs
 from grounded.errors import InputError, OrderError
-from grounded.models.acceleration import Acceleration, apply_acceleration, resolve_acceleration
+from grounded.models.acceleration import apply_acceleration, resolve_acceleration
 from grounded.models.detections import empty_detections
-from grounded.models.detector import DetectorImageFeatures, GroundingDinoDetector
+from grounded.models.interfaces import Features
 from grounded.models.loading import resolve_device, resolve_dtype
-from grounded.models.segmenter import SamSegmenter
+from grounded.models.registry import load_backend
 from grounded.ontology import Ontology
-from grounded.pipeline.captions import Caption, plan_captions
-from grounded.pipeline.selection import apply_nms, select_boxes, top_k
+from grounded.pipeline.padding import crop_detections, pad_image
+from grounded.pipeline.selection import select_boxes, select_masks
 from grounded.utils.images import ImageInput, load_image
 from grounded.utils.timing import StageTimer
 
@@ -56,23 +62,28 @@ Prompt = str | Sequence[str] | Ontology
 
 @dataclass
 class ImageEncoding:
-    """What the models compute from B images alone; reusable for any prompt."""
+    """What the models compute from B images alone, per role; reusable for any prompt."""
 
     image_sizes: list[tuple[int, int]]  # (H, W) of each original image
-    detector: DetectorImageFeatures  # Grounding DINO backbone features of the batch
-    sam_embeddings: torch.Tensor  # (B, 256, 64, 64)
-    sam_reshaped_sizes: list[tuple[int, int]]  # (h, w) of each image inside SAM's padded input
+    detector: Features | None = None  # the detector's features (None with a concept segmenter)
+    segmenter: Features | None = None  # the segmenter's image embeddings
+    model: Features | None = None  # the concept segmenter's vision features
     images: list[np.ndarray] | None = None  # the RGB uint8 originals (for verify="clip")
+    padded_sizes: list[tuple[int, int]] | None = None  # (H', W') the models saw (grounded.pipeline.padding)
+
+    def __len__(self) -> int:
+        return len(self.image_sizes)
 
 
 class Predictor:
-    """Grounding DINO + SAM with per-image caching. See the module docstring."""
+    """Detector + segmenter (or one concept segmenter) with per-image caching. See the module docstring."""
 
     def __init__(
         self,
-        detector: str = DEFAULT_DETECTOR,
-        segmenter: str = DEFAULT_SEGMENTER,
+        detector: str | None = None,
+        segmenter: str | None = None,
         *,
+        model: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
         local_files_only: bool = False,
@@ -80,36 +91,69 @@ class Predictor:
         adapter: Any = None,
         **options: Any,
     ) -> None:
-        """Load both models (names or local folders) and keep ``options`` (fields of SegmentOptions).
+        """Load the backends (names or local folders) and keep ``options`` (fields of SegmentOptions).
 
-        Speed options (fields of ModelConfig; those that change results are off by default): ``preset``
-        ("fast"/"accurate"), ``autocast``, ``quantize``, ``detector_size``, ``threads``, and ``retain_memory`` /
-        ``cpu_kernels`` (same maths; on for CPU models unless False); see grounded/models/acceleration.py.
+        ``detector`` / ``segmenter`` default to Grounding DINO tiny + SAM ViT-B; ``model`` (a concept segmenter,
+        e.g. ``"facebook/sam3"``) replaces both and excludes them. Speed options (fields of ModelConfig; those that
+        change results are off by default): ``preset`` ("fast"/"accurate"), ``autocast``, ``quantize``,
+        ``detector_size``, ``threads``, and ``retain_memory`` / ``cpu_kernels`` (same maths; on for CPU models
+        unless False); see grounded/models/acceleration.py. ``clip`` / ``adapter``: grounded/clip/runtime.py.
         """
         model_options, self.options = split_kwargs(options)
-        self.model_config = replace(model_options, detector=detector, segmenter=segmenter, device=device,
-                                    dtype=dtype, local_files_only=local_files_only)
+        self.model_config = ModelConfig(**{**as_kwargs(model_options), "detector": detector, "segmenter": segmenter,
+                                           "model": model, "device": device, "dtype": dtype,
+                                           "local_files_only": local_files_only, "clip": clip,
+                                           "adapter": adapter}).resolved()
         mc = self.model_config
-        self.acceleration = resolve_acceleration(mc.preset, **{k: getattr(mc, k) for k in option_names(Acceleration)})
+        self.acceleration = resolve_acceleration(mc.preset, **as_kwargs(mc.acceleration))
         dev, dt = resolve_device(device), resolve_dtype(dtype)
-        self.detector = GroundingDinoDetector.from_pretrained(detector, dev, dt, local_files_only)
-        self.segmenter = SamSegmenter.from_pretrained(segmenter, dev, dt, local_files_only)
+        self.detector = self.segmenter = self.model = None
+        if mc.model is not None:
+            self.model = load_backend(mc.model, "model", dev, dt, local_files_only)
+        else:
+            self.detector = load_backend(mc.detector, "detector", dev, dt, local_files_only)
+            self.segmenter = load_backend(mc.segmenter, "segmenter", dev, dt, local_files_only)
+        self.timer = StageTimer()
+        for _, backend in self.backends():
+            backend.timer = self.timer
+        self.check_options(self.options)
         # CLIP in the loop (grounded.clip), imported only when used; an adapter for another SAM is refused now
         self._clip_args, self._clip_tools = (clip, adapter), None
         if adapter is not None:
+            self.check_options(SegmentOptions(text_tokens=True))  # the adapter is for text tokens
             self.clip_tools()
-        apply_acceleration(self.acceleration, self.detector, self.segmenter)
-        self.timer = StageTimer()
+        apply_acceleration(self.acceleration, *(b for _, b in self.backends()))
         self._encoding: ImageEncoding | None = None
-        self._captions: dict[str, list[Caption]] = {}
+
+    def backends(self) -> list[tuple[str, Any]]:
+        """(role, backend) of the loaded models: detector + segmenter, or the concept segmenter."""
+        roles = (("detector", self.detector), ("segmenter", self.segmenter), ("model", self.model))
+        return [(role, backend) for role, backend in roles if backend is not None]
+
+    @property
+    def device(self) -> torch.device:
+        return self.backends()[0][1].device
+
+    def check_options(self, options: SegmentOptions) -> None:
+        """Refuse a non-default value of an option a loaded backend cannot honour, naming the backend."""
+        defaults = SegmentOptions()
+        for role, backend in self.backends():
+            for name, reason in backend.refused_options.items():
+                value = getattr(options, name)
+                if value != getattr(defaults, name):
+                    raise InputError(
+                        f"{name}={value!r} is not supported by the {role} {backend.name!r} "
+                        f"({type(backend).__name__}): {reason}; leave {name} at its default "
+                        f"({getattr(defaults, name)!r}) or choose another {role}")
 
     # ------------------------------------------------------------------------------------- identity
     def describe(self) -> dict[str, Any]:
         """JSON-able identity of the models and options (for manifests and resume checks)."""
+        mc = self.model_config
+        models = {"model": mc.model} if mc.model is not None else {"detector": mc.detector, "segmenter": mc.segmenter}
         return {
-            "detector": self.model_config.detector,
-            "segmenter": self.model_config.segmenter,
-            "dtype": str(self.detector.dtype).replace("torch.", ""),
+            **models,
+            "dtype": str(self.backends()[0][1].dtype).replace("torch.", ""),
             "options": asdict(self.options),
             **({"acceleration": asdict(speed)} if (speed := self.acceleration.result_settings()) != Acceleration() else {}),
             **self._clip_identity(),
@@ -133,20 +177,21 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------- encoding
     def encode(self, images: Sequence[ImageInput]) -> ImageEncoding:
-        """Run both image encoders once over a batch of images (paths, PIL, RGB arrays, tensors)."""
+        """Run every image encoder once over a batch of images (paths, PIL, RGB arrays, tensors).
+
+        Images too small or too thin for the models are padded first (grounded/pipeline/padding.py); results
+        are cropped back to the original size.
+        """
         if not images:
             raise InputError("no images given: pass at least one image")
         with self.timer("load_images"):
             arrays = [load_image(im) for im in images]
-        with self.timer("detector.preprocess"):
-            pixel_values, pixel_mask = self.detector.preprocess(arrays)
-        with self.timer("detector.backbone"):
-            features = self.detector.encode_images(pixel_values, pixel_mask)
-        with self.timer("sam.preprocess"):
-            sam_pixels, _, reshaped = self.segmenter.preprocess(arrays)
-        with self.timer("sam.image_encoder"):
-            embeddings = self.segmenter.embed(sam_pixels)
-        return ImageEncoding([a.shape[:2] for a in arrays], features, embeddings, reshaped, arrays)
+            padded = [pad_image(a) for a in arrays]
+        encoding = ImageEncoding([a.shape[:2] for a in arrays], images=arrays,
+                                 padded_sizes=[p.shape[:2] for p in padded])
+        for role, backend in self.backends():  # each backend times its own stages (self.timer)
+            setattr(encoding, role, backend.encode(padded))
+        return encoding
 
     def set_image(self, image: ImageInput) -> None:
         """Compute and keep the encodings of ``image``; later ``segment`` calls reuse them."""
@@ -168,80 +213,70 @@ class Predictor:
         return self.segment_encoded(self._encoding, prompt, **options)[0]
 
     def segment_batch(self, images: Sequence[ImageInput], prompt: Prompt, **options: Any) -> list[sv.Detections]:
-        """Segment ``prompt`` in several images, batched through both image encoders and the detector."""
+        """Segment ``prompt`` in several images, batched through every image encoder and the detector."""
         return self.segment_encoded(self.encode(images), prompt, **options)
-
-    def captions_for(self, ontology: Ontology) -> list[Caption]:
-        key = ontology.fingerprint()
-        if key not in self._captions:
-            self._captions[key] = plan_captions(ontology, self.detector.tokenizer, self.detector.max_text_len)
-        return self._captions[key]
 
     def segment_encoded(self, encoding: ImageEncoding, prompt: Prompt, **options: Any) -> list[sv.Detections]:
         """Stateless form: segment ``prompt`` in every image of ``encoding``; one Detections per image."""
         opts = self.options.updated(**options)
+        self.check_options(opts)
         ontology = Ontology.from_prompt(prompt)
-        if opts.text_tokens == "only":  # whole-image text queries through the adapter: no detector
-            tools = self.clip_tools(opts)
-            return [self._verified(tools.segment_text(encoding.sam_embeddings[i : i + 1], hw, encoding.sam_reshaped_sizes[i],
-                                                      ontology, opts.multimask, opts.mask_threshold), encoding, i, ontology, opts)
-                    for i, hw in enumerate(encoding.image_sizes)]
         if opts.text_tokens or opts.verify:
             self.clip_tools(opts)  # refuse text tokens without an adapter before any work
-        captions = self.captions_for(ontology)
-        n_images = len(encoding.image_sizes)
-        rows = [(i, c) for i in range(n_images) for c in range(len(captions))]
-        with self.timer("detector.text_fusion_decoder"):
-            probs, boxes = self.detector.detect(
-                encoding.detector, [captions[c].input_ids for _, c in rows], [i for i, _ in rows]
-            )
-        results = []
-        for i, hw in enumerate(encoding.image_sizes):
-            row_ids = [r for r, (img, _) in enumerate(rows) if img == i]
-            with self.timer("postprocess"):
-                found = select_boxes(probs[row_ids], boxes[row_ids], captions, ontology, opts, hw)
-            results.append(self._verified(self._add_masks(encoding, i, found, opts), encoding, i, ontology, opts))
-        return results
+        if opts.text_tokens == "only":  # whole-image text queries through the adapter: no detector
+            tools = self.clip_tools(opts)
+            found = [tools.segment_text(encoding.segmenter, i, ontology, opts.multimask, opts.mask_threshold)
+                     for i in range(len(encoding))]
+        elif self.model is not None:
+            found = [select_masks(select_boxes(f, opts), opts)
+                     for f in self.model.segment(encoding.model, ontology, opts)]
+        else:
+            boxes = self.detector.detect(encoding.detector, ontology, opts)
+            found = [select_masks(self._add_masks(encoding, i, select_boxes(f, opts), opts), opts)
+                     for i, f in enumerate(boxes)]
+        return [self._finished(f, encoding, i, ontology, opts) for i, f in enumerate(found)]
 
     def clip_tools(self, opts: SegmentOptions | None = None):
         """CLIP + text-prompt adapter (:class:`grounded.clip.runtime.ClipTools`), built on first use."""
         if self._clip_tools is None:
             from grounded.clip.runtime import ClipTools
 
-            self._clip_tools = ClipTools(self.segmenter, *self._clip_args, local_files_only=self.model_config.local_files_only)
+            self._clip_tools = ClipTools(self.segmenter, *self._clip_args, device=self.device,
+                                         local_files_only=self.model_config.local_files_only)
         if opts is not None:
             self._clip_tools.check(opts.text_tokens)
         return self._clip_tools
 
-    def _verified(self, found: sv.Detections, encoding: ImageEncoding, i: int, ontology: Ontology,
+    def _finished(self, found: sv.Detections, encoding: ImageEncoding, i: int, ontology: Ontology,
                   opts: SegmentOptions) -> sv.Detections:
+        """Back to the original image size (when it was padded), then CLIP verification when asked."""
+        hw = encoding.image_sizes[i]
+        if encoding.padded_sizes is not None and tuple(encoding.padded_sizes[i]) != tuple(hw):
+            found = crop_detections(found, hw)
         if opts.verify != "clip":
             return found
         with self.timer("clip.verify"):
             return self.clip_tools().verify(found, encoding.images[i] if encoding.images else None, ontology)
 
     def _add_masks(self, encoding: ImageEncoding, i: int, found: sv.Detections, opts: SegmentOptions) -> sv.Detections:
-        hw = encoding.image_sizes[i]
+        """The segmenter's mask for each box (the best of K by predicted IoU), ``sam_box_batch`` boxes a call."""
+        features = encoding.segmenter
         if len(found) == 0:
-            return empty_detections(hw)
+            return empty_detections(features.image_sizes[i])
         masks, scores = [], []
         for start in range(0, len(found), opts.sam_box_batch):
             chunk = found.xyxy[start : start + opts.sam_box_batch]
-            with self.timer("sam.prompt_mask_decoder"):
-                if opts.text_tokens:  # box + the adapter's tokens for each detection's phrase (grounded.clip)
-                    phrases = list(found.data["phrase"][start : start + opts.sam_box_batch])
-                    logits, iou = self.clip_tools().decode(encoding.sam_embeddings[i : i + 1], chunk, hw, phrases, opts.multimask)
-                else:
-                    logits, iou = self.segmenter.decode(encoding.sam_embeddings[i : i + 1], chunk, hw, opts.multimask)
-                best = iou.argmax(dim=1)  # K = 1 without multimask
-                pick = torch.arange(len(best))
-                logits, iou = logits[pick, best], iou[pick, best]
-            with self.timer("mask_upsampling"):
-                masks.append(self.segmenter.upscale(logits, hw, encoding.sam_reshaped_sizes[i], opts.mask_threshold))
+            if opts.text_tokens:  # box + the adapter's tokens for each detection's phrase (grounded.clip)
+                phrases = list(found.data["phrase"][start : start + opts.sam_box_batch])
+                logits, iou = self.clip_tools().decode(features, i, chunk, phrases, opts.multimask)
+            else:
+                logits, iou = self.segmenter.decode(features, i, chunk, opts.multimask)
+            best = iou.argmax(dim=1)  # K = 1 without multimask
+            pick = torch.arange(len(best))
+            logits, iou = logits[pick, best], iou[pick, best]
+            masks.append(self.segmenter.upscale(features, i, logits, opts.mask_threshold))
             scores.append(iou.cpu().numpy())
         found.mask = np.concatenate(masks, axis=0)
         found.data["mask_score"] = np.concatenate(scores).astype(np.float32)
-        if opts.nms_on == "mask":
-            with self.timer("postprocess"):
-                found = top_k(apply_nms(found, opts), opts.max_detections)
         return found
+

@@ -28,8 +28,15 @@ def embedding(segmenter):
     return segmenter.embed(segmenter.preprocess([image])[0]).clone()
 
 
+def _features(segmenter, embedding):
+    """SamFeatures of the (96, 128) image behind ``embedding``."""
+    from grounded.models.segmenter import SamFeatures
+
+    return SamFeatures(embedding, [(96, 128)], [(96, 128)])
+
+
 def test_no_extra_tokens_equals_sam_forward(segmenter, embedding):
-    reference, ref_iou = segmenter.decode(embedding, BOXES, (96, 128), multimask=True)
+    reference, ref_iou = segmenter.decode(_features(segmenter, embedding), 0, BOXES, multimask=True)
     boxes = torch.as_tensor(boxes_to_sam_frame(BOXES, (96, 128), segmenter.longest_edge), dtype=torch.float32)
     with torch.no_grad():
         logits, iou = decode_tokens(segmenter.model, embedding, boxes, None, multimask=True)
@@ -41,7 +48,7 @@ def test_text_tokens_change_masks_and_carry_gradients(segmenter, embedding):
     tokens = torch.randn(2, 4, 16, requires_grad=True)
     boxed, _ = decode_with_text(segmenter, embedding, BOXES, (96, 128), tokens)
     alone, iou = decode_with_text(segmenter, embedding, None, (96, 128), tokens)
-    plain, _ = segmenter.decode(embedding, BOXES, (96, 128), multimask=False)
+    plain, _ = segmenter.decode(_features(segmenter, embedding), 0, BOXES, multimask=False)
     assert boxed.shape == alone.shape == plain.shape == (2, 1, 32, 32) and iou.shape == (2, 1)
     assert (boxed - plain).abs().max() > 1e-3  # the text tokens take part
     (boxed.sum() + alone.sum()).backward()

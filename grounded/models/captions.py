@@ -1,4 +1,5 @@
-"""Captions for Grounding DINO, planned from an ontology, with the token span of every phrase.
+"""Grounding DINO's text side: captions planned from an ontology, the token span of every phrase, and
+the spans read back into labelled boxes (:func:`caption_detections`).
 
 Grounding DINO scores each box against every token of its caption. To know which phrase a box belongs to we
 record, while building the caption, which token positions each phrase occupies (its *span*). The caption
@@ -16,10 +17,17 @@ row of a batched forward pass. Nothing is truncated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import supervision as sv
+import torch
+
+from grounded.config import SegmentOptions
 from grounded.errors import InputError
+from grounded.models.detections import class_thresholds, cxcywh_to_xyxy, empty_detections, labelled_boxes
 from grounded.ontology import Ontology
 
 
@@ -71,3 +79,38 @@ def plan_captions(ontology: Ontology, tokenizer: Any, max_text_len: int) -> list
         class_ids.append(class_id)
     close()
     return captions
+
+
+def caption_detections(probs: torch.Tensor, boxes: torch.Tensor, captions: Sequence[Caption], ontology: Ontology,
+                       options: SegmentOptions, image_hw: tuple[int, int]) -> sv.Detections:
+    """One image's caption rows -> labelled boxes, thresholds applied, most confident first (no NMS yet).
+
+    Args:
+        probs: (R, Q, T) token probabilities of the R caption rows of one image.
+        boxes: (R, Q, 4) normalised cxcywh.
+        captions: the R captions (their spans and class ids).
+        image_hw: (H, W) of the original image, for pixel coordinates.
+
+    Per query: ``score`` = its highest token probability over the whole caption (as transformers'
+    ``post_process_grounded_object_detection`` and the original Grounding DINO compute it); its phrase = the
+    phrase whose token span holds the highest probability, its class = that phrase's ontology class (synonyms
+    share one class id). Kept when ``score > box_threshold(class)`` and the phrase's own probability
+    ``> text_threshold(class)`` (per class: :func:`grounded.models.detections.class_thresholds`).
+    """
+    box_thr, text_thr = class_thresholds(ontology, options)
+    xyxy, scores, class_ids, phrases = [], [], [], []
+    for row, caption in enumerate(captions):
+        p = probs[row].cpu().numpy()  # (Q, T)
+        score = p.max(axis=1)
+        span_best = np.stack([p[:, s:e].max(axis=1) for s, e in caption.spans], axis=1)  # (Q, P)
+        phrase_idx = span_best.argmax(axis=1)
+        phrase_prob = span_best[np.arange(len(p)), phrase_idx]
+        class_id = np.asarray(caption.class_ids)[phrase_idx]
+        keep = (score > box_thr[class_id]) & (phrase_prob > text_thr[class_id])
+        xyxy.append(cxcywh_to_xyxy(boxes[row].cpu().numpy()[keep], image_hw))
+        scores.append(score[keep])
+        class_ids.append(class_id[keep])
+        phrases += [caption.phrases[i] for i in phrase_idx[keep]]
+    if not phrases:
+        return empty_detections()
+    return labelled_boxes(np.concatenate(xyxy), np.concatenate(scores), np.concatenate(class_ids), phrases, ontology)
