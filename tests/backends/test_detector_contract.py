@@ -2,7 +2,10 @@
 
 - caching changes nothing: one ``encode``, then ``detect`` with two different ontologies, equals a fresh
   ``encode`` + ``detect`` for each;
-- batching changes nothing: two images encoded and detected together equal each image alone;
+- batching changes nothing: two images encoded and detected together equal each image alone (images of one
+  size; for backends that resize every image to one fixed input, also of different sizes: Grounding DINO's
+  family pads a batch to its largest image, and its Swin backbone sees the padding);
+- the registry loads each folder as its backend class with its own transformers model class;
 - the output: XYXY pixels inside the image, confidence in [0, 1] and sorted, class ids and phrases that
   belong to the ontology (synonyms share their class's id);
 - per-class box thresholds keep exactly the boxes of a threshold-0 run whose score passes their class's.
@@ -18,16 +21,23 @@ from grounded.config import SegmentOptions
 from grounded.ontology import Ontology, OntologyClass
 from grounded.testing.tiny_detectors import assert_detections_match
 
-DETECTORS = ["tiny_owlv2_dir", "tiny_omdet_turbo_dir", "tiny_mm_grounding_dino_dir"]
+# fixture (tiny folder) -> (backend class, transformers model class, batches any image sizes unchanged)
+DETECTORS = {
+    "tiny_owlv2_dir": ("Owlv2Detector", "Owlv2ForObjectDetection", True),
+    "tiny_omdet_turbo_dir": ("OmDetTurboDetector", "OmDetTurboForObjectDetection", True),
+    "tiny_mm_grounding_dino_dir": ("MMGroundingDinoDetector", "MMGroundingDinoForObjectDetection", False),
+}
 CARS = Ontology((OntologyClass("wheel", ("wheel", "tire")), OntologyClass("car", ("car",))))
 PETS = Ontology((OntologyClass("dog", ("dog",)), OntologyClass("cat", ("cat", "kitten")),
                  OntologyClass("bird", ("bird",))))
 OPTIONS = SegmentOptions(box_threshold=0.05, text_threshold=0.0)
 
 
-@pytest.fixture(scope="module", params=DETECTORS)
+@pytest.fixture(scope="module", params=list(DETECTORS))
 def detector(request, load_detector):
-    return load_detector(request.getfixturevalue(request.param))
+    backend = load_detector(request.getfixturevalue(request.param))
+    backend.expected = DETECTORS[request.param]
+    return backend
 
 
 def options_for(detector) -> SegmentOptions:
@@ -48,11 +58,21 @@ def test_cached_features_serve_any_ontology(detector, detector_images):
     assert len(first) and len(second), "nothing detected: the comparison would be empty"
 
 
-def test_batch_equals_each_image_alone(detector, detector_images):
+def test_loads_as_its_backend_and_model_class(detector):
+    backend_class, model_class, _ = detector.expected
+    assert (type(detector).__name__, type(detector.model).__name__) == (backend_class, model_class)
+
+
+@pytest.mark.parametrize("sizes", ["one size", "two sizes"])
+def test_batch_equals_each_image_alone(detector, detector_images, sizes):
+    if sizes == "two sizes" and not detector.expected[2]:
+        pytest.skip("a padded batch of different sizes changes what this backbone sees (see the docstring)")
+    images = detector_images if sizes == "two sizes" else [detector_images[0],
+                                                           np.ascontiguousarray(detector_images[0][:, ::-1])]
     options = options_for(detector)
-    together = detector.detect(detector.encode(detector_images), CARS, options)
-    assert len(together) == len(detector_images)
-    for image, ours in zip(detector_images, together, strict=True):
+    together = detector.detect(detector.encode(images), CARS, options)
+    assert len(together) == len(images)
+    for image, ours in zip(images, together, strict=True):
         assert_same(ours, detector.detect(detector.encode([image]), CARS, options)[0])
 
 

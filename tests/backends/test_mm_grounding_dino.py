@@ -9,6 +9,8 @@ scores 1e-5 (same weights and ops; the backbone output is reused instead of reco
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -21,11 +23,16 @@ ONTOLOGY = Ontology((OntologyClass("wheel", ("wheel", "tire")), OntologyClass("c
                      OntologyClass("front bumper", ("front bumper",))))
 
 
-def reference(folder: str, image: np.ndarray, threshold: float, text_threshold: float = 0.0):
+@functools.cache
+def plain(folder: str):
+    """transformers' own processor and model, loaded from the folder as its docs show (once per folder)."""
     from transformers import AutoProcessor, MMGroundingDinoForObjectDetection
 
-    processor = AutoProcessor.from_pretrained(folder)
-    model = MMGroundingDinoForObjectDetection.from_pretrained(folder).eval()
+    return AutoProcessor.from_pretrained(folder), MMGroundingDinoForObjectDetection.from_pretrained(folder).eval()
+
+
+def reference(folder: str, image: np.ndarray, threshold: float, text_threshold: float = 0.0):
+    processor, model = plain(folder)
     phrases = [p for p, _ in ONTOLOGY.phrases()]
     inputs = processor(images=image, text=" . ".join(phrases) + " .", return_tensors="pt")
     with torch.no_grad():
