@@ -90,7 +90,8 @@ def build_grounding_dino(scratch: Path, mm: bool = False) -> tuple[Any, Any]:
 
     model = MMGroundingDinoForObjectDetection(MMGroundingDinoConfig()) if mm else \
         GroundingDinoForObjectDetection(GroundingDinoConfig())
-    processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessorPil(), tokenizer=_bert(scratch))
+    processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessorPil(),
+                                       tokenizer=_bert(scratch))
     return model, _reloaded(processor, scratch)
 
 
@@ -165,9 +166,9 @@ def worker(name: str, repeats: int, out: Path) -> None:
     image = load_image(PHOTO)
     row.stages(backend, image)  # warm-up
     runs = [row.stages(backend, image) for _ in range(repeats)]
-    out.write_text(json.dumps({"stages": {k: [r[k] for r in runs] for k in runs[0]}, "peak_rss": C.peak_rss_gib(),
-                               "build_s": build_s, "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-                               "image": list(image.shape[:2])}))
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6
+    out.write_text(json.dumps({"stages": {k: [r[k] for r in runs] for k in runs[0]}, "build_s": build_s,
+                               "peak_rss": C.peak_rss_gib(), "params_m": params_m}))
 
 
 def role_of(row: Row) -> str:
@@ -240,7 +241,8 @@ def main() -> None:
             result = run_row(row, repeats, Path(tmp))
             if result is not None:
                 results[row.name] = result
-                print(f"# {row.name}: done in {time.perf_counter() - t:.0f} s (build {result['build_s']:.1f} s)")
+                print(f"# {row.name}: done in {time.perf_counter() - t:.0f} s "
+                      f"(build {result['build_s']:.1f} s)")
     print(render(results, rows, repeats))
     print(f"# total {time.perf_counter() - start:.0f} s; load average at end {os.getloadavg()[0]:.1f} "
           f"(1 min; {os.cpu_count()} cores)")

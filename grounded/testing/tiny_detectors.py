@@ -47,8 +47,8 @@ def clip_tokenizer(clip_vocab: str | Path | None, scratch: Path, max_length: int
 
 
 def _text_ids(tokenizer) -> dict[str, int]:
-    return dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id)
+    return dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
 def _save(folder: Path, model, processor) -> Path:
@@ -93,7 +93,8 @@ def build_tiny_owlv2(folder: str | Path, clip_vocab: str | Path | None = None, s
     vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                   image_size=image_size, patch_size=16)
     torch.manual_seed(seed)
-    model = Owlv2ForObjectDetection(Owlv2Config(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    config = Owlv2Config(text_config=text, vision_config=vision, projection_dim=16)
+    model = Owlv2ForObjectDetection(config).eval()
     image_processor = Owlv2ImageProcessorPil(size={"height": image_size, "width": image_size})
     return _save(folder, model, Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer))
 
@@ -130,8 +131,9 @@ def build_tiny_omdet_turbo(folder: str | Path, clip_vocab: str | Path | None = N
         decoder_num_layers=2, decoder_dim_feedforward=32, decoder_num_points=2, num_queries=20)
     torch.manual_seed(seed)
     model = OmDetTurboForObjectDetection(config).eval()
-    with torch.no_grad():  # random init gives every box the anchor's size and every query the same best
-        for head in (model.decoder.encoder_bbox_head, *model.decoder.decoder_bbox_head):  # phrase: spread them
+    # Random init gives every box its anchor's size and every query the same best phrase: spread them.
+    with torch.no_grad():
+        for head in (model.decoder.encoder_bbox_head, *model.decoder.decoder_bbox_head):
             head.layers[-1].weight.normal_(std=0.5)
         for head in (model.decoder.encoder_class_head, *model.decoder.decoder_class_head):
             head.weight.normal_(std=1.0)

@@ -48,7 +48,7 @@ def tiny_owlv2_dir(tmp_path_factory, clip_vocab) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_omdet_turbo_dir(tmp_path_factory, clip_vocab) -> str:
-    pytest.importorskip("torchvision", reason="OmDet-Turbo's processor needs torchvision (the backends extra)")
+    pytest.importorskip("torchvision", reason="OmDet-Turbo's processor needs torchvision (backends extra)")
     from grounded.testing.tiny_detectors import build_tiny_omdet_turbo
 
     return str(build_tiny_omdet_turbo(tmp_path_factory.mktemp("omdet_turbo"), clip_vocab))

@@ -1,7 +1,8 @@
-"""MM-Grounding-DINO backend: its own model class, parity with transformers' own calls, Grounding DINO's options.
+"""MM-Grounding-DINO backend: its model class, parity with transformers' own calls, Grounding DINO's options.
 
 The reference: one caption with every phrase (``"wheel . tire . car . front bumper ."``),
-``GroundingDinoProcessor`` + ``MMGroundingDinoForObjectDetection`` + ``post_process_grounded_object_detection``,
+``GroundingDinoProcessor`` + ``MMGroundingDinoForObjectDetection`` +
+``post_process_grounded_object_detection``,
 boxes clipped to the image; a box's phrase = the phrase whose tokens hold its highest probability, its class
 = that phrase's ontology class (as tests/test_parity.py does for Grounding DINO). Tolerances: boxes 1e-3 px,
 scores 1e-5 (same weights and ops; the backbone output is reused instead of recomputed).
@@ -28,7 +29,8 @@ def plain(folder: str):
     """transformers' own processor and model, loaded from the folder as its docs show (once per folder)."""
     from transformers import AutoProcessor, MMGroundingDinoForObjectDetection
 
-    return AutoProcessor.from_pretrained(folder), MMGroundingDinoForObjectDetection.from_pretrained(folder).eval()
+    model = MMGroundingDinoForObjectDetection.from_pretrained(folder).eval()
+    return AutoProcessor.from_pretrained(folder), model
 
 
 def reference(folder: str, image: np.ndarray, threshold: float, text_threshold: float = 0.0):

@@ -55,7 +55,7 @@ def omdet(load_detector, tiny_omdet_turbo_dir):
 @pytest.mark.parametrize("index", [0, 1])
 def test_parity_with_transformers(omdet, tiny_omdet_turbo_dir, detector_images, index):
     image = detector_images[index]
-    threshold = float(np.median(reference(tiny_omdet_turbo_dir, image, 0.0)[1]))  # keeps about half: both sides tested
+    threshold = float(np.median(reference(tiny_omdet_turbo_dir, image, 0.0)[1]))  # keeps about half
     boxes, scores, classes, phrases = reference(tiny_omdet_turbo_dir, image, threshold)
     assert 0 < len(boxes), "the reference found nothing: the test would compare nothing"
     ours = omdet.detect(omdet.encode([image]), ONTOLOGY, SegmentOptions(box_threshold=threshold))[0]
@@ -78,4 +78,5 @@ def test_too_long_phrase_is_an_input_error(omdet, detector_images):
     from grounded.errors import InputError
 
     with pytest.raises(InputError, match="longer than the 77 tokens"):
-        omdet.detect(omdet.encode(detector_images[:1]), Ontology.from_prompt(["wheel " * 80]), SegmentOptions())
+        omdet.detect(omdet.encode(detector_images[:1]), Ontology.from_prompt(["wheel " * 80]),
+                     SegmentOptions())

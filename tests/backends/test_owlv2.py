@@ -55,7 +55,7 @@ def owlv2(load_detector, tiny_owlv2_dir):
 @pytest.mark.parametrize("index", [0, 1])
 def test_parity_with_transformers(owlv2, tiny_owlv2_dir, detector_images, index):
     image = detector_images[index]
-    threshold = float(np.median(reference(tiny_owlv2_dir, image, 0.0)[1]))  # keeps about half: both sides tested
+    threshold = float(np.median(reference(tiny_owlv2_dir, image, 0.0)[1]))  # keeps about half
     boxes, scores, classes, phrases = reference(tiny_owlv2_dir, image, threshold)
     assert 0 < len(boxes), "the reference found nothing: the test would compare nothing"
     ours = owlv2.detect(owlv2.encode([image]), ONTOLOGY, SegmentOptions(box_threshold=threshold))[0]

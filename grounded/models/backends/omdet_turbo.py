@@ -18,9 +18,10 @@ Split of the work:
   checkpoint's size (640 x 640, aspect ratio not kept), then the vision backbone and the hybrid encoder (the
   image-only FPN/PAN with its transformer layer) run. Their output, ``states`` (3 levels of (B, C, h, w)), is
   everything the decoder reads from the image; nothing that depends on the text runs before it.
-- :meth:`OmDetTurboDetector.detect` (per ontology): the text tower embeds the phrases and the task (once for all
-  B images), the text-conditioned decoder selects Q queries per image and predicts boxes (normalised cxcywh)
-  and (Q, P) phrase logits; transformers' own ``post_process_grounded_object_detection`` turns them into boxes.
+- :meth:`OmDetTurboDetector.detect` (per ontology): the text tower embeds the phrases and the task (once for
+  all B images), the text-conditioned decoder selects Q queries per image and predicts boxes (normalised
+  cxcywh) and (Q, P) phrase logits; transformers' own ``post_process_grounded_object_detection`` turns them
+  into boxes.
 
 That post-processing is part of the model's decoding and is kept as is: it takes the top Q (query, phrase)
 pairs by sigmoid score (a query may be kept for several phrases), thresholds them and runs NMS **per phrase**
@@ -50,7 +51,8 @@ from grounded.models.detections import class_thresholds, labelled_boxes
 from grounded.models.interfaces import Detector, Features
 from grounded.ontology import Ontology
 
-_NO_TOKEN_SCORE = "OmDet-Turbo scores a box against a whole phrase (one query per phrase); it has no per-token score"
+_NO_TOKEN_SCORE = ("OmDet-Turbo scores a box against a whole phrase (one query per phrase); "
+                   "it has no per-token score")
 
 
 @dataclass
@@ -76,41 +78,52 @@ class OmDetTurboDetector(Detector):
 
     @torch.inference_mode()
     def encode(self, images: Sequence[np.ndarray]) -> OmDetTurboFeatures:
-        pixel_values = self.processor.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
-        with autocast_context(self.device, self.autocast):
-            maps = self.model.vision_backbone(pixel_values.to(self.device, self.dtype))
+        with self.timer("detector.preprocess"):
+            inputs = self.processor.image_processor(images=list(images), return_tensors="pt")
+        with self.timer("detector.backbone"), autocast_context(self.device, self.autocast):
+            maps = self.model.vision_backbone(inputs.pixel_values.to(self.device, self.dtype))
             states = self.model.encoder(maps, return_dict=True).extracted_states
         return OmDetTurboFeatures([tuple(im.shape[:2]) for im in images], list(states))
 
     def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Token ids as the processor makes them: padded to 77 tokens and truncated beyond (``text_kwargs``)."""
-        return self.processor.tokenizer(text=texts, **{**type(self.processor).text_kwargs, "return_tensors": "pt"})
+        """Token ids as the processor makes them: padded to 77, truncated beyond (its ``text_kwargs``)."""
+        kwargs = {**type(self.processor).text_kwargs, "return_tensors": "pt"}
+        return self.processor.tokenizer(text=texts, **kwargs)
 
     @torch.inference_mode()
     def detect(self, features: Features, ontology: Ontology, options: SegmentOptions) -> list[sv.Detections]:
-        from transformers.models.omdet_turbo.modeling_omdet_turbo import OmDetTurboObjectDetectionOutput
-
         if not isinstance(features, OmDetTurboFeatures):
-            raise InputError(f"OmDet-Turbo detect() needs features from its own encode(), got {type(features).__name__}")
+            raise InputError("OmDet-Turbo detect() needs features from its own encode(), "
+                             f"got {type(features).__name__}")
         phrases, phrase_class = map(list, zip(*ontology.phrases(), strict=True))
         limit = type(self.processor).text_kwargs["max_length"]
         for phrase in phrases:
             if len(self.processor.tokenizer(phrase)["input_ids"]) > limit:
-                raise InputError(f"phrase {phrase!r} is longer than the {limit} tokens OmDet-Turbo reads: shorten it")
+                raise InputError(f"phrase {phrase!r} is longer than the {limit} tokens OmDet-Turbo reads: "
+                                 "shorten it")
         classes = self._tokens(phrases)
-        task = self._tokens([f"Detect {', '.join(phrases)}."])  # the processor's default task (truncated to 77)
+        task = self._tokens([f"Detect {', '.join(phrases)}."])  # the processor's default task sentence
         b, dev = len(features), self.device
-        with autocast_context(dev, self.autocast):
+        with self.timer("detector.text_fusion_decoder"), autocast_context(dev, self.autocast):
             class_features, task_features, task_mask = self.model.get_language_embedding(
                 classes["input_ids"].to(dev), classes["attention_mask"].to(dev), task["input_ids"].to(dev),
                 task["attention_mask"].to(dev), torch.tensor([len(phrases)]))
             decoded = self.model.decoder(features.states, class_features.expand(-1, b, -1),
-                                         task_features.expand(-1, b, -1), task_mask.expand(b, -1), return_dict=True)
+                                         task_features.expand(-1, b, -1), task_mask.expand(b, -1),
+                                         return_dict=True)
+        with self.timer("postprocess"):
+            return self._boxes(decoded, phrases, phrase_class, features, ontology, options)
+
+    def _boxes(self, decoded: Any, phrases: list[str], phrase_class: list[int], features: OmDetTurboFeatures,
+               ontology: Ontology, options: SegmentOptions) -> list[sv.Detections]:
+        """transformers' post-processing (top (query, phrase) pairs, NMS per phrase), then thresholds."""
+        from transformers.models.omdet_turbo.modeling_omdet_turbo import OmDetTurboObjectDetectionOutput
+
         box_thr, _ = class_thresholds(ontology, options)
         outputs = OmDetTurboObjectDetectionOutput(
             decoder_coord_logits=decoded.decoder_coords[-1].float(),
             decoder_class_logits=decoded.decoder_classes[-1].float(),
-            classes_structure=torch.full((b,), len(phrases), dtype=torch.long))
+            classes_structure=torch.full((len(features),), len(phrases), dtype=torch.long))
         found = self.processor.post_process_grounded_object_detection(
             outputs, threshold=float(box_thr.min()), nms_threshold=options.nms_iou,
             target_sizes=features.image_sizes)
@@ -121,7 +134,8 @@ class OmDetTurboDetector(Detector):
             score = result["scores"].float().cpu().numpy()
             class_id = phrase_class[label]
             keep = score > box_thr[class_id]
-            results.append(labelled_boxes(result["boxes"].float().cpu().numpy()[keep], score[keep], class_id[keep],
-                                          [phrases[i] for i in label[keep]], ontology))
+            xyxy = result["boxes"].float().cpu().numpy()[keep]
+            kept_phrases = [phrases[i] for i in label[keep]]
+            results.append(labelled_boxes(xyxy, score[keep], class_id[keep], kept_phrases, ontology))
         return results
 
