@@ -2,7 +2,7 @@
 
     python benchmarks/backends.py --quick              # 1 timed repeat per row
     python benchmarks/backends.py                      # 3 timed repeats per row, medians
-    python benchmarks/backends.py --rows owlv2,omdet-turbo --repeats 5
+    python benchmarks/backends.py --rows owlv2-base,omdet-turbo --repeats 5 --image photo.jpg
 
 Rows (``ROWS``, one :class:`Row` each; other roles add theirs to the list): the detectors Grounding DINO tiny
 (Swin-T + BERT-base, 800 px short side), MM-Grounding-DINO tiny (same size), OWLv2 base (ViT-B/16 at
@@ -10,7 +10,7 @@ Rows (``ROWS``, one :class:`Row` each; other roles add theirs to the list): the 
 default config as the released checkpoint's architecture, with random weights: they cost what real weights
 cost, and the detections are meaningless (so none are shown). The processor is the one ``AutoProcessor``
 gives for such a checkpoint here (saved and reloaded). Each backend gets the CPU defaults a ``Predictor``
-applies (``apply_acceleration``: ``retain_memory`` and ``cpu_kernels``) and runs on
+applies (``apply_acceleration``: ``retain_memory`` and ``cpu_kernels``) and runs on ``--image``, by default
 ../shared/data/images/truck.jpg (the benchmark stops when it is absent).
 
 Each row runs in its own process (its peak RSS is its own): build, one untimed warm-up (first-call costs),
@@ -145,7 +145,7 @@ ROWS: list[Row] = [
 
 
 # ---------------------------------------------------------------------------------------------- worker
-def worker(name: str, repeats: int, out: Path) -> None:
+def worker(name: str, repeats: int, out: Path, photo: Path) -> None:
     """Build one row, warm it up, time ``repeats`` runs; write {stages, peak_rss, build_s} as JSON."""
     import torch
 
@@ -163,7 +163,7 @@ def worker(name: str, repeats: int, out: Path) -> None:
     backend = cls(model.eval(), processor, f"{row.name} (random weights)")
     apply_acceleration(Acceleration(), backend)  # the CPU defaults a Predictor applies
     build_s = time.perf_counter() - t0
-    image = load_image(PHOTO)
+    image = load_image(photo)
     row.stages(backend, image)  # warm-up
     runs = [row.stages(backend, image) for _ in range(repeats)]
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
@@ -177,11 +177,11 @@ def role_of(row: Row) -> str:
     return BACKENDS[row.model_type][0]
 
 
-def run_row(row: Row, repeats: int, tmp: Path) -> dict | None:
+def run_row(row: Row, repeats: int, tmp: Path, photo: Path) -> dict | None:
     out = tmp / f"{row.name}.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(C.ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, __file__, "--worker", row.name, "--repeats", str(repeats),
-                           "--out", str(out)], env=env, capture_output=True, text=True)
+                           "--out", str(out), "--image", str(photo)], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"# {row.name}: failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
         return None
@@ -213,15 +213,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per row (default 3)")
     parser.add_argument("--rows", default="", help=f"comma-separated row names (default all: "
                                                    f"{','.join(r.name for r in ROWS)})")
+    parser.add_argument("--image", type=Path, default=PHOTO, help=f"the photo (default {PHOTO})")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
     if args.worker:
-        worker(args.worker, repeats, Path(args.out))
+        worker(args.worker, repeats, Path(args.out), args.image)
         return
-    if not PHOTO.is_file():
-        print(f"# {PHOTO} not found: this benchmark runs on ../shared/data/images/truck.jpg; nothing run")
+    if not args.image.is_file():
+        print(f"# {args.image} not found: pass --image PHOTO (default ../shared/data/images/truck.jpg); "
+              "nothing run")
         return
     names = [n for n in args.rows.split(",") if n] or [r.name for r in ROWS]
     unknown = sorted(set(names) - {r.name for r in ROWS})
@@ -232,13 +234,13 @@ def main() -> None:
 
     print(f"# grounded backends benchmark: CPU {_cpu_name()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; load average at start {os.getloadavg()[0]:.1f}")
-    print(f"# image {PHOTO.name}; detect ontology {PROMPT}; each row in its own process ...")
+    print(f"# image {args.image.name}; detect ontology {PROMPT}; each row in its own process ...")
     start = time.perf_counter()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for row in rows:
             t = time.perf_counter()
-            result = run_row(row, repeats, Path(tmp))
+            result = run_row(row, repeats, Path(tmp), args.image)
             if result is not None:
                 results[row.name] = result
                 print(f"# {row.name}: done in {time.perf_counter() - t:.0f} s "
