@@ -80,3 +80,14 @@ def test_too_long_phrase_is_an_input_error(omdet, detector_images):
     with pytest.raises(InputError, match="longer than the 77 tokens"):
         omdet.detect(omdet.encode(detector_images[:1]), Ontology.from_prompt(["wheel " * 80]),
                      SegmentOptions())
+
+
+def test_missing_torchvision_names_the_extra(tiny_omdet_turbo_dir, monkeypatch):
+    import sys
+
+    from grounded.errors import ModelLoadError
+    from grounded.models.registry import load_backend
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # `import torchvision` now raises ImportError
+    with pytest.raises(ModelLoadError, match=r'pip install "grounded\[backends\]"'):
+        load_backend(tiny_omdet_turbo_dir, "detector", torch.device("cpu"), torch.float32)
