@@ -161,3 +161,18 @@ def assert_detections_match(found, boxes, scores, classes, phrases, box_atol: fl
     np.testing.assert_allclose(found.confidence, scores, atol=score_atol)
     np.testing.assert_array_equal(found.class_id, classes)
     assert found.data["phrase"].tolist() == list(phrases)
+
+
+def assert_parity(detector, reference, image, ontology, **options) -> None:
+    """``detector`` (encode + detect) equals ``reference(image, threshold)`` -> (boxes, scores, classes,
+    phrases), a plain run of transformers' own calls, at a box threshold at the median of the reference's
+    scores (so that boxes on both sides of it are tested). ``options``: further SegmentOptions fields."""
+    import numpy as np
+
+    from grounded.config import SegmentOptions
+
+    threshold = float(np.median(reference(image, 0.0)[1]))
+    expected = reference(image, threshold)
+    assert len(expected[0]) > 0, "the reference found nothing: the comparison would be empty"
+    options = SegmentOptions(box_threshold=threshold, **options)
+    assert_detections_match(detector.detect(detector.encode([image]), ontology, options)[0], *expected)

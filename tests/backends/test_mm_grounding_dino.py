@@ -18,7 +18,7 @@ import torch
 
 from grounded.config import SegmentOptions
 from grounded.ontology import Ontology, OntologyClass
-from grounded.testing.tiny_detectors import assert_detections_match
+from grounded.testing.tiny_detectors import assert_parity
 
 ONTOLOGY = Ontology((OntologyClass("wheel", ("wheel", "tire")), OntologyClass("car", ("car",)),
                      OntologyClass("front bumper", ("front bumper",))))
@@ -76,13 +76,8 @@ def test_loads_its_own_model_class(mm_gd):
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_parity_with_transformers(mm_gd, tiny_mm_grounding_dino_dir, detector_images, index):
-    image = detector_images[index]
-    threshold = float(np.median(reference(tiny_mm_grounding_dino_dir, image, 0.0)[1]))  # keeps about half
-    boxes, scores, classes, phrases = reference(tiny_mm_grounding_dino_dir, image, threshold)
-    assert 0 < len(boxes), "the reference found nothing: the test would compare nothing"
-    options = SegmentOptions(box_threshold=threshold, text_threshold=0.0)
-    ours = mm_gd.detect(mm_gd.encode([image]), ONTOLOGY, options)[0]
-    assert_detections_match(ours, boxes, scores, classes, phrases)
+    assert_parity(mm_gd, functools.partial(reference, tiny_mm_grounding_dino_dir), detector_images[index],
+                  ONTOLOGY, text_threshold=0.0)
 
 
 def test_text_threshold_is_honoured(mm_gd, tiny_mm_grounding_dino_dir, detector_images):

@@ -16,7 +16,7 @@ import torch
 
 from grounded.config import SegmentOptions
 from grounded.ontology import Ontology, OntologyClass
-from grounded.testing.tiny_detectors import assert_detections_match
+from grounded.testing.tiny_detectors import assert_detections_match, assert_parity
 
 pytest.importorskip("torchvision", reason="OmDet-Turbo's processor needs torchvision (the backends extra)")
 
@@ -54,20 +54,14 @@ def omdet(load_detector, tiny_omdet_turbo_dir):
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_parity_with_transformers(omdet, tiny_omdet_turbo_dir, detector_images, index):
-    image = detector_images[index]
-    threshold = float(np.median(reference(tiny_omdet_turbo_dir, image, 0.0)[1]))  # keeps about half
-    boxes, scores, classes, phrases = reference(tiny_omdet_turbo_dir, image, threshold)
-    assert 0 < len(boxes), "the reference found nothing: the test would compare nothing"
-    ours = omdet.detect(omdet.encode([image]), ONTOLOGY, SegmentOptions(box_threshold=threshold))[0]
-    assert_detections_match(ours, boxes, scores, classes, phrases)
+    assert_parity(omdet, functools.partial(reference, tiny_omdet_turbo_dir), detector_images[index], ONTOLOGY)
 
 
 def test_intrinsic_nms_follows_nms_iou(omdet, tiny_omdet_turbo_dir, detector_images):
     image = detector_images[0]
-    boxes, scores, classes, _ = reference(tiny_omdet_turbo_dir, image, 0.0, nms_threshold=0.9)
+    expected = reference(tiny_omdet_turbo_dir, image, 0.0, nms_threshold=0.9)
     ours = omdet.detect(omdet.encode([image]), ONTOLOGY, SegmentOptions(box_threshold=0.0, nms_iou=0.9))[0]
-    np.testing.assert_allclose(ours.xyxy, boxes, atol=1e-3)
-    np.testing.assert_array_equal(ours.class_id, classes)
+    assert_detections_match(ours, *expected)
 
 
 def test_refuses_text_thresholds(omdet):

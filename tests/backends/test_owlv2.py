@@ -17,7 +17,7 @@ import torch
 
 from grounded.config import SegmentOptions
 from grounded.ontology import Ontology, OntologyClass
-from grounded.testing.tiny_detectors import assert_detections_match
+from grounded.testing.tiny_detectors import assert_parity
 
 ONTOLOGY = Ontology((OntologyClass("wheel", ("wheel", "tire")), OntologyClass("car", ("car",)),
                      OntologyClass("front bumper", ("front bumper",))))
@@ -54,13 +54,7 @@ def owlv2(load_detector, tiny_owlv2_dir):
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_parity_with_transformers(owlv2, tiny_owlv2_dir, detector_images, index):
-    image = detector_images[index]
-    threshold = float(np.median(reference(tiny_owlv2_dir, image, 0.0)[1]))  # keeps about half
-    boxes, scores, classes, phrases = reference(tiny_owlv2_dir, image, threshold)
-    assert 0 < len(boxes), "the reference found nothing: the test would compare nothing"
-    ours = owlv2.detect(owlv2.encode([image]), ONTOLOGY, SegmentOptions(box_threshold=threshold))[0]
-    assert_detections_match(ours, boxes, scores, classes, phrases)
-    assert ours.data["class_name"].tolist() == [ONTOLOGY.classes[c].name for c in classes]
+    assert_parity(owlv2, functools.partial(reference, tiny_owlv2_dir), detector_images[index], ONTOLOGY)
 
 
 def test_refuses_text_thresholds(owlv2):
