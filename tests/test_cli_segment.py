@@ -1,4 +1,5 @@
-"""``grounded segment``: PNG + JSON per image on tiny models by path; one-line errors with exit 2."""
+"""``grounded segment``: PNG + JSON per image on tiny models by path; one-line errors with exit 2; an image
+that fails is reported on one line and the others go on (exit 1)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,6 @@ def test_several_images_same_stem_and_batching(tiny_model_dirs, tmp_path):
     [
         (["segment", "{photo}", "   "], "empty prompt"),
         (["segment", "{photo}"], "give at least one image and a prompt"),
-        (["segment", "{tmp}/missing.jpg", "a wheel"], "not found"),
         (["segment", "{photo}", "a wheel", "--detector", "{tmp}/no_model"], "detector model folder"),
         (["segment", "{photo}", "a wheel", "--box-threshold", "3"], "box_threshold must be a number in [0, 1]"),
     ],
@@ -128,3 +128,71 @@ def test_same_image_given_twice_gets_two_outputs(tiny_model_dirs, tmp_path):
     out = tmp_path / "out"
     assert main(["segment", str(path), str(path), "a wheel", "--out", str(out), *_models(tiny_model_dirs)]) == 0
     assert (out / "img.json").read_text() == (out / "img_1.json").read_text()
+
+
+def _failing(kind: str, tmp_path, monkeypatch) -> str:
+    """An image that fails at ``kind`` (the others in the run are fine); returns its path."""
+    path = tmp_path / f"bad_{kind}.png"
+    if kind == "missing":
+        return str(path)
+    if kind == "decode":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+        return str(path)
+    pixels = np.full((40, 60, 3), 7, np.uint8)  # recognised by its pixels in the patched stage below
+    Image.fromarray(pixels).save(path)
+    is_bad = lambda image: image.shape[:2] == (40, 60) and bool((image == 7).all())  # noqa: E731
+    if kind == "model":
+        from grounded.models.segmenter import SamSegmenter
+
+        encode = SamSegmenter.encode
+
+        def broken_encode(self, images):
+            if any(is_bad(im) for im in images):
+                raise RuntimeError("mat1 and mat2 shapes cannot be multiplied\n(second line)")
+            return encode(self, images)
+
+        monkeypatch.setattr(SamSegmenter, "encode", broken_encode)
+    elif kind == "write":
+        import grounded.io.detections_json as dj
+
+        to_json = dj.detections_to_json
+
+        def broken_to_json(dets, hw, *rest, **kw):
+            if tuple(hw) == (40, 60):
+                raise OSError("No space left on device")
+            return to_json(dets, hw, *rest, **kw)
+
+        monkeypatch.setattr(dj, "detections_to_json", broken_to_json)
+    return str(path)
+
+
+@pytest.mark.parametrize("kind, error_type, batch", [
+    ("missing", "InputError", "1"), ("decode", "InputError", "1"), ("decode", "InputError", "3"),
+    ("model", "RuntimeError", "1"), ("model", "RuntimeError", "3"), ("write", "OSError", "1"),
+])
+def test_a_failing_image_is_one_line_and_the_others_go_on(tiny_model_dirs, tmp_path, monkeypatch, capsys, kind,
+                                                          error_type, batch):
+    rng = np.random.default_rng(3)
+    good = []
+    for name in ["first", "last"]:
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(path)
+        good.append(str(path))
+    bad = _failing(kind, tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    code = main(["segment", good[0], bad, good[1], "a wheel", "--out", str(out), "--batch-size", batch,
+                 *_models(tiny_model_dirs)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("grounded: error: ")]
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith(f"grounded: error: {bad}: {error_type}: ")
+    assert "\n" not in err[0] and "(second line)" not in err[0]
+    names = {p.name for p in out.iterdir()}
+    assert {"first.json", "first.png", "last.json", "last.png"} <= names
+    assert not any(n.startswith("bad_") and n.endswith(".json") for n in names)
+
+
+def test_all_images_fine_exits_zero_and_all_failing_exits_one(tiny_model_dirs, tmp_path, capsys):
+    missing = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    assert main(["segment", *missing, "a wheel", "--out", str(tmp_path / "o"), *_models(tiny_model_dirs)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[2] for line in err if line.startswith("grounded: error: ")] == missing

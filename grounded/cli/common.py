@@ -1,8 +1,18 @@
-"""Arguments shared by the subcommands that run the teacher pipeline (segment, label, ...)."""
+"""The teacher's command-line flags, generated from the config dataclasses (the one place settings live).
+
+Every command that builds a :class:`grounded.Predictor` (segment, label, distill, train-adapter) calls
+:func:`add_model_arguments`; each flag's ``dest`` is a field of :class:`grounded.config.ModelConfig` or
+:class:`grounded.config.SegmentOptions`, its default is the field's, and :func:`teacher_kwargs` reads those
+fields back, so a flag cannot be parsed and then dropped. The tables below hold only what a dataclass cannot
+say: the flag's name when it differs, its help, its choices. A field missing from them is a test failure
+(tests/test_settings.py) unless it is listed in ``NOT_ON_THE_COMMAND_LINE``.
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any
 
 from grounded.config import (
@@ -13,92 +23,116 @@ from grounded.config import (
     NMS_ON,
     PRESET_NAMES,
     QUANTIZE_CHOICES,
+    ModelConfig,
     SegmentOptions,
-    option_names,
 )
+
+MODELS = {  # field -> argparse keywords (+ "flag" when it is not --field-name)
+    "detector": {"help": f"open-vocabulary detector: Hugging Face name or folder (default {DEFAULT_DETECTOR}; also "
+                         "grounding-dino-base, MM-Grounding-DINO, OWLv2, OmDet-Turbo)"},
+    "segmenter": {"help": f"promptable segmenter: name or folder (default {DEFAULT_SEGMENTER}; also SAM-HQ, "
+                          "SAM 2 / 2.1, EdgeTAM, SlimSAM)"},
+    "model": {"help": "concept segmenter instead of detector + segmenter, e.g. facebook/sam3 (image + text -> masks)"},
+    "device": {"help": "cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)"},
+    "dtype": {"choices": ["float32", "float16", "bfloat16"], "help": "weights dtype (default float32)"},
+    "local_files_only": {"flag": "--offline", "help": "never contact the Hugging Face hub; use the cache or folders"},
+}
+SPEED = {
+    "preset": {"choices": PRESET_NAMES, "help": "fast: detector input 512 short side + autocast auto; accurate: "
+                                                "float32 at 800"},
+    "autocast": {"choices": AUTOCAST_CHOICES, "help": "compute in bf16/fp16 under torch.autocast; auto: only where "
+                                                      "the CPU/GPU has it natively"},
+    "quantize": {"choices": QUANTIZE_CHOICES, "help": "int8: dynamic int8 quantisation of all linear layers (CPU, "
+                                                      "float32 weights)"},
+    "detector_size": {"type": int, "help": "detector input short side (Grounding DINO; default 800)"},
+    "threads": {"type": int, "help": "torch CPU threads (default: torch's choice)"},
+    "retain_memory": {"flag": "--no-retain-memory", "help": "leave the C allocator alone (default on CPU: keep freed "
+                      "memory in-process, no page faults; results are identical either way)"},
+    "cpu_kernels": {"flag": "--no-cpu-kernels", "help": "keep transformers' grid_sample deformable attention "
+                    "(default on CPU: the same maths as one weighted gather, ~4x faster per call)"},
+}
+DETECTION = {
+    "box_threshold": {"help": "keep boxes whose score exceeds this (default %(default)s)"},
+    "text_threshold": {"help": "Grounding DINO: ... and whose matched phrase's probability exceeds this "
+                               "(default %(default)s)"},
+    "nms": {"choices": NMS_MODES, "help": "non-max suppression per class, across classes, or none (default %(default)s)"},
+    "nms_on": {"choices": NMS_ON, "help": "suppress on box IoU before the segmenter or mask IoU after it "
+                                          "(default %(default)s)"},
+    "nms_iou": {"help": "NMS IoU threshold (default %(default)s)"},
+    "multimask": {"help": "the segmenter predicts 3 masks per box; keep the best by predicted IoU"},
+    "max_detections": {"help": "at most this many detections per image (default %(default)s)"},
+    "mask_threshold": {"help": "segmenter logit threshold for a mask pixel (default %(default)s)"},
+    "sam_box_batch": {"help": "boxes per mask-decoder call: bounds memory, not results (default %(default)s)"},
+}
+CLIP = {
+    "adapter": {"help": "text-prompt adapter folder from `grounded train-adapter`"},
+    "clip": {"help": "CLIP name, folder or open_clip:ARCH[@PRETRAINED] (default: the adapter's CLIP, else "
+                     "openai/clip-vit-base-patch32)"},
+    "text_tokens": {"flag": "--text-tokens", "const": True,
+                    "help": "the segmenter gets each box + the adapter's tokens for its phrase"},
+    "verify": {"choices": ["clip"], "help": "clip: CLIP checks each label on its masked crop; keeps, corrects or drops it"},
+}
+NOT_ON_THE_COMMAND_LINE = {  # field -> why
+    "class_box_thresholds": "per class: set box_threshold on the class in the ontology YAML",
+    "class_text_thresholds": "per class: set text_threshold on the class in the ontology YAML",
+}
+GROUPS = (  # (title, table)
+    ("models (Hugging Face names or local folders; the backend follows the checkpoint's model_type)", MODELS),
+    ("speed (all off by default: float32 at the checkpoint's input size)", SPEED),
+    ("detection options", DETECTION),
+)
+CLIP_GROUP = ("CLIP in the loop (off by default)", CLIP)
+
+
+def _add_field(group: Any, name: str, default: Any, spec: dict[str, Any]) -> None:
+    spec = dict(spec)
+    flag = spec.pop("flag", "--" + name.replace("_", "-"))
+    if "const" in spec:  # a flag that stores a fixed value
+        group.add_argument(flag, dest=name, action="store_const", default=default, **spec)
+    elif flag.startswith("--no-"):  # an on-by-default switch (None: decided when the models load)
+        group.add_argument(flag, dest=name, action="store_false", default=default, **spec)
+    elif isinstance(default, bool):
+        group.add_argument(flag, dest=name, action="store_true", default=default, **spec)
+    else:
+        if "type" not in spec and "choices" not in spec and default is not None:
+            spec["type"] = type(default)
+        group.add_argument(flag, dest=name, default=default, **spec)
+
+
+def _defaults(*classes: type) -> dict[str, Any]:
+    return {f.name: f.default for cls in classes for f in fields(cls) if f.default is not MISSING}
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, clip_options: bool = True) -> None:
-    """--detector, --segmenter, --device, --dtype, --offline, and the detection options (and the CLIP ones)."""
-    group = parser.add_argument_group("models (Hugging Face names or local folders)")
-    group.add_argument("--detector", default=DEFAULT_DETECTOR,
-                       help=f"Grounding DINO name or folder (default: {DEFAULT_DETECTOR}; also IDEA-Research/grounding-dino-base)")
-    group.add_argument("--segmenter", default=DEFAULT_SEGMENTER,
-                       help=f"SAM name or folder (default: {DEFAULT_SEGMENTER}; any SamModel checkpoint, e.g. SlimSAM)")
-    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
-    group.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"], help="weights dtype (default float32)")
-    group.add_argument("--offline", action="store_true", help="never contact the Hugging Face hub; use the cache or folders")
-    speed = parser.add_argument_group("speed (all off by default: float32 at the checkpoint's input size)")
-    speed.add_argument("--preset", choices=PRESET_NAMES, default=None,
-                       help="fast: detector input 512 short side + autocast auto; accurate: float32 at 800")
-    speed.add_argument("--autocast", choices=AUTOCAST_CHOICES, default=None,
-                       help="compute in bf16/fp16 under torch.autocast; auto: only where the CPU/GPU has it natively")
-    speed.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None,
-                       help="int8: dynamic int8 quantisation of all linear layers (CPU, float32 weights)")
-    speed.add_argument("--detector-size", type=int, default=None, help="Grounding DINO input short side (default 800)")
-    speed.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    speed.add_argument("--no-retain-memory", dest="retain_memory", action="store_false", default=None,
-                       help="leave the C allocator alone (default on CPU: keep freed memory in-process, no page "
-                            "faults; results are identical either way)")
-    speed.add_argument("--no-cpu-kernels", dest="cpu_kernels", action="store_false", default=None,
-                       help="keep transformers' grid_sample deformable attention (default on CPU: the same maths "
-                            "as one weighted gather, ~4x faster per call)")
-    defaults = SegmentOptions()
-    opts = parser.add_argument_group("detection options")
-    opts.add_argument("--box-threshold", type=float, default=defaults.box_threshold,
-                      help="keep boxes whose best token probability exceeds this (default %(default)s)")
-    opts.add_argument("--text-threshold", type=float, default=defaults.text_threshold,
-                      help="... and whose matched phrase's probability exceeds this (default %(default)s)")
-    opts.add_argument("--nms", choices=NMS_MODES, default=defaults.nms,
-                      help="non-max suppression per class, across classes, or none (default %(default)s)")
-    opts.add_argument("--nms-on", choices=NMS_ON, default=defaults.nms_on,
-                      help="suppress on box IoU before SAM or mask IoU after SAM (default %(default)s)")
-    opts.add_argument("--nms-iou", type=float, default=defaults.nms_iou, help="NMS IoU threshold (default %(default)s)")
-    opts.add_argument("--multimask", action="store_true", help="SAM predicts 3 masks per box; keep the best by predicted IoU")
-    opts.add_argument("--max-detections", type=int, default=defaults.max_detections,
-                      help="at most this many detections per image (default %(default)s)")
-    if clip_options:
-        add_clip_arguments(parser)
+    """The teacher's flags: models, speed, detection options, and (``clip_options``) the CLIP ones."""
+    defaults = _defaults(ModelConfig, SegmentOptions)
+    added: list[str] = []
+    for title, table in GROUPS + ((CLIP_GROUP,) if clip_options else ()):
+        group = parser.add_argument_group(title)
+        for name, spec in table.items():
+            if name == "text_tokens":  # two flags for one field: --text-tokens (True) or --text-only ("only")
+                tokens = group.add_mutually_exclusive_group()
+                _add_field(tokens, name, defaults[name], spec)
+                tokens.add_argument("--text-only", dest=name, action="store_const", const="only",
+                                    help="no detector: one mask per class from the adapter's text tokens alone")
+            else:
+                _add_field(group, name, defaults[name], spec)
+            added.append(name)
+    parser.set_defaults(teacher_fields=tuple(added))
 
 
-def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
-    """--adapter, --clip, --text-tokens, --text-only, --verify (grounded/clip; all off by default)."""
-    group = parser.add_argument_group("CLIP in the loop (off by default)")
-    group.add_argument("--adapter", default=None, help="text-prompt adapter folder from `grounded train-adapter`")
-    group.add_argument("--clip", default=None, help="CLIP name, folder or open_clip:ARCH[@PRETRAINED] (default: the "
-                                                      "adapter's CLIP, else openai/clip-vit-base-patch32)")
-    group.add_argument("--text-tokens", action="store_true", help="SAM gets each box + the adapter's tokens for its phrase")
-    group.add_argument("--text-only", action="store_true", help="no detector: one mask per class from text tokens alone")
-    group.add_argument("--verify", choices=["clip"], default=None,
-                       help="clip: CLIP checks each label on its masked crop; keeps, corrects or drops it")
-
-
-def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "box_threshold": args.box_threshold,
-        "text_threshold": args.text_threshold,
-        "nms": args.nms,
-        "nms_on": args.nms_on,
-        "nms_iou": args.nms_iou,
-        "multimask": args.multimask,
-        "max_detections": args.max_detections,
-        **clip_options_from_args(args),
-    }
-
-
-def clip_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """text_tokens / verify, only when asked for (so other commands' options stay as they were)."""
-    text_tokens = "only" if getattr(args, "text_only", False) else bool(getattr(args, "text_tokens", False))
-    options = {"text_tokens": text_tokens, "verify": getattr(args, "verify", None)}
-    return {k: v for k, v in options.items() if v}
+def teacher_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """JSON-able keyword arguments such that ``Predictor(**teacher_kwargs(args))`` is the teacher the flags
+    describe (every flag :func:`add_model_arguments` added, by field name; paths as strings)."""
+    out = {}
+    for name in args.teacher_fields:
+        value = getattr(args, name)
+        out[name] = str(value) if isinstance(value, Path) else value
+    return out
 
 
 def predictor_from_args(args: argparse.Namespace):
     """Build the teacher :class:`grounded.Predictor` from parsed arguments."""
-    from grounded.models.acceleration import Acceleration
     from grounded.pipeline.predictor import Predictor
 
-    speed = {name: getattr(args, name, None) for name in ("preset", *option_names(Acceleration))}
-    return Predictor(args.detector, args.segmenter, device=args.device, dtype=args.dtype,
-                     local_files_only=args.offline, clip=getattr(args, "clip", None),
-                     adapter=getattr(args, "adapter", None), **speed, **options_from_args(args))
+    return Predictor(**teacher_kwargs(args))

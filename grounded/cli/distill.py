@@ -1,6 +1,6 @@
 """``grounded distill IMAGES_DIR --ontology X.yaml --out RUN``: the whole loop in one command.
 
-Labels the images with the teacher (Grounding DINO + SAM) into RUN/labels (a finished labelling run there
+Labels the images with the teacher (Grounding DINO + SAM, or the models the teacher flags name) into RUN/labels (a finished labelling run there
 is reused without loading the teacher), trains a student on those labels into RUN/student, evaluates it on
 the labels' validation split (RUN/student/eval) and exports RUN/student/student.onnx. Re-running resumes
 whichever step was interrupted.
@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from grounded.cli.common import add_model_arguments, options_from_args
+from grounded.cli.common import add_model_arguments, teacher_kwargs
 from grounded.cli.train import add_student_arguments, configs_from_args
 from grounded.errors import InputError
 
@@ -49,9 +49,8 @@ def run(args: argparse.Namespace) -> int:
         from grounded.testing.fake import FakePredictor
 
         teacher = FakePredictor()
-    else:  # loaded by distill() only when labelling is needed
-        options = {"detector": args.detector, "segmenter": args.segmenter, "device": args.device,
-                   "dtype": args.dtype, "local_files_only": args.offline, **options_from_args(args)}
+    else:  # loaded by distill() only when labelling is needed, from every teacher flag
+        options = teacher_kwargs(args)
     ontology = args.ontology if args.ontology is not None else args.classes
     summary = distill(args.images, ontology, args.out, student, config, predictor=teacher, **options)
     print(json.dumps(summary, indent=2))

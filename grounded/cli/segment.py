@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -20,7 +21,9 @@ EXAMPLES = """examples:
   grounded segment truck.jpg "a wheel" --detector ./grounding-dino-tiny --segmenter ./sam-vit-base --offline
 
 writes OUT/<image>.png (masks, boxes, labels) and OUT/<image>.json (boxes XYXY pixels, class, scores,
-masks as COCO RLE) for each image."""
+masks as COCO RLE) for each image. An image that fails is reported on one line
+(grounded: error: FILE: TYPE: reason) and the others go on; the exit status is 1 if any failed.
+  grounded segment truck.jpg "a wheel" --model facebook/sam3                # a concept segmenter (SAM 3)"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,11 +51,17 @@ def _output_stems(images: list[Path]) -> list[str]:
     return stems
 
 
+def _fault(path: Path, exc: BaseException) -> None:
+    """One line on stderr for an image that failed: file, exception type, first line of the reason."""
+    reason = (str(exc).strip().splitlines() or [""])[0][:300]
+    tqdm.write(f"grounded: error: {path}: {type(exc).__name__}: {reason}", file=sys.stderr)  # on its own line
+    logger.debug("%s failed", path, exc_info=exc)
+
+
 def run(args: argparse.Namespace) -> int:
-    from grounded.io.annotate import annotate
-    from grounded.io.detections_json import detections_to_json, write_json
+    """Segment each image; an image that fails is reported on one line and the rest go on (exit 1 if any failed)."""
     from grounded.ontology import Ontology
-    from grounded.utils.images import check_image_file, load_image
+    from grounded.utils.images import check_image_file
 
     if args.ontology is not None:
         prompt = Ontology.from_yaml(args.ontology)
@@ -64,20 +73,64 @@ def run(args: argparse.Namespace) -> int:
         images = [Path(p) for p in args.inputs[:-1]]
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
-    for path in images:  # a missing or empty file fails before any model loads
-        check_image_file(path)
-    predictor = predictor_from_args(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stems = _output_stems(images)
-    with tqdm(total=len(images), desc="segment", unit="img", disable=len(images) < 2) as bar:
-        for start in range(0, len(images), args.batch_size):  # decode per batch: memory flat over many images
-            batch = images[start : start + args.batch_size]
-            arrays = [load_image(p) for p in batch]
-            results = predictor.segment_batch(arrays, prompt)
-            for path, image, stem, dets in zip(batch, arrays, stems[start : start + len(batch)], results, strict=True):
-                annotate(image, dets, labels=not args.no_labels).save(args.out / f"{stem}.png")
-                write_json(detections_to_json(dets, image.shape[:2], str(path)), args.out / f"{stem}.json")
-                logger.info("%s: %d detections", path, len(dets))
-                bar.update(1)
-    print(f"wrote {len(images)} PNG + JSON pair(s) to {args.out}")
-    return 0
+    failed = 0
+    readable = []  # (path, output stem)
+    for path, stem in zip(images, _output_stems(images), strict=True):  # missing / empty files: before any model
+        try:
+            check_image_file(path)
+            readable.append((path, stem))
+        except InputError as exc:
+            _fault(path, exc)
+            failed += 1
+    written = 0
+    if readable:
+        predictor = predictor_from_args(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        with tqdm(total=len(readable), desc="segment", unit="img", disable=len(readable) < 2) as bar:
+            for start in range(0, len(readable), args.batch_size):  # decode per batch: memory flat over many images
+                batch = readable[start : start + args.batch_size]
+                done = _segment_batch(predictor, batch, prompt, args)
+                written += done
+                failed += len(batch) - done
+                bar.update(len(batch))
+    print(f"wrote {written} PNG + JSON pair(s) to {args.out}" + (f"; {failed} image(s) failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def _segment_batch(predictor, batch: list[tuple[Path, str]], prompt, args: argparse.Namespace) -> int:
+    """Segment and write one batch of (path, stem); a failing batch is retried image by image so only the bad
+    image is lost. Returns how many images were written."""
+    from grounded.utils.images import load_image
+
+    good = []  # (path, stem, pixels)
+    for path, stem in batch:
+        try:
+            good.append((path, stem, load_image(path)))
+        except Exception as exc:  # noqa: BLE001  (the per-image fault boundary)
+            _fault(path, exc)
+    if not good:
+        return 0
+    try:
+        results = predictor.segment_batch([image for _, _, image in good], prompt)
+    except Exception as exc:  # noqa: BLE001
+        if len(good) == 1:
+            _fault(good[0][0], exc)
+            return 0
+        return sum(_segment_batch(predictor, [(path, stem)], prompt, args) for path, stem, _ in good)
+    written = 0
+    for (path, stem, image), dets in zip(good, results, strict=True):
+        try:
+            _write(path, image, dets, args, stem)
+            written += 1
+        except Exception as exc:  # noqa: BLE001
+            _fault(path, exc)
+    return written
+
+
+def _write(path: Path, image, dets, args: argparse.Namespace, stem: str) -> None:
+    from grounded.io.annotate import annotate
+    from grounded.io.detections_json import detections_to_json, write_json
+
+    annotate(image, dets, labels=not args.no_labels).save(args.out / f"{stem}.png")
+    write_json(detections_to_json(dets, image.shape[:2], str(path)), args.out / f"{stem}.json")
+    logger.info("%s: %d detections", path, len(dets))

@@ -64,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
                                 checkpoint_every=args.checkpoint_every, seed=args.seed,
                                 max_image_side=args.max_image_side)
     predictor = predictor_from_args(args)
-    clip = load_clip(args.clip, predictor.segmenter.device, local_files_only=args.offline)
+    if predictor.segmenter is None or "text_tokens" in predictor.segmenter.refused_options:
+        raise InputError("an adapter gives text tokens to a SAM-style segmenter: train it with a SAM --segmenter "
+                         "(not --model, and not a segmenter that takes no sparse prompt tokens)")
+    clip = load_clip(args.clip, predictor.device, local_files_only=args.local_files_only)
     sam_dim = int(predictor.segmenter.model.config.prompt_encoder_config.hidden_size)
     adapter_config = AdapterConfig(clip_dim=clip.dim, sam_dim=sam_dim, num_tokens=args.tokens, hidden_dim=args.hidden)
     result = train_adapter(args.images, ontology, predictor, clip, args.out, config, adapter_config,

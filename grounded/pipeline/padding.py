@@ -1,11 +1,13 @@
 """Images too small or too thin for a model: padded before encoding, results cropped back.
 
-Vision backbones need a few pixels per feature level after their resize (Grounding DINO resizes the short
-side to 800 with the long side capped at 1333, so a 3x2000 strip would reach the Swin backbone 2 pixels
-high; a 1x1 image has no 32-pixel stage at all). The Predictor pads such an image on the bottom and right
-with black to at least ``MIN_SIDE`` pixels a side and at most ``MAX_ASPECT`` : 1, keeps its original size,
-and crops every result back: masks ``[:H, :W]``, boxes clipped to ``(W, H)``, and detections left with no
-area inside the original image dropped. Images within both bounds are passed untouched (results unchanged).
+Two things break on such images, measured with the tiny models and transformers 5.x: an image with a side
+of 1, 3 or 4 pixels has its channel axis guessed wrongly by the image processors (a (3, 2000, 3) array is
+read as channels-first), and an image thin enough that its resized short side rounds to 0 pixels makes the
+resize fail (Grounding DINO caps the long side at 1333, so 1:1333 and beyond; the tiny test detector at
+213). The Predictor pads such an image on the bottom and right with black to at least ``MIN_SIDE`` pixels a
+side and at most ``MAX_ASPECT`` : 1, keeps its original size, and crops every result back: masks
+``[:H, :W]``, boxes clipped to ``(W, H)``, and detections left with no area inside the original image
+dropped. Images within both bounds (every ordinary photo) are passed untouched: results do not change.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import supervision as sv
 
-MIN_SIDE = 32  # pixels: every side at least this
-MAX_ASPECT = 8  # long side : short side at most this
+MIN_SIDE = 8  # pixels: every side at least this
+MAX_ASPECT = 100  # long side : short side at most this (a short side of >= 2 px after any resize here)
 
 
 def padded_size(hw: tuple[int, int]) -> tuple[int, int]:
