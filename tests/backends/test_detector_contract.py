@@ -8,7 +8,9 @@
 - the registry loads each folder as its backend class with its own transformers model class;
 - the output: XYXY pixels inside the image, confidence in [0, 1] and sorted, class ids and phrases that
   belong to the ontology (synonyms share their class's id);
-- per-class box thresholds keep exactly the boxes of a threshold-0 run whose score passes their class's.
+- per-class box thresholds keep exactly the boxes of a threshold-0 run whose score passes their class's;
+- the CPU defaults a Predictor applies (``apply_acceleration``: retained memory, the gather form of
+  multi-scale deformable attention where a model has it) keep the results.
 Tolerances: boxes 1e-3 px, scores 1e-5 (a batch of 2 may round floats differently from a batch of 1).
 """
 
@@ -99,6 +101,17 @@ def test_per_class_box_thresholds(detector, detector_images):
     keep = everything.confidence > np.array([per_class["wheel"], 1.0])[everything.class_id]
     assert 0 < keep.sum() < len(everything)
     assert_same(found, everything[keep])
+
+
+def test_cpu_defaults_keep_results(detector, load_detector, request, detector_images):
+    from grounded.config import Acceleration
+    from grounded.models.acceleration import apply_acceleration
+
+    fast = load_detector(request.getfixturevalue(request.node.callspec.params["detector"]))
+    apply_acceleration(Acceleration(), fast)  # what Predictor does on a CPU with no speed options
+    options = options_for(detector)
+    assert_same(fast.detect(fast.encode(detector_images), CARS, options)[1],
+                detector.detect(detector.encode(detector_images), CARS, options)[1])
 
 
 def test_refused_options_say_why(detector):

@@ -2,9 +2,9 @@
 
 Role: open-vocabulary detector. Checkpoints: ``openmmlab-community/mm_grounding_dino_tiny_o365v1_goldg_v3det``
 (Swin-T + BERT-base: the default config's architecture), the other
-``openmmlab-community/mm_grounding_dino_*`` checkpoints and LLMDet's (``iSEE-Laboratory/llmdet_*``). Licence:
-MMDetection's open re-training of Grounding DINO, Apache-2.0 as MMDetection (check each model card). Needs
-nothing beyond the core install.
+``openmmlab-community/mm_grounding_dino_*`` checkpoints and LLMDet's (``iSEE-Laboratory/llmdet_*``).
+Licence: the weights come from MMDetection's open re-training of Grounding DINO (MMDetection is Apache-2.0);
+read each model card for the weights' own terms. Needs nothing beyond the core install.
 
 MM-Grounding-DINO is Grounding DINO's architecture with a biased contrastive class head and per-layer
 (unshared) decoder heads; its processor is Grounding DINO's (``GroundingDinoProcessor``: BERT tokenizer,
