@@ -10,9 +10,11 @@
     ontology = grounded.Ontology.from_yaml("prompts/car_parts.yaml")   # synonyms -> one class id
     summary = grounded.label("photos/", ontology, "dataset/")            # auto-label a folder
 
-Models (Hugging Face names or local folders): Grounding DINO ``IDEA-Research/grounding-dino-tiny`` finds
-and names boxes; SAM ``facebook/sam-vit-base`` turns each box into a mask. Importing this package loads no
-model, touches no device and downloads nothing.
+Models (Hugging Face names or local folders): by default Grounding DINO ``IDEA-Research/grounding-dino-tiny``
+finds and names boxes and SAM ``facebook/sam-vit-base`` turns each box into a mask; ``detector=`` /
+``segmenter=`` take other families (MM-Grounding-DINO, OWLv2, OmDet-Turbo; SAM-HQ, SAM 2, EdgeTAM) and
+``model=`` a concept segmenter (SAM 3), chosen by the checkpoint's ``model_type`` (grounded/models/registry.py).
+Importing this package loads no model, touches no device and downloads nothing.
 """
 
 from __future__ import annotations

@@ -158,3 +158,13 @@ def test_cli_speed_flags_build_the_predictors_settings(folders, flags, expected)
     finally:
         torch.set_num_threads(before)
     assert predictor.acceleration == expected
+
+
+def test_int8_with_the_fast_preset_runs_without_autocast(folders, image, monkeypatch):
+    """preset fast asks autocast="auto": with int8 (float32 activations) it resolves to none, on any CPU."""
+    monkeypatch.setattr(acc, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})  # where "auto" would pick bf16
+    predictor, found = _run(folders, image, preset="fast", quantize="int8")
+    assert predictor.detector.autocast is None and predictor.segmenter.autocast is None
+    assert found.mask.shape[1:] == image.shape[:2]
+    with pytest.raises(InputError, match="cannot run under autocast='bfloat16'"):
+        _run(folders, image, autocast="bfloat16", quantize="int8")

@@ -29,7 +29,9 @@ Opt-in:
   assumed) and on a CUDA GPU that supports it (else float16 there); on any other CPU it picks nothing, since
   emulated bf16 is slower than float32.
 - ``quantize="int8"``: dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised
-  per batch), CPU only. Nearly all of Grounding DINO's and SAM's compute is in linear layers.
+  per batch), CPU only. Nearly all of Grounding DINO's and SAM's compute is in linear layers. Its layers take
+  float32 activations, so with int8 ``autocast="auto"`` (as in the "fast" preset) resolves to none, and an
+  explicit bf16/fp16 autocast is refused.
 - ``detector_size``: Grounding DINO's input short side (800 for the released checkpoints, long side capped
   at 1333/800 of it). Smaller is faster and finds fewer small objects; a speed/quality knob, not a free win.
 - ``threads``: ``torch.set_num_threads`` (process-wide).
@@ -193,6 +195,11 @@ def apply_acceleration(acc: Acceleration, *backends: Any) -> torch.dtype | None:
         for backend in backends:  # models without multi-scale deformable attention are left as they are
             use_gather_deformable_attention(backend.model)
     dtype = autocast_dtype(acc.autocast, device)
+    if acc.quantize == "int8" and dtype is not None:  # int8 dynamic linear layers take float32 activations
+        if acc.autocast != "auto":
+            raise InputError(f"quantize='int8' runs its linear layers on float32 activations and cannot run under "
+                             f"autocast={acc.autocast!r}; drop --autocast or --quantize")
+        dtype = None  # "auto" (e.g. from --preset fast): int8 alone
     for backend in backends:
         backend.autocast = dtype
     logger.info("acceleration %s on %s: autocast=%s", acc, device, dtype)
