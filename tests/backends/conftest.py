@@ -58,7 +58,8 @@ def tiny_omdet_turbo_dir(tmp_path_factory, clip_vocab) -> str:
 def tiny_mm_grounding_dino_dir(tmp_path_factory, bert_vocab) -> str:
     from grounded.testing.tiny_detectors import build_tiny_mm_grounding_dino
 
-    return str(build_tiny_mm_grounding_dino(tmp_path_factory.mktemp("mm_grounding_dino"), bert_vocab))
+    return str(build_tiny_mm_grounding_dino(tmp_path_factory.mktemp("mm_grounding_dino"), bert_vocab,
+                                            image_size=64))  # 64-px short side: 4x cheaper than the default
 
 
 @pytest.fixture(scope="session")
