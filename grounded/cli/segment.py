@@ -19,11 +19,12 @@ EXAMPLES = """examples:
   grounded segment a.jpg b.jpg "car . wheel . headlight ." --box-threshold 0.3
   grounded segment photos/*.jpg --ontology prompts/car_parts.yaml --nms agnostic
   grounded segment truck.jpg "a wheel" --detector ./grounding-dino-tiny --segmenter ./sam-vit-base --offline
+  grounded segment truck.jpg "a wheel" --model facebook/sam3          # a concept segmenter (SAM 3)
 
 writes OUT/<image>.png (masks, boxes, labels) and OUT/<image>.json (boxes XYXY pixels, class, scores,
 masks as COCO RLE) for each image. An image that fails is reported on one line
-(grounded: error: FILE: TYPE: reason) and the others go on; the exit status is 1 if any failed.
-  grounded segment truck.jpg "a wheel" --model facebook/sam3                # a concept segmenter (SAM 3)"""
+(grounded: error: FILE: TYPE: reason) and the others go on; the exit status is 1 if any failed, 2 for
+an error before any image is read (bad prompt, option or model)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -121,7 +121,8 @@ class Predictor:
         self._clip_args, self._clip_tools = (clip, adapter), None
         if adapter is not None:
             self.check_options(SegmentOptions(text_tokens=True))  # the adapter is for text tokens
-            self.clip_tools()
+        if adapter is not None or self.options.text_tokens:
+            self.clip_tools(self.options)  # text tokens without an adapter are refused now, not per image
         apply_acceleration(self.acceleration, *(b for _, b in self.backends()))
         self._encoding: ImageEncoding | None = None
 
