@@ -214,7 +214,7 @@ def _reduce(pil: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
     method = _TRANSPOSE.get(orientation)
-    return arr if method is None else np.asarray(Image.fromarray(arr).transpose(method))
+    return arr if method is None else np.array(Image.fromarray(arr).transpose(method))
 
 
 def upright(array: np.ndarray, image: Image.Image) -> np.ndarray:
@@ -235,7 +235,7 @@ def _pil_to_rgb(image: Image.Image, name: str, orientation: int | None = None) -
         return _orient(_array_to_rgb(np.asarray(image), name), orientation)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    return _orient(np.asarray(image.convert("RGB")), orientation)
+    return _orient(np.array(image.convert("RGB")), orientation)  # np.array: writable (torch warns on read-only)
 
 
 def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
