@@ -27,7 +27,7 @@ from torch import nn
 from grounded.clip.config import AdapterConfig
 from grounded.clip.identity import identity_mismatch
 from grounded.errors import InputError, ModelLoadError
-from grounded.utils.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from grounded.formats.checkpoint import load_weights, read_checkpoint, save_checkpoint
 
 FORMAT = "grounded-text-adapter/1"
 

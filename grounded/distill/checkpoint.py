@@ -1,4 +1,4 @@
-"""Saving and loading students in the project's checkpoint format (:mod:`grounded.utils.checkpoint`):
+"""Saving and loading students in the project's checkpoint format (:mod:`grounded.formats.checkpoint`):
 ``NAME.safetensors`` (weights) + ``NAME.json`` (everything to rebuild them).
 
 The JSON holds ``{"format": "grounded-student/1", "student": StudentConfig, "image_size": int, ...}``; extra
@@ -20,7 +20,7 @@ from typing import Any
 
 from grounded.distill.config import StudentConfig
 from grounded.distill.students import Student, build_student
-from grounded.utils.checkpoint import load_state, load_weights, read_checkpoint, save_checkpoint, save_state
+from grounded.formats.checkpoint import load_state, load_weights, read_checkpoint, save_checkpoint, save_state
 
 FORMAT = "grounded-student/1"
 __all__ = ["FORMAT", "save_student", "read_record", "load_student", "save_state", "load_state"]
