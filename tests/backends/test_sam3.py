@@ -10,8 +10,6 @@ float rounding only), masks equal on all but 0.1% of pixels (a probability at th
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,22 +20,19 @@ from grounded.config import SegmentOptions
 from grounded.errors import InputError, ModelLoadError
 from grounded.ontology import Ontology, OntologyClass
 
-# ../shared/data beside the repository, or where GROUNDED_SHARED_DATA points (a checkout elsewhere)
-SHARED_DATA = Path(os.environ.get("GROUNDED_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
-CLIP_VOCAB = SHARED_DATA / "vocab" / "clip"
 # 5 phrases, 3 classes (synonyms share a class)
 ONTOLOGY = Ontology((OntologyClass("wheel", ("wheel", "tire")), OntologyClass("car", ("car", "a red truck")),
                      OntologyClass("front bumper", ("front bumper",))))
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> str:
+def tiny_dir(tmp_path_factory, clip_vocab) -> str:
     pytest.importorskip("torchvision", reason="SAM 3's processor needs torchvision (the backends extra)")
-    if not (CLIP_VOCAB / "vocab.json").is_file():
-        pytest.skip(f"CLIP vocabulary {CLIP_VOCAB} not present (SAM 3 needs CLIP's real tokenizer)")
+    if clip_vocab is None:
+        pytest.skip("CLIP vocabulary ../shared/data/vocab/clip not present (SAM 3 needs CLIP's real tokenizer)")
     from grounded.testing.tiny_segmenters import build_tiny_sam3
 
-    return str(build_tiny_sam3(tmp_path_factory.mktemp("sam3"), CLIP_VOCAB))
+    return str(build_tiny_sam3(tmp_path_factory.mktemp("sam3"), clip_vocab))
 
 
 @pytest.fixture(scope="module")
