@@ -92,10 +92,13 @@ def loop_area(loop: np.ndarray) -> float:
 
 
 def _label(mask: np.ndarray, connectivity: int) -> tuple[int, np.ndarray] | None:
-    """OpenCV connected components (count includes label 0), or None where OpenCV is not installed."""
+    """OpenCV connected components (count includes label 0), or None where OpenCV is not installed.
+
+    ``mask`` must have at least one pixel: OpenCV 5 asserts ``!img.empty()`` where 4.x returned.
+    """
     try:
         import cv2
-    except ImportError:  # pragma: no cover - opencv-python-headless is a dependency; tracing still works
+    except ImportError:  # opencv-python-headless is a dependency; tracing still works without it
         return None
     return cv2.connectedComponents(mask.astype(np.uint8), connectivity=connectivity)
 
@@ -103,12 +106,15 @@ def _label(mask: np.ndarray, connectivity: int) -> tuple[int, np.ndarray] | None
 def count_parts_and_holes(mask: np.ndarray) -> tuple[int, int]:
     """(parts, holes) of a (H, W) bool mask: parts 4-connected, holes 8-connected background regions.
 
-    Uses OpenCV's connected components (fast on noisy masks), else counts the traced loops.
+    Uses OpenCV's connected components (fast on noisy masks), else counts the traced loops. A mask with no
+    foreground pixel (or no pixel at all, e.g. shape (0, W)) has (0, 0).
     """
     mask = _crop(mask.astype(bool))[0]
+    if mask.size == 0:  # nothing to label; OpenCV 5 rejects an empty image
+        return 0, 0
     parts = _label(mask, 4)
     if parts is not None:
-        background = _label(np.pad(~mask.astype(bool), 1, constant_values=True), 8)
+        background = _label(np.pad(~mask, 1, constant_values=True), 8)
         return parts[0] - 1, background[0] - 2
     areas = [loop_area(loop) for loop in mask_boundaries(mask)]
     return sum(a > 0 for a in areas), sum(a < 0 for a in areas)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
@@ -20,27 +22,52 @@ def _mask(rows: list[str]) -> np.ndarray:
     return np.array([[c == "#" for c in row] for row in rows])
 
 
-@pytest.mark.parametrize(
-    "rows, parts, holes",
-    [
-        (["#"], 1, 0),
-        (["##", "##"], 1, 0),
-        (["###", "#.#", "###"], 1, 1),
-        (["#.#"], 2, 0),
-        (["#.", ".#"], 2, 0),  # diagonal pixels are two parts (4-connectivity)
-        ([".#.", "#.#", ".#."], 4, 0),  # the centre hole leaks out diagonally (8-connected background)
-        (["####", "#..#", "#.##", "###."], 1, 1),
-        (["...", "...", "..."], 0, 0),
-    ],
-)
-def test_parts_and_holes(rows, parts, holes, monkeypatch):
-    mask = _mask(rows)
-    assert count_parts_and_holes(mask) == (parts, holes)
-    monkeypatch.setattr(polygons, "_label", lambda mask, connectivity: None)  # the pure tracing path
-    assert count_parts_and_holes(mask) == (parts, holes)
+@pytest.fixture(params=["opencv", "numpy"])
+def counting_path(request, monkeypatch):
+    """Count parts and holes with OpenCV's connected components, or with the traced loops (no OpenCV)."""
+    if request.param == "opencv":
+        pytest.importorskip("cv2")
+    else:
+        monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` raises ImportError, as where it is absent
+    return request.param
 
 
-def test_random_masks_trace_exactly_and_counts_agree(monkeypatch):
+CASES = [  # (mask, parts, holes): degenerate masks first (OpenCV 5 asserts on an empty image where 4.x returned)
+    pytest.param(_mask(["...", "...", "..."]), 0, 0, id="empty"),
+    pytest.param(np.zeros((0, 4), bool), 0, 0, id="no-pixels-at-all"),
+    pytest.param(_mask(["#"]), 1, 0, id="1px-image"),
+    pytest.param(_mask(["...", ".#.", "..."]), 1, 0, id="1px"),
+    pytest.param(_mask(["..", ".#"]), 1, 0, id="1px-in-corner"),
+    pytest.param(_mask(["####", "####", "####"]), 1, 0, id="whole-image"),
+    pytest.param(_mask(["###", "#.#", "###"]), 1, 1, id="whole-image-but-centre"),
+    pytest.param(_mask(["#####"]), 1, 0, id="line-whole-row"),
+    pytest.param(_mask(["#", "#", "#"]), 1, 0, id="line-whole-column"),
+    pytest.param(_mask([".....", ".###.", "....."]), 1, 0, id="line-inside"),
+    pytest.param(_mask(["#..", ".#.", "..#"]), 3, 0, id="line-diagonal"),  # 4-connectivity: three parts
+    pytest.param(_mask(["####", "#..#", "#.##", "###."]), 1, 1, id="hole"),
+    pytest.param(_mask(["#####", "#.#.#", "#####"]), 1, 2, id="two-holes"),
+    pytest.param(_mask(["#.#", "###"]), 1, 0, id="notch-open-to-border"),
+    pytest.param(_mask(["#####", "#...#", "#.#.#", "#...#", "#####"]), 2, 1, id="part-inside-hole"),
+    pytest.param(_mask(["#.#"]), 2, 0, id="two-parts"),
+    pytest.param(_mask(["#.", ".#"]), 2, 0, id="diagonal-pixels"),
+    pytest.param(_mask([".#.", "#.#", ".#."]), 4, 0, id="centre-leaks-diagonally"),  # 8-connected background
+]
+
+
+@pytest.mark.parametrize("mask, parts, holes", CASES)
+def test_parts_holes_and_polygon(mask, parts, holes, counting_path):
+    assert (polygons._label(np.ones((1, 1), bool), 4) is None) == (counting_path == "numpy")
+    assert count_parts_and_holes(mask) == (parts, holes)
+    loops = mask_boundaries(mask)
+    assert sum(loop_area(lp) > 0 for lp in loops) == parts and sum(loop_area(lp) < 0 for lp in loops) == holes
+    assert sum(loop_area(lp) for lp in loops) == mask.sum()  # outlines minus holes = pixel count
+    polygon = mask_to_polygon(mask)
+    assert (polygon is not None) == ((parts, holes) == (1, 0))
+    if polygon is not None:  # exact: rasterised back, the polygon covers the mask's pixels and no others
+        assert np.array_equal(_fill(np.asarray(polygon), mask.shape), mask)
+
+
+def test_random_masks_trace_exactly_and_counts_agree():
     rng = np.random.default_rng(0)
     for _ in range(200):
         mask = rng.random((10, 13)) < rng.uniform(0.3, 0.9)
@@ -52,8 +79,7 @@ def test_random_masks_trace_exactly_and_counts_agree(monkeypatch):
         polygon = mask_to_polygon(mask)
         assert (polygon is not None) == (fast == (1, 0))
         if polygon is not None:
-            rle = mask_utils.frPyObjects([polygon], *mask.shape)
-            assert np.array_equal(mask_utils.decode(rle)[..., 0].astype(bool), mask)
+            assert np.array_equal(_fill(np.asarray(polygon), mask.shape), mask)
 
 
 def _fill(polygon: np.ndarray, shape) -> np.ndarray:
