@@ -50,10 +50,13 @@ def run(args: argparse.Namespace) -> int:
     require_mcp_extra()
     token = bind_token(args.host, args.token) if args.transport == "http" else None
 
+    from grounded.config import ModelConfig
     from grounded.mcp.server import Workspace, build_server, http_app
     from grounded.serve.engine import Engine
 
-    named = {k: v for k, v in teacher_kwargs(args).items() if k in ("detector", "segmenter", "model") and v}
+    chosen = ModelConfig(**{k: v for k, v in teacher_kwargs(args).items() if k in ("detector", "segmenter", "model")})
+    chosen = chosen.resolved()  # what will load (reported by the models tool before it does)
+    named = {"model": chosen.model} if chosen.model else {"detector": chosen.detector, "segmenter": chosen.segmenter}
     engine = Engine(lambda: predictor_from_args(args), named)
     server = build_server(Workspace.create(engine, args.root, args.prompts or _default_prompts()))
     if args.transport == "stdio":

@@ -81,7 +81,7 @@ class Workspace:
 
     def prompt(self, prompt: str | None, ontology: str | None) -> Ontology:
         """The classes to find: a prompt (``"a wheel"``, ``"car . wheel ."``, ``"car, wheel"``) or an ontology."""
-        if prompt is not None and ontology:
+        if prompt and prompt.strip() and ontology:
             raise InputError("give a prompt or an ontology, not both")
         if ontology:
             return self.ontology(ontology)
@@ -178,9 +178,9 @@ def register_model_tools(server: MCPServer, ws: Workspace) -> None:
                                      ("nms", nms), ("nms_iou", nms_iou), ("max_detections", max_detections))
                    if v is not None}
         SegmentOptions().updated(**options)  # bad values refused before any model loads
-        path = ws.roots.resolve(image, "image")
+        path = ws.roots.resolve(image, "image", must_exist=False)
         folder = ws.roots.resolve(out, "out", must_exist=False) if out else None
-        check_image_file(path)
+        check_image_file(path)  # a missing, empty or odd file: the message `grounded segment` prints
         pixels = load_image(path)
         tick = time.perf_counter()
         detections, reused = ws.engine.segment(pixels, path.read_bytes(), classes, **options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from conftest import error_text, wait_done, with_client
+from mcp_helpers import error_text, wait_done, with_client
 
 
 def test_label_reports_progress_is_cancelled_with_its_call_and_resumes(fake_server, tmp_path):

@@ -9,7 +9,7 @@ import io
 import json
 
 import pytest
-from conftest import error_text, make_server, wait_done, with_client
+from mcp_helpers import error_text, make_server, wait_done, with_client
 from PIL import Image
 
 from grounded.cli import main

@@ -7,7 +7,7 @@ import os
 import sys
 
 import pytest
-from conftest import REPO, make_server, with_client
+from mcp_helpers import REPO, make_server, with_client
 
 from grounded.cli import main
 
@@ -64,3 +64,31 @@ def test_other_hosts_need_a_token_and_roots_must_exist(tmp_path, capsys, monkeyp
     assert "--host 0.0.0.0 would let other machines in: give --token" in capsys.readouterr().err
     assert main(["mcp", "--root", str(tmp_path / "absent")]) == 2
     assert capsys.readouterr().err.strip().endswith("is not a folder; name an existing folder")
+
+
+def test_teacher_flags_reach_the_predictor_when_it_loads(tmp_path, monkeypatch):
+    from mcp.server.mcpserver import MCPServer
+
+    import grounded.pipeline.predictor as module
+    from grounded.errors import ModelLoadError
+
+    built, answers = [], []
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            built.append(kwargs)
+            raise ModelLoadError("recorded, not loaded")
+
+    def run_in_process(server, transport):  # instead of serving stdio: one client call, the models load
+        answers.append(with_client(server, lambda c: c.call_tool("models", {"load": True})))
+
+    monkeypatch.setattr(module, "Predictor", Recorder)
+    monkeypatch.setattr(MCPServer, "run", run_in_process)
+    assert main(["mcp", "--root", str(tmp_path), "--detector", "DET", "--segmenter", "SEG", "--offline",
+                 "--box-threshold", "0.3", "--nms", "agnostic", "--threads", "2"]) == 0
+    (kwargs,) = built
+    assert {k: kwargs[k] for k in ("detector", "segmenter", "local_files_only", "box_threshold", "nms", "threads")} \
+        == {"detector": "DET", "segmenter": "SEG", "local_files_only": True, "box_threshold": 0.3, "nms": "agnostic",
+            "threads": 2}
+    (answer,) = answers
+    assert answer.is_error and answer.content[0].text == "recorded, not loaded"  # the load error, as the CLI says it
