@@ -16,6 +16,7 @@ run's status), ``grounded://runs/{run}/preview`` (PNG: a label run's preview gri
 
 from __future__ import annotations
 
+import base64
 import functools
 import inspect
 import io
@@ -101,14 +102,9 @@ def _reply(output: ToolOutput) -> CallToolResult:
     data = output.model_dump(mode="json", by_alias=True)
     text = output._text if output._text is not None else json.dumps(data, indent=1)
     blocks: list[Any] = [TextContent(type="text", text=text)]
-    blocks += [ImageContent(type="image", data=_b64(png), mime_type="image/png") for png in output._images]
+    blocks += [ImageContent(type="image", data=base64.b64encode(png).decode("ascii"), mime_type="image/png")
+               for png in output._images]
     return CallToolResult(content=blocks, structured_content=data)
-
-
-def _b64(data: bytes) -> str:
-    import base64
-
-    return base64.b64encode(data).decode("ascii")
 
 
 def add_tool(server: MCPServer, fn: Callable[..., Any], *, title: str, read_only: bool = False) -> None:
