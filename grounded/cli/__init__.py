@@ -17,7 +17,19 @@ import sys
 from grounded.errors import GroundedError
 
 # Subcommand modules, in the order ``grounded --help`` lists them.
-COMMANDS: tuple[str, ...] = ("segment", "label", "export", "train", "evaluate", "predict", "distill", "train_adapter", "serve", "doctor")
+COMMANDS: tuple[str, ...] = (
+    "segment",
+    "label",
+    "export",
+    "train",
+    "evaluate",
+    "predict",
+    "distill",
+    "train_adapter",
+    "serve",
+    "mcp",
+    "doctor",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

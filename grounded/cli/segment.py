@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from grounded.cli.common import add_model_arguments, predictor_from_args
 from grounded.errors import InputError
+from grounded.formats.files import output_stems as _output_stems  # also used by `grounded predict`
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-labels", action="store_true", help="draw masks and boxes without text labels")
     add_model_arguments(p)
     p.set_defaults(func=run)
-
-
-def _output_stems(images: list[Path]) -> list[str]:
-    """File stems, made unique when two images share one (``a``, ``a_1``, ...)."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in images:
-        n = seen.get(path.stem, 0)
-        seen[path.stem] = n + 1
-        stems.append(path.stem if n == 0 else f"{path.stem}_{n}")
-    return stems
 
 
 def _fault(path: Path, exc: BaseException) -> None:

@@ -8,7 +8,6 @@ token (``--token`` or the environment variable GROUNDED_SERVE_TOKEN), checked on
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from grounded.cli.common import add_model_arguments, predictor_from_args
@@ -47,13 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from grounded.serve import require_serve_extra
-    from grounded.serve.security import LOOPBACK_HOSTS, TOKEN_ENV
+    from grounded.serve.security import LOOPBACK_HOSTS, bind_token
 
     require_serve_extra()
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-    if args.host not in LOOPBACK_HOSTS and not token:
-        raise InputError(f"--host {args.host} would let other machines in: give --token TOKEN (or set {TOKEN_ENV}), "
-                         "or keep the default --host 127.0.0.1")
+    token = bind_token(args.host, args.token)
     if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
         raise InputError("--max-upload-mb and --max-megapixels must be positive")
 

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,12 @@ def train(
     config: TrainConfig | None = None,
     resume: bool = True,
     progress: bool = True,
+    on_step: Callable[[int, int | None], None] | None = None,
 ) -> TrainResult:
-    """Train (or resume training) a student on ``dataset`` into the run folder ``out``; see the module docstring."""
+    """Train (or resume training) a student on ``dataset`` into the run folder ``out``; see the module docstring.
+
+    ``on_step(step, planned steps or None)`` is called after every step (progress reports; an exception it
+    raises stops the run, which resumes from its last checkpoint)."""
     started = time.monotonic()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -240,6 +245,8 @@ def train(
             postfix.update(loss=f"{window[-1]:.3f}", lr=f"{lr:.1e}")
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
+            if on_step is not None:
+                on_step(step, total)
             done = total is not None and step >= total
             stopped_early = not done and cfg.max_steps is not None and step >= cfg.max_steps
             if total is not None and (done or stopped_early or step >= next_val):

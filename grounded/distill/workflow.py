@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,11 @@ def train_run(
     export: bool = True,
     evaluate: bool = False,
     progress: bool = True,
+    on_step: Callable[[int, int | None], None] | None = None,
 ) -> dict[str, Any]:
-    """Train, then export and evaluate as asked; returns a summary dict (also written to ``out/summary.json``)."""
-    result = train(dataset, out, student, config, resume=resume, progress=progress)
+    """Train, then export and evaluate as asked; returns a summary dict (also written to ``out/summary.json``).
+    ``on_step``: see :func:`grounded.distill.train.train`."""
+    result = train(dataset, out, student, config, resume=resume, progress=progress, on_step=on_step)
     summary: dict[str, Any] = {"run": str(result.out), "steps": result.steps, "planned_steps": result.planned_steps,
                                "final_lr": result.final_lr, "train_minutes": round(result.seconds / 60, 2),
                                "best_val_miou": result.best_miou, "best_epoch": result.best_epoch,

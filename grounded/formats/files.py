@@ -95,6 +95,17 @@ def export_names(relative_paths: list[str]) -> dict[str, str]:
     return {rel: flat_name(rel) for rel in relative_paths}
 
 
+def output_stems(paths: list[Path]) -> list[str]:
+    """File stems for one output folder, made unique when two inputs share one (``a``, ``a_1``, ...)."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        n = seen.get(path.stem, 0)
+        seen[path.stem] = n + 1
+        stems.append(path.stem if n == 0 else f"{path.stem}_{n}")
+    return stems
+
+
 @contextmanager
 def disk_full_guard(what: str, intact: str = "") -> Iterator[None]:
     """Turn a full disk (``ENOSPC`` / ``EDQUOT``) inside the block into a :class:`DiskFullError` saying ``what``

@@ -13,7 +13,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -44,21 +45,29 @@ class Engine:
             logger.info("models loaded in %.1f s", time.perf_counter() - tick)
         return self.predictor
 
-    def segment(self, image: np.ndarray, image_bytes: bytes, prompt: Any, **options: Any) -> tuple[sv.Detections, bool]:
-        """(detections, whether the image encodings were reused) for ``prompt`` on ``image``."""
-        key = hashlib.sha256(image_bytes).hexdigest()
+    @contextmanager
+    def use(self) -> Iterator[Any]:
+        """The predictor (built on first use), held under the lock for the ``with`` block.
+
+        For callers that run it themselves (e.g. batches of a labelling run through ``segment_batch``, which
+        leaves the kept image's encodings alone)."""
         with self.lock:
             self.busy = True
             try:
-                predictor = self._ensure_loaded()
-                cached = key == self._image_key
-                if not cached:
-                    self._image_key = None  # a failed set_image must not leave a stale key
-                    predictor.set_image(image)
-                    self._image_key = key
-                return predictor.segment(prompt, **options), cached
+                yield self._ensure_loaded()
             finally:
                 self.busy = False
+
+    def segment(self, image: np.ndarray, image_bytes: bytes, prompt: Any, **options: Any) -> tuple[sv.Detections, bool]:
+        """(detections, whether the image encodings were reused) for ``prompt`` on ``image``."""
+        key = hashlib.sha256(image_bytes).hexdigest()
+        with self.use() as predictor:
+            cached = key == self._image_key
+            if not cached:
+                self._image_key = None  # a failed set_image must not leave a stale key
+                predictor.set_image(image)
+                self._image_key = key
+            return predictor.segment(prompt, **options), cached
 
     def describe(self) -> dict[str, Any]:
         if self.predictor is not None and hasattr(self.predictor, "describe"):

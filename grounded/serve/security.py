@@ -1,8 +1,9 @@
 """What the server refuses: unknown callers, files outside the run, oversized or undecodable uploads.
 
-- Token: when the server has one, every request must carry it, as ``Authorization: Bearer TOKEN``, a
-  ``?token=TOKEN`` query parameter (for the first page load) or the ``grounded_token`` cookie the server
-  sets after a query-parameter login (so the page's images and ``/docs`` work). Compared in constant time.
+- Token: any address but loopback needs one (:func:`bind_token`, also used by ``grounded mcp``). When the
+  server has one, every request must carry it, as ``Authorization: Bearer TOKEN``, a ``?token=TOKEN`` query
+  parameter (for the first page load) or the ``grounded_token`` cookie the server sets after a
+  query-parameter login (so the page's images and ``/docs`` work). Compared in constant time.
 - Paths: :func:`resolve_inside` turns a client's relative path into a file inside a root, refusing absolute
   paths, ``..``, and symbolic links that lead out of the root (checked on the resolved path).
 - Uploads: :func:`decode_upload` refuses more than ``max_bytes``, undecodable data, and images of more than
@@ -33,6 +34,17 @@ class Refused(InputError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+def bind_token(host: str, token: str | None) -> str | None:
+    """The token a server bound to ``host`` requires: ``token``, else $GROUNDED_SERVE_TOKEN, else none.
+
+    Loopback addresses need none; any other address without one is refused (InputError naming the fix)."""
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if host not in LOOPBACK_HOSTS and not token:
+        raise InputError(f"--host {host} would let other machines in: give --token TOKEN (or set {TOKEN_ENV}), "
+                         "or keep the default --host 127.0.0.1")
+    return token
 
 
 def token_matches(expected: str, headers: dict[str, str], query: dict[str, str], cookies: dict[str, str]) -> bool:
