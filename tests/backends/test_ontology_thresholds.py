@@ -30,16 +30,6 @@ def owlv2(tiny_owlv2_dir, tiny_model_dirs):
     return Predictor(tiny_owlv2_dir, str(tiny_model_dirs[1]), box_threshold=0.0, max_detections=5)
 
 
-@pytest.fixture(scope="module")
-def sam3_dir(tmp_path_factory, clip_vocab) -> str:
-    pytest.importorskip("torchvision", reason="SAM 3's processor needs torchvision (the backends extra)")
-    if clip_vocab is None:
-        pytest.skip("CLIP vocabulary ../shared/data/vocab/clip not present (SAM 3 needs CLIP's real tokenizer)")
-    from grounded.testing.tiny_segmenters import build_tiny_sam3
-
-    return str(build_tiny_sam3(tmp_path_factory.mktemp("sam3"), clip_vocab))
-
-
 def test_a_class_threshold_is_refused_as_the_flag_is(owlv2, image):
     encoding = owlv2.encode([image])
     with pytest.raises(InputError) as flag:
@@ -69,7 +59,7 @@ def test_grounding_dino_applies_a_class_text_threshold(tiny_predictor, image):
 @pytest.mark.parametrize("backend", ["omdet-turbo", "sam3"])
 def test_every_backend_refusing_text_threshold_refuses_it_in_the_ontology(backend, request, tiny_model_dirs):
     if backend == "sam3":
-        predictor = Predictor(model=request.getfixturevalue("sam3_dir"))
+        predictor = Predictor(model=request.getfixturevalue("tiny_sam3_dir"))
     else:
         predictor = Predictor(request.getfixturevalue("tiny_omdet_turbo_dir"), str(tiny_model_dirs[1]))
     assert "text_threshold" in predictor.backends()[0][1].refused_options
