@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         from grounded.testing.fake import FakePredictor
 
         teacher = FakePredictor()
-    else:  # loaded by distill() only when labelling is needed, from every teacher flag
+    else:  # loaded by distill() from every teacher flag: its describe() is checked against the labels'
         options = teacher_kwargs(args)
     ontology = args.ontology if args.ontology is not None else args.classes
     summary = distill(args.images, ontology, args.out, student, config, predictor=teacher,
