@@ -23,7 +23,6 @@ NMS_MODES = ("class", "agnostic", "none")
 NMS_ON = ("box", "mask")
 TEXT_TOKENS = (False, True, "only")  # SegmentOptions.text_tokens
 VERIFY_MODES = (None, "clip")  # SegmentOptions.verify
-PRESET_NAMES = ("accurate", "fast")  # speed presets, defined in grounded/models/acceleration.py
 AUTOCAST_CHOICES = ("auto", "bfloat16", "float16")
 QUANTIZE_CHOICES = ("int8",)
 
@@ -56,8 +55,20 @@ class Acceleration:
 
     def result_settings(self) -> Acceleration:
         """These settings less the ones that keep the maths (``retain_memory``, ``cpu_kernels``): what an
-        identity for resume checks should record."""
-        return replace(self, retain_memory=None, cpu_kernels=None)
+        identity for resume checks should record (a plain Acceleration, whatever subclass ``self`` is)."""
+        return Acceleration(**{f.name: getattr(self, f.name) for f in fields(Acceleration)
+                               if f.name not in ("retain_memory", "cpu_kernels")})
+
+
+# Speed presets: each bundles opt-in settings; explicit settings override the preset's. A backend takes the
+# preset settings it supports and skips the others, never failing on them (grounded/models/acceleration.py):
+# ``autocast`` applies to every backend, ``detector_size`` only to the detectors of RESIZABLE_INPUT.
+PRESETS: dict[str, Acceleration] = {
+    "accurate": Acceleration(),  # float32 at each checkpoint's input size (800 short side for Grounding DINO)
+    "fast": Acceleration(autocast="auto", detector_size=512),
+}
+PRESET_NAMES = tuple(PRESETS)
+RESIZABLE_INPUT = ("grounding-dino", "mm-grounding-dino")  # model_types whose detector takes detector_size
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ class ModelConfig(Acceleration):
     device: str | None = None  # None: "cuda" when available, else "cpu" (decided when models load)
     dtype: str | None = None  # None: float32; "float16"/"bfloat16" cast the weights
     local_files_only: bool = False  # True: never try the network, only the cache or folders
-    preset: str | None = None  # speed preset: "accurate" (float32, 800) or "fast" (512 short side, autocast="auto")
+    preset: str | None = None  # speed preset (PRESETS): "accurate" or "fast", resolved per backend
     clip: Any = None  # CLIP for text_tokens / verify="clip": name, folder, "open_clip:..." or an encoder
     adapter: Any = None  # text-prompt adapter folder (grounded train-adapter) or a loaded adapter
 

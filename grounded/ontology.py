@@ -34,6 +34,11 @@ YAML format (unknown keys, duplicate names, a phrase claimed by two classes and 
         text_threshold: 0.25        # optional per-class override
         clip_templates: ["a photo of a {}."]   # optional, for CLIP checks
       - car                         # shorthand: a bare class name
+
+Thresholds set here are the same options as the predictor's ``box_threshold`` / ``text_threshold`` and their
+per-class forms, under the same rule: a backend that refuses an option (its ``refused_options``; OWLv2,
+OmDet-Turbo and SAM 3 refuse ``text_threshold``) refuses an ontology that moves it away from its default,
+naming the class (:meth:`Ontology.threshold_changes`, checked by ``Predictor.check_options``).
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ from grounded.errors import InputError, quote
 _CLASS_KEYS = {"name", "phrases", "box_threshold", "text_threshold", "clip_templates"}
 _TOP_KEYS = {"name", "defaults", "classes"}
 _DEFAULT_KEYS = {"box_threshold", "text_threshold"}
+_THRESHOLD_OPTIONS = {"box_threshold": "box", "class_box_thresholds": "box",  # SegmentOptions field -> threshold
+                      "text_threshold": "text", "class_text_thresholds": "text"}
 _CAPTION_SEPARATOR = re.compile(r"\s+\.(?:\s+|$)")  # " . " between phrases, or " ." ending the caption
 
 
@@ -151,6 +158,29 @@ class Ontology:
     def text_threshold_for(self, class_id: int, default: float) -> float:
         own = self.classes[class_id].text_threshold
         return own if own is not None else (self.text_threshold if self.text_threshold is not None else default)
+
+    def threshold_changes(self, option: str, defaults: Any) -> list[str]:
+        """Where this ontology moves a threshold option away from its default (empty: nowhere).
+
+        ``option`` is a :class:`grounded.config.SegmentOptions` field: ``"box_threshold"`` /
+        ``"class_box_thresholds"`` (both: the box threshold) or the text forms; any other option -> [] (an
+        ontology sets thresholds only). ``defaults``: options holding the default thresholds
+        (``SegmentOptions()``). Each class whose own value differs is named, and the ontology's ``defaults``
+        when they differ and some class takes them, e.g. ``["class 'wheel' sets text_threshold 0.3",
+        "defaults set text_threshold 0.2"]``. The pipeline refuses these as it refuses the same options given
+        as keywords, for a backend that cannot honour them.
+        """
+        kind = _THRESHOLD_OPTIONS.get(option)
+        if kind is None:
+            return []
+        key = f"{kind}_threshold"
+        default = getattr(defaults, key)
+        changes = [f"class {quote(c.name)} sets {key} {getattr(c, key):g}" for c in self.classes
+                   if getattr(c, key) is not None and getattr(c, key) != default]
+        shared = getattr(self, key)
+        if shared is not None and shared != default and any(getattr(c, key) is None for c in self.classes):
+            changes.append(f"defaults set {key} {shared:g}")
+        return changes
 
     # ------------------------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:

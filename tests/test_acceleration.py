@@ -48,10 +48,14 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_presets_and_overrides():
-    assert resolve_acceleration() == Acceleration()
-    assert resolve_acceleration("accurate") == Acceleration()
-    assert resolve_acceleration("fast") == Acceleration(autocast="auto", detector_size=512)
-    assert resolve_acceleration("fast", detector_size=640, quantize="int8").detector_size == 640
+    assert resolve_acceleration().settings == Acceleration() and not resolve_acceleration().from_preset
+    assert resolve_acceleration("accurate").settings == Acceleration()
+    fast = resolve_acceleration("fast")
+    assert fast.settings == Acceleration(autocast="auto", detector_size=512)
+    assert fast.from_preset == {"autocast", "detector_size"}  # what a backend may skip
+    explicit = resolve_acceleration("fast", detector_size=640, quantize="int8")
+    assert (explicit.detector_size, explicit.quantize, explicit.from_preset) == (640, "int8", {"autocast"})
+    assert fast.result_settings() == Acceleration(autocast="auto", detector_size=512)  # the identity's: plain
     with pytest.raises(InputError, match="preset"):
         resolve_acceleration("turbo")
     with pytest.raises(InputError, match="autocast"):
@@ -72,7 +76,7 @@ def test_auto_autocast_follows_cpu_flags(monkeypatch):
 
 def test_defaults_unchanged(folders, image):
     predictor, found = _run(folders, image)
-    assert predictor.acceleration == Acceleration()
+    assert predictor.acceleration.settings == Acceleration()
     assert predictor.detector.autocast is None and predictor.segmenter.autocast is None
     assert "acceleration" not in predictor.describe()
     assert isinstance(predictor.detector.model.model.text_backbone.encoder.layer[0].output.dense, torch.nn.Linear)
@@ -157,7 +161,19 @@ def test_cli_speed_flags_build_the_predictors_settings(folders, flags, expected)
                                                            str(folders[1]), *flags]))
     finally:
         torch.set_num_threads(before)
-    assert predictor.acceleration == expected
+    assert predictor.acceleration.settings == expected
+
+
+def test_help_says_what_each_preset_does_for_each_backend():
+    from grounded.cli.common import preset_help
+    from grounded.config import PRESETS, RESIZABLE_INPUT
+    from grounded.models.registry import BACKENDS, backend_class
+
+    text = preset_help()
+    assert "accurate: float32" in text and "fast: autocast=auto on every backend" in text
+    assert f"detector_size={PRESETS['fast'].detector_size} on grounding-dino and mm-grounding-dino only" in text
+    resizable = {t for t, (role, _) in BACKENDS.items() if hasattr(backend_class(t, role), "set_input_size")}
+    assert resizable == set(RESIZABLE_INPUT)  # the help's list is the backends that take detector_size
 
 
 def test_int8_with_the_fast_preset_runs_without_autocast(folders, image, monkeypatch):

@@ -22,7 +22,9 @@ from grounded.config import (
     NMS_MODES,
     NMS_ON,
     PRESET_NAMES,
+    PRESETS,
     QUANTIZE_CHOICES,
+    RESIZABLE_INPUT,
     ModelConfig,
     SegmentOptions,
 )
@@ -37,14 +39,30 @@ MODELS = {  # field -> argparse keywords (+ "flag" when it is not --field-name)
     "dtype": {"choices": ["float32", "float16", "bfloat16"], "help": "weights dtype (default float32)"},
     "local_files_only": {"flag": "--offline", "help": "never contact the Hugging Face hub; use the cache or folders"},
 }
+SPEED_SCOPE = {  # which backends take a speed setting (grounded.models.acceleration.takes); default: every one
+    "autocast": "on every backend (bf16 where the CPU/GPU has it natively, else float32)",
+    "detector_size": f"on {' and '.join(RESIZABLE_INPUT)} only (the others keep their checkpoint's input size)",
+}
+
+
+def preset_help() -> str:
+    """What each preset does, per backend, from PRESETS (grounded/config.py) and SPEED_SCOPE."""
+    described = []
+    for name, preset in PRESETS.items():
+        settings = [f"{field.name}={getattr(preset, field.name)} {SPEED_SCOPE.get(field.name, 'on every backend')}"
+                    for field in fields(preset) if getattr(preset, field.name) is not None]
+        described.append(f"{name}: " + (" + ".join(settings) or "float32 at each checkpoint's input size"))
+    return "; ".join(described) + ". Explicit speed flags override the preset's"
+
+
 SPEED = {
-    "preset": {"choices": PRESET_NAMES, "help": "fast: detector input 512 short side + autocast auto; accurate: "
-                                                "float32 at 800"},
+    "preset": {"choices": PRESET_NAMES, "help": preset_help()},
     "autocast": {"choices": AUTOCAST_CHOICES, "help": "compute in bf16/fp16 under torch.autocast; auto: only where "
                                                       "the CPU/GPU has it natively"},
     "quantize": {"choices": QUANTIZE_CHOICES, "help": "int8: dynamic int8 quantisation of all linear layers (CPU, "
                                                       "float32 weights)"},
-    "detector_size": {"type": int, "help": "detector input short side (Grounding DINO; default 800)"},
+    "detector_size": {"type": int, "help": f"detector input short side ({', '.join(RESIZABLE_INPUT)}; default "
+                                           "800); refused by other backends"},
     "threads": {"type": int, "help": "torch CPU threads (default: torch's choice)"},
     "retain_memory": {"flag": "--no-retain-memory", "help": "leave the C allocator alone (default on CPU: keep freed "
                       "memory in-process, no page faults; results are identical either way)"},

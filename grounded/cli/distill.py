@@ -1,9 +1,13 @@
 """``grounded distill IMAGES_DIR --ontology X.yaml --out RUN``: the whole loop in one command.
 
-Labels the images with the teacher (Grounding DINO + SAM, or the models the teacher flags name) into RUN/labels (a finished labelling run there
-is reused without loading the teacher), trains a student on those labels into RUN/student, evaluates it on
-the labels' validation split (RUN/student/eval) and exports RUN/student/student.onnx. Re-running resumes
-whichever step was interrupted.
+Labels the images with the teacher (Grounding DINO + SAM, or the models the teacher flags name) into RUN/labels,
+trains a student on those labels into RUN/student, evaluates it on the labels' validation split
+(RUN/student/eval) and exports RUN/student/student.onnx. Re-running resumes whichever step was interrupted.
+
+On a re-run the teacher is loaded and its full settings (models, dtype, every detection option, speed settings,
+CLIP) are compared with those RUN/labels was made with, with the images folder and the ontology: equal, the
+labels are reused; different, the run is refused naming each changed setting, or with --force labelled again
+and the student retrained from scratch. --no-resume retrains the student from scratch and keeps the labels.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--ontology", type=Path, help="YAML ontology: classes with synonyms (see prompts/)")
     what.add_argument("--classes", help='comma-separated class names, e.g. "car, wheel, dog"')
     p.add_argument("--out", type=Path, required=True, help="run folder: labels/ and student/ go inside")
+    p.add_argument("--force", action="store_true", help="label again when the teacher's settings, the ontology or "
+                   "the images differ from RUN/labels' (default: refuse, naming them), then retrain the student")
     add_student_arguments(p, device=False)  # --device comes with the model arguments and serves both
     add_model_arguments(p)
     p.set_defaults(func=run)
@@ -49,9 +55,10 @@ def run(args: argparse.Namespace) -> int:
         from grounded.testing.fake import FakePredictor
 
         teacher = FakePredictor()
-    else:  # loaded by distill() only when labelling is needed, from every teacher flag
+    else:  # loaded by distill() from every teacher flag: its describe() is checked against the labels'
         options = teacher_kwargs(args)
     ontology = args.ontology if args.ontology is not None else args.classes
-    summary = distill(args.images, ontology, args.out, student, config, predictor=teacher, **options)
+    summary = distill(args.images, ontology, args.out, student, config, predictor=teacher,
+                      resume=not args.no_resume, force=args.force, **options)
     print(json.dumps(summary, indent=2))
     return 0

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     written = 0
     if readable:
         predictor = predictor_from_args(args)
+        predictor.check_options(ontology=prompt)  # a threshold the ontology sets that the models refuse
         args.out.mkdir(parents=True, exist_ok=True)
         with tqdm(total=len(readable), desc="segment", unit="img", disable=len(readable) < 2) as bar:
             for start in range(0, len(readable), args.batch_size):  # decode per batch: memory flat over many images

@@ -15,8 +15,9 @@
    a low-contrast teacher still trains) and by 0 in SAM's padding. Box + text and text-only losses are
    averaged with ``box_text_weight`` / ``text_only_weight``.
 4. **Optimisation.** AdamW, linear warm-up then cosine decay over ``steps``; batches are a seeded permutation
-   per epoch. ``last.safetensors`` + ``train_state.pt`` (optimizer, step, history) are written every
-   ``checkpoint_every`` steps; calling again on the same ``out`` resumes and ends with the weights of an
+   per epoch. ``last.safetensors`` + ``last.json`` and ``train_state.pt`` (optimizer, step, history; tensors and
+   plain data only, read back with ``weights_only=True``: :mod:`grounded.formats.checkpoint`) are written
+   atomically every ``checkpoint_every`` steps; calling again on the same ``out`` resumes and ends with the weights of an
    uninterrupted run (tested). The finished adapter is ``out/adapter.safetensors`` + ``adapter.json``
    (SAM/CLIP identities, training config, IoU with the teacher before and after); ``history.json`` has the
    per-step loss.
@@ -44,6 +45,7 @@ from grounded.clip.decoding import decode_tokens, pick_best
 from grounded.clip.encoders import ClipEncoder
 from grounded.clip.runtime import sam_identity
 from grounded.errors import InputError
+from grounded.formats.checkpoint import load_state, load_weights, save_state
 from grounded.models.segmenter import boxes_to_sam_frame
 from grounded.ontology import Ontology
 from grounded.utils.images import find_images, load_image
@@ -195,8 +197,7 @@ def train_adapter(images: str | Path | Sequence[str | Path], ontology: Ontology,
            "adapter": asdict(adapter_config), "sam": sam_id["arch"], "clip": clip_id["arch"],
            "teacher": predictor.describe()}
     run = json.loads(json.dumps(run, default=str))
-    state_path = out / "train_state.pt"
-    state = torch.load(state_path, weights_only=False) if state_path.is_file() and not force else None
+    state = None if force else load_state(out)  # tensors and plain data, read with weights_only=True
     if state is not None and state["run"] != run:
         changed = sorted(k for k in run if state["run"].get(k) != run[k])
         raise InputError(f"{out} holds an adapter run with other settings ({', '.join(changed)}); "
@@ -212,9 +213,7 @@ def train_adapter(images: str | Path | Sequence[str | Path], ontology: Ontology,
     text_embeddings = dict(zip(phrases, clip.encode_texts(phrases), strict=True))
     result = AdapterTrainResult(out, 0, len(items), len(paths) - len(items))
     if state is not None:
-        from safetensors.torch import load_model
-
-        load_model(adapter, str(out / "last.safetensors"))
+        load_weights(adapter, out / "last.safetensors", "text-prompt adapter")
         optimizer.load_state_dict(state["optimizer"])
         result.steps, result.history, result.before = state["step"], state["history"], state["before"]
         logger.info("resuming %s at step %d of %d", out, result.steps, config.steps)
@@ -222,10 +221,9 @@ def train_adapter(images: str | Path | Sequence[str | Path], ontology: Ontology,
         result.before = evaluate(adapter, sam_model, items, text_embeddings)
 
     def checkpoint() -> None:
-        adapter.save(out, "last", step=result.steps)
-        torch.save({"run": run, "step": result.steps, "optimizer": optimizer.state_dict(),
-                    "history": result.history, "before": result.before}, state_path.with_suffix(".tmp"))
-        state_path.with_suffix(".tmp").replace(state_path)
+        adapter.save(out, "last", step=result.steps)  # the project's checkpoint format, then the state beside it
+        save_state(out, {"run": run, "step": result.steps, "optimizer": optimizer.state_dict(),
+                         "history": result.history, "before": result.before})
 
     done_now = 0
     bar = tqdm(total=config.steps, initial=result.steps, desc="train-adapter", unit="step")

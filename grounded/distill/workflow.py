@@ -3,7 +3,8 @@
 - :func:`train_run`: train (or resume) into a run folder, export ``student.onnx``, optionally evaluate;
 - :func:`evaluate_run`: score a run's best student (or its ONNX export, or a teacher's label run) on the
   run's own validation split, or on all of any dataset given (one split of it only when asked);
-- :func:`default_lr`: a peak learning rate that suits the architecture.
+- :func:`default_lr`: a peak learning rate that suits the architecture;
+- :func:`distill`: label with the teacher (labels reused while its full identity is unchanged), then train_run.
 
 Each returns plain dicts / paths; the CLI modules only parse arguments and print.
 """
@@ -125,18 +126,34 @@ def evaluate_run(
     return metrics, where
 
 
-def _finished_label_run(labels: Path, images: Path, ontology) -> bool:  # noqa: ANN001
-    """True when ``labels`` holds a finished ``grounded label`` run of ``images`` with ``ontology``."""
-    from grounded.label.manifest import read_manifest
+def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """``"key: old -> new"`` for every value that differs between two JSON values (nested keys joined by dots; a
+    missing mapping counts as an empty one)."""
+    if isinstance(old, dict) or isinstance(new, dict):
+        old, new = (value if value is not None else {} for value in (old, new))
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [change for key in sorted(set(old) | set(new), key=str)
+                for change in _differences(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))]
+    return [] if old == new else [f"{path}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}"]
 
-    if not ((labels / "summary.json").is_file() and (labels / "coco" / "train.json").is_file()):
-        return False
-    manifest = read_manifest(labels)
-    same = (Path(manifest["images_root"]).resolve() == images.resolve()
-            and manifest.get("ontology_fingerprint") == ontology.fingerprint())
-    if not same:
-        raise InputError(f"{labels} holds a label run of other images or another ontology; use another --out")
-    return True
+
+def label_changes(labels: Path, images: Path, ontology, teacher: dict[str, Any]) -> list[str]:  # noqa: ANN001
+    """What differs between the label run in ``labels`` (none: []) and labelling ``images`` with ``ontology`` by
+    a teacher whose ``describe()`` is ``teacher``: one phrase per changed setting, e.g.
+    ``"teacher options.box_threshold: 0.35 -> 0.5"`` (compared as the run's manifest records them)."""
+    from grounded.label.manifest import MANIFEST, build_manifest, read_manifest
+
+    if not (labels / MANIFEST).is_file():
+        return []
+    old, new = read_manifest(labels), build_manifest(images, ontology, teacher, {}, 0)
+    changes = []
+    if old.get("images_root") != new["images_root"]:
+        changes.append(f"images folder: {old.get('images_root')!r} -> {new['images_root']!r}")
+    if old.get("ontology_fingerprint") != new["ontology_fingerprint"]:
+        changes.append(f"ontology: classes {old.get('classes')} -> {new['classes']} (or their phrases or thresholds)")
+    if old.get("model_fingerprint") != new["model_fingerprint"]:
+        changes += [f"teacher {change}" for change in _differences(old.get("model"), new["model"])]
+    return changes
 
 
 def distill(
@@ -147,29 +164,44 @@ def distill(
     config: TrainConfig,
     predictor=None,  # noqa: ANN001
     progress: bool = True,
+    resume: bool = True,
+    force: bool = False,
     **predictor_options: Any,
 ) -> dict[str, Any]:
-    """Label ``images`` with the teacher into ``out/labels`` (reused when finished), then train, export and
-    evaluate a student into ``out/student``. Returns the summary (also ``out/distill.json``).
+    """Label ``images`` with the teacher into ``out/labels``, then train, export and evaluate a student into
+    ``out/student``. Returns the summary (also ``out/distill.json``).
 
-    ``predictor``: the teacher (default ``grounded.Predictor(**predictor_options)``, loaded only when
-    labelling is needed); ``ontology``: an Ontology, a YAML path or class names.
+    ``predictor``: the teacher (default ``grounded.Predictor(**predictor_options)``); ``ontology``: an Ontology,
+    a YAML path or class names. The teacher is loaded on every call: its full identity (``describe()``: models,
+    dtype, every option, speed settings, CLIP) is compared with the one ``out/labels`` was made with, with the
+    images folder and the ontology. Equal: the labels are reused (an unfinished run resumes). Different: refused,
+    naming each changed setting, unless ``force``, which labels again from scratch and retrains the student from
+    scratch. ``resume=False``: train the student from scratch (the labels are still reused).
     """
     from grounded.label import label
     from grounded.label.runner import as_ontology
 
     out, images, ontology = Path(out), Path(images), as_ontology(ontology)
     labels = out / "labels"
-    reused = _finished_label_run(labels, images, ontology)
-    if reused:
-        logger.info("reusing the finished label run in %s", labels)
-    else:
-        if predictor is None:
-            from grounded.pipeline.predictor import Predictor
+    if predictor is None:
+        from grounded.pipeline.predictor import Predictor
 
-            predictor = Predictor(**predictor_options)
-        label(images, ontology, labels, predictor=predictor, formats=["coco"], seed=config.seed, progress=progress)
-    summary = train_run(labels, out / "student", student, config, export=True, evaluate=True, progress=progress)
-    result = {"labels": str(labels), "labels_reused": reused, **summary}
+        predictor = Predictor(**predictor_options)
+    elif predictor_options:
+        raise InputError(f"options {sorted(predictor_options)} apply to the default teacher only; set them on yours")
+    changes = label_changes(labels, images, ontology, predictor.describe())
+    if changes and not force:
+        raise InputError(f"{labels} holds labels made with other settings ({'; '.join(changes)}); pass --force to "
+                         "label again with these (the student is then retrained), or use another --out")
+    if changes:
+        logger.warning("--force: labelling %s again (%s)", labels, "; ".join(changes))
+    done = label(images, ontology, labels, predictor=predictor, formats=["coco"], seed=config.seed, force=force,
+                 progress=progress)
+    reused = done.processed == 0 and done.resumed > 0
+    if reused:
+        logger.info("reused the finished label run in %s", labels)
+    summary = train_run(labels, out / "student", student, config, resume=resume and not changes, export=True,
+                        evaluate=True, progress=progress)
+    result = {"labels": str(labels), "labels_reused": reused, "relabelled": bool(changes), **summary}
     (out / "distill.json").write_text(json.dumps(result, indent=2))
     return result

@@ -82,8 +82,18 @@ def save_state(folder: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_state(folder: str | Path) -> dict[str, Any] | None:
-    """``folder/train_state.pt`` or None when there is none (read with ``weights_only=True``)."""
+    """``folder/train_state.pt`` or None when there is none (read with ``weights_only=True``: a file holding
+    other objects than tensors and plain data is an InputError, and nothing of it runs)."""
+    import pickle
+
     import torch
 
     path = Path(folder) / STATE
-    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise InputError(f"{path} holds objects other than tensors and plain data, so it is not loaded "
+                         f"({str(exc).splitlines()[0][:200]}); remove it to start the run over, or use another "
+                         "output folder") from None

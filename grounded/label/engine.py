@@ -116,6 +116,9 @@ class Labeller:
 
     def __init__(self, predictor: Any, ontology: Ontology) -> None:
         self.predictor, self.ontology = predictor, ontology
+        check = getattr(predictor, "check_options", None)
+        if check is not None:  # a threshold the ontology sets that a backend refuses: refused once, not per image
+            check(ontology=ontology)
 
     def label(self, items: list[Prepared]) -> list[tuple[str, str, float]]:
         ready = [item for item in items if item.error is None]

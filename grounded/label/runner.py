@@ -156,10 +156,11 @@ def label(
                                                          batch_size=batch_size, max_side=max_side, on_done=done)
         else:
             instance = factory()
+            labeller = Labeller(instance, ontology)  # refuses what the models cannot do before run.json is written
             todo, resumed = _start(out, root, relatives, ontology, instance.describe(), fractions, seed, force,
                                    retry_errors)
             with _progress(len(relatives), len(relatives) - len(todo), progress) as done:
-                model_seconds = label_local(out, root, todo, Labeller(instance, ontology), batch_size=batch_size,
+                model_seconds = label_local(out, root, todo, labeller, batch_size=batch_size,
                                             max_side=max_side, prefetch=prefetch, on_done=done)
         stats = export_locked(out, formats, copy_images, progress=False)
         preview_path = write_preview(out, root, relatives, count=preview, seed=seed) if preview > 0 else None

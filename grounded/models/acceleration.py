@@ -36,8 +36,14 @@ Opt-in:
   at 1333/800 of it). Smaller is faster and finds fewer small objects; a speed/quality knob, not a free win.
 - ``threads``: ``torch.set_num_threads`` (process-wide).
 
-``PRESETS`` bundle opt-in ones: ``"accurate"`` is the float32 default at 800; ``"fast"`` is 512 on the short
-side with ``autocast="auto"``. Explicit options override the preset's.
+``PRESETS`` (grounded/config.py) bundle opt-in ones: ``"accurate"`` is the float32 default at each checkpoint's
+input size; ``"fast"`` is ``autocast="auto"`` plus ``detector_size=512``. Explicit options override the
+preset's. A preset means "the fast settings this backend has": each backend takes the preset settings it
+supports (:func:`takes`) and skips the others, so no preset makes a backend fail. For ``"fast"``: Grounding
+DINO and MM-Grounding-DINO run at 512 on the short side under ``autocast="auto"``; OWLv2, OmDet-Turbo, every
+segmenter and SAM 3 keep their checkpoint's input size under ``autocast="auto"`` (checked on every backend
+with bf16, tests/backends/test_combinations.py). The same setting given explicitly to a backend that cannot
+take it (``detector_size`` with OWLv2) is refused.
 """
 
 from __future__ import annotations
@@ -46,32 +52,48 @@ import contextlib
 import ctypes
 import logging
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from grounded.config import PRESET_NAMES, Acceleration
+from grounded.config import PRESETS, Acceleration
 from grounded.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 
-PRESETS: dict[str, Acceleration] = {
-    "accurate": Acceleration(),  # float32, the checkpoint's input size (800 short side)
-    "fast": Acceleration(autocast="auto", detector_size=512),
-}
-assert tuple(sorted(PRESETS)) == PRESET_NAMES  # the CLI lists PRESET_NAMES without importing torch
+@dataclass(frozen=True)
+class ResolvedAcceleration(Acceleration):
+    """Speed settings after the preset: the :class:`Acceleration` fields plus ``from_preset``, the names of
+    those whose value the preset gave (a backend skips such a setting when it cannot take it; an explicit one
+    it cannot take is refused)."""
+
+    from_preset: frozenset[str] = frozenset()
+
+    @property
+    def settings(self) -> Acceleration:
+        """The settings alone, as a plain :class:`Acceleration`."""
+        return Acceleration(**{f.name: getattr(self, f.name) for f in fields(Acceleration)})
 
 
-def resolve_acceleration(preset: str | None = None, **overrides: Any) -> Acceleration:
+def resolve_acceleration(preset: str | None = None, **overrides: Any) -> ResolvedAcceleration:
     """The preset's settings with every non-None override applied; unknown preset names are an error."""
     if preset is not None and preset not in PRESETS:
         raise InputError(f"preset must be one of {sorted(PRESETS)} or None, got {preset!r}")
     base = PRESETS[preset] if preset else Acceleration()
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    settings = {f.name: explicit.get(f.name, getattr(base, f.name)) for f in fields(Acceleration)}
+    given = frozenset(f.name for f in fields(Acceleration) if getattr(base, f.name) is not None) - set(explicit)
+    return ResolvedAcceleration(**settings, from_preset=given)
+
+
+def takes(backend: Any, setting: str) -> bool:
+    """Whether a loaded backend takes a speed setting (an :class:`Acceleration` field name): ``detector_size``
+    needs a resizable input (``set_input_size``: Grounding DINO's detectors); every backend takes the others."""
+    return setting != "detector_size" or hasattr(backend, "set_input_size")
 
 
 # ------------------------------------------------------------------------------------------- detection
@@ -168,8 +190,9 @@ def set_detector_size(image_processor: Any, short_side: int) -> None:
 def apply_acceleration(acc: Acceleration, *backends: Any) -> torch.dtype | None:
     """Apply ``acc`` to loaded backends (:class:`grounded.models.base.PretrainedPair`); return the autocast dtype.
 
-    ``detector_size`` needs a backend with ``set_input_size(short_side)`` (Grounding DINO's detectors); on a
-    predictor whose backends have none it is refused, naming them.
+    ``detector_size`` needs a backend with ``set_input_size(short_side)`` (Grounding DINO's detectors); given
+    explicitly to a predictor whose backends have none it is refused, naming them; from a preset
+    (``acc.from_preset``) it is skipped there.
     """
     device = backends[0].device
     if acc.quantize == "int8":
@@ -178,11 +201,13 @@ def apply_acceleration(acc: Acceleration, *backends: Any) -> torch.dtype | None:
         for backend in backends:
             quantize_linear_int8(backend.model)
     if acc.detector_size is not None:
-        sized = [b for b in backends if hasattr(b, "set_input_size")]
-        if not sized:
-            names = ", ".join(f"{type(b).__name__} ({b.name})" for b in backends)
+        sized = [b for b in backends if takes(b, "detector_size")]
+        names = ", ".join(f"{type(b).__name__} ({b.name})" for b in backends)
+        if not sized and "detector_size" not in getattr(acc, "from_preset", ()):
             raise InputError(f"detector_size (--detector-size) is not supported by {names}: only a detector with "
-                             "a resizable input (Grounding DINO) takes it; drop it (or --preset fast)")
+                             "a resizable input (Grounding DINO, MM-Grounding-DINO) takes it; drop it")
+        if not sized:
+            logger.info("the preset's detector_size=%d is skipped: %s keep their input size", acc.detector_size, names)
         for backend in sized:
             backend.set_input_size(acc.detector_size)
     if acc.threads is not None:

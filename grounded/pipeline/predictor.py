@@ -135,17 +135,22 @@ class Predictor:
     def device(self) -> torch.device:
         return self.backends()[0][1].device
 
-    def check_options(self, options: SegmentOptions) -> None:
-        """Refuse a non-default value of an option a loaded backend cannot honour, naming the backend."""
-        defaults = SegmentOptions()
+    def check_options(self, options: SegmentOptions | None = None, ontology: Ontology | None = None) -> None:
+        """Refuse a non-default value of an option a loaded backend cannot honour, naming the backend; the
+        same for a threshold ``ontology`` sets (a class's own, or its defaults'), naming the class.
+        ``options``: default this predictor's."""
+        options, defaults = self.options if options is None else options, SegmentOptions()
         for role, backend in self.backends():
             for name, reason in backend.refused_options.items():
-                value = getattr(options, name)
-                if value != getattr(defaults, name):
-                    raise InputError(
-                        f"{name}={value!r} is not supported by the {role} {backend.name!r} "
-                        f"({type(backend).__name__}): {reason}; leave {name} at its default "
-                        f"({getattr(defaults, name)!r}) or choose another {role}")
+                value, default = getattr(options, name), getattr(defaults, name)
+                where = f"the {role} {backend.name!r} ({type(backend).__name__}): {reason}"
+                if value != default:
+                    raise InputError(f"{name}={value!r} is not supported by {where}; leave {name} at its default "
+                                     f"({default!r}) or choose another {role}")
+                changes = ontology.threshold_changes(name, defaults) if ontology is not None else []
+                if changes:
+                    raise InputError(f"the ontology's {'; '.join(changes[:3])}{' ...' if len(changes) > 3 else ''}: "
+                                     f"not supported by {where}; remove it from the ontology or choose another {role}")
 
     # ------------------------------------------------------------------------------------- identity
     def describe(self) -> dict[str, Any]:
@@ -220,8 +225,8 @@ class Predictor:
     def segment_encoded(self, encoding: ImageEncoding, prompt: Prompt, **options: Any) -> list[sv.Detections]:
         """Stateless form: segment ``prompt`` in every image of ``encoding``; one Detections per image."""
         opts = self.options.updated(**options)
-        self.check_options(opts)
         ontology = Ontology.from_prompt(prompt)
+        self.check_options(opts, ontology)
         if opts.text_tokens or opts.verify:
             self.clip_tools(opts)  # refuse text tokens without an adapter before any work
         if opts.text_tokens == "only":  # whole-image text queries through the adapter: no detector

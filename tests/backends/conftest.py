@@ -63,6 +63,16 @@ def tiny_mm_grounding_dino_dir(tmp_path_factory, bert_vocab) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_sam3_dir(tmp_path_factory, clip_vocab) -> str:
+    pytest.importorskip("torchvision", reason="SAM 3's processor needs torchvision (the backends extra)")
+    if clip_vocab is None:
+        pytest.skip("CLIP vocabulary ../shared/data/vocab/clip not present (SAM 3 needs CLIP's real tokenizer)")
+    from grounded.testing.tiny_segmenters import build_tiny_sam3
+
+    return str(build_tiny_sam3(tmp_path_factory.mktemp("sam3"), clip_vocab))
+
+
+@pytest.fixture(scope="session")
 def detector_images() -> list[np.ndarray]:
     """Two small RGB uint8 images of different sizes and aspect ratios (landscape, portrait)."""
     rng = np.random.default_rng(0)

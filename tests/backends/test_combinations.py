@@ -1,5 +1,7 @@
-"""Every detector x segmenter pair, and the concept segmenter, end to end: `grounded segment` (CLI) and
-`grounded.label` (Python), with tiny random models saved to folders and loaded through the registry."""
+"""Every detector x segmenter pair, and the concept segmenter, end to end: `grounded segment` (CLI, with
+``--preset fast``) and `grounded.label` (Python), with tiny random models saved to folders and loaded through the
+registry. Every run must find something (thresholds at 0 where the backend takes them) and every detection is
+checked; `--preset fast` resolves per backend, with bf16 autocast really on (the CPU flags are patched)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,36 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from grounded.cli import main
+from grounded.config import RESIZABLE_INPUT
+from grounded.errors import InputError
+from grounded.models import acceleration
+from grounded.models.registry import BACKENDS, backend_class
 
 DETECTORS = ("grounding-dino", "mm-grounding-dino", "owlv2", "omdet-turbo")
 SEGMENTERS = ("sam", "sam_hq", "sam2", "edgetam")
-THRESHOLDS = ["--box-threshold", "0.0", "--max-detections", "3"]  # random weights: keep a few boxes
+SIZES = {"a.png": (96, 128), "sub/b.jpg": (120, 90)}  # (H, W)
+CLASSES = ("car", "wheel")
+MAX = 3
+
+
+def loose(model_type: str) -> dict[str, float | int]:
+    """Options that keep a few boxes from random weights: thresholds at 0 where the backend takes them."""
+    refused = backend_class(model_type, BACKENDS[model_type][0]).refused_options
+    return {"box_threshold": 0.0, "max_detections": MAX, **({} if "text_threshold" in refused else {"text_threshold": 0.0})}
+
+
+def flags(options: dict[str, float | int]) -> list[str]:
+    return [token for name, value in options.items() for token in ("--" + name.replace("_", "-"), str(value))]
+
+
+@pytest.fixture
+def native_bf16(monkeypatch):
+    """Make autocast="auto" (the fast preset's) pick bf16 on this CPU, as on one with AVX-512 BF16 / AMX."""
+    monkeypatch.setattr(acceleration, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
 
 
 @pytest.fixture(scope="session")
@@ -44,53 +69,96 @@ def model_dirs(tmp_path_factory, tiny_model_dirs, bert_vocab, clip_vocab) -> dic
 def images(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("combo_images")
     rng = np.random.default_rng(3)
-    for name, hw in {"a.png": (96, 128), "sub/b.jpg": (120, 90)}.items():
+    for name, hw in SIZES.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(folder / name)
     return folder
 
 
-def _check_segment_output(out: Path, hw: tuple[int, int]) -> None:
-    assert (out / "a.png").is_file()
-    result = json.loads((out / "a.json").read_text())
+def _check_detections(result: dict, hw: tuple[int, int]) -> None:
+    """A detections JSON (segment's file or a label record): 1..MAX detections, each complete and in the image."""
+    assert "error" not in result, result
     assert (result["height"], result["width"]) == hw
+    assert 1 <= len(result["detections"]) <= MAX, result["detections"]
     for det in result["detections"]:
-        assert det["mask"]["size"] == list(hw) and det["class_name"] in ("car", "wheel")
+        x0, y0, x1, y1 = det["bbox_xyxy"]
+        assert 0 <= x0 <= x1 <= hw[1] and 0 <= y0 <= y1 <= hw[0]
+        assert det["class_name"] == CLASSES[det["class_id"]] and det["phrase"] == det["class_name"]
+        assert 0.0 <= det["confidence"] <= 1.0 and det["mask"]["size"] == list(hw)
+        assert 0 <= det["area"] <= hw[0] * hw[1]
 
 
-def _check_label_run(out: Path, images: Path) -> None:
+def _check_segment_output(out: Path) -> None:
+    assert (out / "a.png").is_file()
+    _check_detections(json.loads((out / "a.json").read_text()), SIZES["a.png"])
+
+
+def _check_label_run(out: Path) -> None:
     from grounded.label.records import read_record
 
-    for rel, hw in {"a.png": (96, 128), "sub/b.jpg": (120, 90)}.items():
+    total = 0
+    for rel, hw in SIZES.items():
         record = read_record(out, rel)
-        assert record is not None and "error" not in record, record
-        assert (record["height"], record["width"]) == hw
-    assert (out / "coco" / "train.json").is_file() or (out / "coco" / "val.json").is_file()
+        assert record is not None
+        _check_detections(record, hw)
+        total += len(record["detections"])
+    coco = [json.loads(p.read_text()) for p in (out / "coco").glob("*.json")]
+    assert sum(len(c["annotations"]) for c in coco) == total
 
 
 @pytest.mark.parametrize("segmenter", SEGMENTERS)
 @pytest.mark.parametrize("detector", DETECTORS)
-def test_pair_through_cli_segment_and_label(model_dirs, images, tmp_path, detector, segmenter):
+def test_pair_through_cli_segment_and_label(model_dirs, images, tmp_path, detector, segmenter, native_bf16):
     from grounded import Predictor, label
 
     out = tmp_path / "segment"
-    code = main(["segment", str(images / "a.png"), "car . wheel .", "--out", str(out), "--offline",
-                 "--detector", model_dirs[detector], "--segmenter", model_dirs[segmenter], *THRESHOLDS])
+    code = main(["segment", str(images / "a.png"), "car . wheel .", "--out", str(out), "--offline", "--preset", "fast",
+                 "--detector", model_dirs[detector], "--segmenter", model_dirs[segmenter], *flags(loose(detector))])
     assert code == 0
-    _check_segment_output(out, (96, 128))
+    _check_segment_output(out)
 
-    predictor = Predictor(model_dirs[detector], model_dirs[segmenter], local_files_only=True,
-                          box_threshold=0.0, max_detections=3)
+    predictor = Predictor(model_dirs[detector], model_dirs[segmenter], local_files_only=True, **loose(detector))
     assert [role for role, _ in predictor.backends()] == ["detector", "segmenter"]
-    label(images, ["car", "wheel"], tmp_path / "run", predictor=predictor, progress=False, preview=0)
-    _check_label_run(tmp_path / "run", images)
+    label(images, list(CLASSES), tmp_path / "run", predictor=predictor, progress=False, preview=0)
+    _check_label_run(tmp_path / "run")
 
 
-def test_concept_segmenter_through_cli_segment_and_label(model_dirs, images, tmp_path):
+def test_concept_segmenter_through_cli_segment_and_label(model_dirs, images, tmp_path, native_bf16):
     out = tmp_path / "segment"
+    options = flags(loose("sam3"))
     assert main(["segment", str(images / "a.png"), "car . wheel .", "--out", str(out), "--offline",
-                 "--model", model_dirs["sam3"], *THRESHOLDS]) == 0
-    _check_segment_output(out, (96, 128))
-    assert main(["label", str(images), "--classes", "car, wheel", "--out", str(tmp_path / "run"), "--offline",
-                 "--model", model_dirs["sam3"], "--preview", "0", "--no-progress", *THRESHOLDS]) == 0
-    _check_label_run(tmp_path / "run", images)
+                 "--model", model_dirs["sam3"], "--preset", "fast", *options]) == 0
+    _check_segment_output(out)
+    assert main(["label", str(images), "--classes", ", ".join(CLASSES), "--out", str(tmp_path / "run"), "--offline",
+                 "--model", model_dirs["sam3"], "--preview", "0",
+                 "--no-progress", *options]) == 0
+    _check_label_run(tmp_path / "run")
+
+
+def _models(model_dirs: dict[str, str], model_type: str) -> dict[str, str]:
+    """Predictor keywords loading ``model_type`` in its role, beside the default pair's other half."""
+    role = BACKENDS[model_type][0]
+    if role == "model":
+        return {"model": model_dirs[model_type]}
+    pair = {"detector": model_dirs["grounding-dino"], "segmenter": model_dirs["sam"]}
+    return {**pair, role: model_dirs[model_type]}
+
+
+@pytest.mark.parametrize("model_type", list(BACKENDS))
+def test_fast_preset_is_the_fast_settings_each_backend_has(model_dirs, model_type, native_bf16):
+    from transformers import AutoProcessor
+
+    from grounded import Predictor
+
+    models = _models(model_dirs, model_type)
+    fast = Predictor(**models, preset="fast", local_files_only=True)
+    backend = next(b for _, b in fast.backends() if b.name == model_dirs[model_type])
+    assert all(b.autocast == torch.bfloat16 for _, b in fast.backends())  # autocast="auto": every backend
+    size = backend.processor.image_processor.size
+    if model_type in RESIZABLE_INPUT:
+        assert size["shortest_edge"] == 512
+    else:  # the checkpoint's own input size, and --detector-size itself is still refused where nothing takes it
+        assert size == AutoProcessor.from_pretrained(model_dirs[model_type]).image_processor.size
+        if BACKENDS[model_type][0] != "segmenter":
+            with pytest.raises(InputError, match="detector_size .* not supported"):
+                Predictor(**models, detector_size=512, local_files_only=True)

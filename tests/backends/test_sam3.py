@@ -26,13 +26,8 @@ ONTOLOGY = Ontology((OntologyClass("wheel", ("wheel", "tire")), OntologyClass("c
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, clip_vocab) -> str:
-    pytest.importorskip("torchvision", reason="SAM 3's processor needs torchvision (the backends extra)")
-    if clip_vocab is None:
-        pytest.skip("CLIP vocabulary ../shared/data/vocab/clip not present (SAM 3 needs CLIP's real tokenizer)")
-    from grounded.testing.tiny_segmenters import build_tiny_sam3
-
-    return str(build_tiny_sam3(tmp_path_factory.mktemp("sam3"), clip_vocab))
+def tiny_dir(tiny_sam3_dir) -> str:
+    return tiny_sam3_dir  # tests/backends/conftest.py
 
 
 @pytest.fixture(scope="module")

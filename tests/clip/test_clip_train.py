@@ -12,6 +12,7 @@ from grounded.clip.adapter import TextPromptAdapter
 from grounded.clip.config import AdapterTrainConfig
 from grounded.clip.train import batch_at, focal_dice_loss, lr_at, train_adapter
 from grounded.errors import InputError
+from grounded.formats.checkpoint import load_state
 from grounded.ontology import Ontology
 
 ONTOLOGY = Ontology.from_prompt("car . wheel .")
@@ -36,6 +37,9 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, clip_p
     straight = train_adapter(generated_images, ONTOLOGY, clip_predictor, tiny_clip, tmp_path / "a", config)
     first = train_adapter(generated_images, ONTOLOGY, clip_predictor, tiny_clip, tmp_path / "b", config, stop_after=5)
     assert not first.finished and first.steps == 5 and not (tmp_path / "b" / "adapter.json").exists()
+    state = load_state(tmp_path / "b")  # the project's training state: tensors and plain data, weights_only=True
+    assert state["step"] == 5 and len(state["history"]) == 5 and state["optimizer"]["state"]
+    assert json.loads((tmp_path / "b" / "last.json").read_text())["step"] == 5
     resumed = train_adapter(generated_images, ONTOLOGY, clip_predictor, tiny_clip, tmp_path / "b", config)
     assert resumed.finished and resumed.steps == 8
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
@@ -45,6 +49,26 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, clip_p
     with pytest.raises(InputError, match="other settings .*train.*--force"):
         train_adapter(generated_images, ONTOLOGY, clip_predictor, tiny_clip, tmp_path / "b",
                       AdapterTrainConfig(steps=9, batch_size=2, warmup=2, checkpoint_every=3))
+
+
+class _Payload:
+    ran = False
+
+    def __reduce__(self):
+        return (_Payload._run, ())
+
+    @staticmethod
+    def _run():
+        _Payload.ran = True
+
+
+def test_a_state_with_other_objects_is_refused_unrun(tmp_path, clip_predictor, tiny_clip, generated_images):
+    tmp_path.joinpath("out").mkdir()
+    torch.save({"run": {}, "step": 1, "payload": _Payload()}, tmp_path / "out" / "train_state.pt")
+    with pytest.raises(InputError, match="train_state.pt holds objects other than tensors"):
+        train_adapter(generated_images, ONTOLOGY, clip_predictor, tiny_clip, tmp_path / "out",
+                      AdapterTrainConfig(steps=2, batch_size=2, warmup=1))
+    assert not _Payload.ran
 
 
 def test_nothing_to_learn_from_is_an_error(tmp_path, clip_predictor, tiny_clip, generated_images):

@@ -85,6 +85,79 @@ def test_distill_labels_trains_evaluates_exports_then_reuses_labels(coco_dataset
     assert json.loads((tmp_path / "distill.json").read_text())["labels_reused"]
 
 
+class FakeTeacher:
+    """Stands in for grounded.Predictor: the fake's detections, and an identity made of the teacher flags, as
+    Predictor.describe() records every option it is given."""
+
+    def __init__(self, **options):
+        from grounded.testing.fake import FakePredictor
+
+        self.fake, self.options = FakePredictor(), options
+
+    def describe(self):
+        return {**self.fake.describe(), "options": self.options}
+
+    def __getattr__(self, name):  # set_image, segment, segment_batch
+        return getattr(self.fake, name)
+
+
+@pytest.fixture
+def fake_teacher(monkeypatch):
+    """The teacher flags build a FakeTeacher; returns the `resume` value of each student training, in order."""
+    import grounded.distill.workflow as workflow
+    import grounded.pipeline.predictor as predictor
+
+    monkeypatch.delenv("GROUNDED_FAKE_PREDICTOR", raising=False)
+    monkeypatch.setattr(predictor, "Predictor", FakeTeacher)
+    resumed, train = [], workflow.train
+
+    def recording_train(*args, resume, **kwargs):
+        resumed.append(resume)
+        return train(*args, resume=resume, **kwargs)
+
+    monkeypatch.setattr(workflow, "train", recording_train)
+    return resumed
+
+
+def test_distill_refuses_a_changed_teacher_naming_the_setting_or_relabels_with_force(coco_dataset, tmp_path,
+                                                                                      fake_teacher, capsys):
+    args = ["distill", str(coco_dataset / "images"), "--classes", "disc, square", "--out", str(tmp_path), *FAST]
+    run_json = tmp_path / "labels" / "run.json"
+    assert main(args) == 0
+    first = run_json.read_text()
+    assert main(args) == 0 and json.loads((tmp_path / "distill.json").read_text())["labels_reused"]
+    capsys.readouterr()
+    for flags, named in [(["--box-threshold", "0.5"], "teacher options.box_threshold: 0.35 -> 0.5"),
+                         (["--detector", "other/detector"], 'teacher options.detector: null -> "other/detector"'),
+                         (["--preset", "fast"], 'teacher options.preset: null -> "fast"')]:
+        assert main([*args, *flags]) == 2
+        errors = capsys.readouterr().err.strip().splitlines()
+        assert len(errors) == 1 and named in errors[0] and "--force" in errors[0], errors
+    assert run_json.read_text() == first and fake_teacher == [True, True]  # refused before any labelling or training
+    assert main([*args, "--box-threshold", "0.5", "--force"]) == 0
+    result = json.loads((tmp_path / "distill.json").read_text())
+    assert result["relabelled"] and not result["labels_reused"]
+    assert json.loads(run_json.read_text())["model"]["options"]["box_threshold"] == 0.5
+    assert fake_teacher == [True, True, False]  # new labels: the student starts over
+    assert main([*args, "--box-threshold", "0.5", "--no-resume"]) == 0  # --no-resume reaches the student
+    assert json.loads((tmp_path / "distill.json").read_text())["labels_reused"] and fake_teacher[-1] is False
+
+
+def test_distill_reuses_labels_only_of_the_same_images_and_ontology(coco_dataset, tmp_path, fake_teacher, capsys):
+    from grounded.distill.workflow import label_changes
+    from grounded.ontology import Ontology
+
+    args = ["distill", str(coco_dataset / "images"), "--classes", "disc, square", "--out", str(tmp_path), *FAST]
+    assert main(args) == 0
+    teacher = json.loads((tmp_path / "labels" / "run.json").read_text())["model"]
+    labels, images = tmp_path / "labels", coco_dataset / "images"
+    assert label_changes(labels, images, Ontology.from_classes("disc, square"), teacher) == []
+    assert label_changes(tmp_path / "none", images, Ontology.from_classes("disc"), teacher) == []  # no labels yet
+    changed = label_changes(labels, coco_dataset, Ontology.from_classes("disc"), {**teacher, "dtype": "bfloat16"})
+    assert [c.split(":")[0] for c in changed] == ["images folder", "ontology", "teacher dtype"]
+    assert main([*args[:3], "disc", *args[4:]]) == 2 and "ontology: classes" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv",
     [
