@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import io
 import json
 import os
@@ -170,8 +171,9 @@ def _ultralytics_labels(out: Path) -> dict[str, dict[str, list[str]]]:
     """{"<task> <split>": {image file name: class names}} from Ultralytics' dataset loader, in a child process:
     importing ultralytics changes process-wide settings (OMP_NUM_THREADS, OpenCV threads) other tests must not
     inherit."""
-    pytest.importorskip("ultralytics", reason="ultralytics not installed (a test-only reader, AGPL): "
-                        "pip install --no-deps ultralytics psutil polars ultralytics-thop")
+    if importlib.util.find_spec("ultralytics") is None:  # found, not imported (see above)
+        pytest.skip("ultralytics not installed (a test-only reader, AGPL): "
+                    "pip install --no-deps ultralytics psutil polars ultralytics-thop")
     env = dict(os.environ, YOLO_OFFLINE="1", YOLO_CONFIG_DIR=str(out.parent / "ultralytics-settings"))
     pairs = [str(v) for folder, task in YOLO_TASKS.items() for v in (out / folder / "data.yaml", task)]
     done = subprocess.run([sys.executable, "-c", ULTRALYTICS, *pairs], env=env, capture_output=True, text=True,
@@ -194,10 +196,23 @@ def _sv_voc(out, root, split):
             for path, _, det in ds if Path(path).stem in stems}
 
 
+LABEL_STUDIO = """
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+from label_studio_sdk.converter import Converter
+config, tasks, root, work = sys.argv[1:]
+converter = Converter(config, project_dir=root, local_files_resolver=lambda d: str(Path(root) / unquote(d)))
+converter.convert(tasks, str(Path(work) / "coco"), "COCO", is_dir=False)  # polygons
+(Path(work) / "brush").mkdir(exist_ok=True)
+converter.convert(tasks, str(Path(work) / "brush"), "BRUSH_TO_NUMPY", is_dir=False)  # brushes
+"""
+
+
 def _label_studio(out, root, split):
-    pytest.importorskip("label_studio_sdk.converter", reason="label-studio-sdk not installed (it pins older numpy "
-                        "and opencv): pip install --no-deps label-studio-sdk==2.1.2 ijson ujson lxml nltk appdirs")
-    from label_studio_sdk.converter import Converter
+    if importlib.util.find_spec("label_studio_sdk") is None:
+        pytest.skip("label-studio-sdk not installed (it pins older numpy and opencv): "
+                    "pip install --no-deps label-studio-sdk==2.1.2 ijson ujson lxml nltk appdirs")
     from pycocotools.coco import COCO
 
     tasks = json.loads((out / "label-studio" / "tasks.json").read_text())
@@ -207,11 +222,9 @@ def _label_studio(out, root, split):
         task["id"] = k + 1
         task["annotations"] = [{"id": k + 1, "result": task["predictions"][0]["result"]}]
     (work / "tasks.json").write_text(json.dumps(tasks))
-    converter = Converter(str(out / "label-studio" / "label_config.xml"), project_dir=str(root),
-                          local_files_resolver=lambda d: str(root / unquote(d)))
-    converter.convert(str(work / "tasks.json"), str(work / "coco"), "COCO", is_dir=False)  # polygons
-    (work / "brush").mkdir(exist_ok=True)
-    converter.convert(str(work / "tasks.json"), str(work / "brush"), "BRUSH_TO_NUMPY", is_dir=False)  # brushes
+    done = subprocess.run([sys.executable, "-c", LABEL_STUDIO, str(out / "label-studio" / "label_config.xml"),
+                           str(work / "tasks.json"), str(root), str(work)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]  # in a child: the SDK's imports stay out of this process
     relative = [unquote(t["data"]["image"][len(IMAGE_PREFIX):]) for t in tasks]
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(work / "coco" / "result.json"))
