@@ -210,6 +210,12 @@ converter.convert(tasks, str(Path(work) / "brush"), "BRUSH_TO_NUMPY", is_dir=Fal
 
 
 def _label_studio(out, root, split):
+    return {rel: items for rel, items in _label_studio_masks(out, root).items() if rel in _split_members(out, split)}
+
+
+@functools.cache
+def _label_studio_masks(out: Path, root: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """{image: [(class name, mask)]} of every task, its pre-annotations accepted, through the SDK's converter."""
     if importlib.util.find_spec("label_studio_sdk") is None:
         pytest.skip("label-studio-sdk not installed (it pins older numpy and opencv): "
                     "pip install --no-deps label-studio-sdk==2.1.2 ijson ujson lxml nltk appdirs")
@@ -237,7 +243,7 @@ def _label_studio(out, root, split):
     for path in sorted((work / "brush").glob("*.npy")):  # task-<id>-annotation-<id>-by-<who>-brush-<label>-<k>.npy
         task_id, name = int(path.name.split("-")[1]), path.stem.split("-brush-")[1].rsplit("-", 1)[0]
         found[relative[task_id - 1]].append((name, np.load(path) > 0))
-    return {rel: items for rel, items in found.items() if rel in _split_members(out, split)}
+    return found
 
 
 EXACT = {"pycocotools", "label-studio-sdk"}  # readers that give back our masks pixel for pixel
