@@ -6,6 +6,10 @@ images per second of the machinery alone (the fake predictor's own time subtract
 
     python benchmarks/label_memory.py                 # 2,000 images of 240x320 in a temporary folder
     python benchmarks/label_memory.py --images 500 --keep /tmp/bench
+    python benchmarks/label_memory.py --export OUT    # peak RSS of re-exporting each format of the run in OUT
+
+``--export`` rebuilds one format at a time from an existing run's records (no model), each in a fresh process,
+so a run with full-size masks (e.g. a 10000 x 10000 image) shows what each format's writer costs.
 """
 
 from __future__ import annotations
@@ -52,16 +56,45 @@ def child(images: Path, out: Path) -> None:
     }))
 
 
+def export_child(out: Path, fmt: str) -> None:
+    """Re-export one format of the run in ``out`` in this process; print its figures as JSON."""
+    from grounded.label import export_run
+
+    started = time.perf_counter()
+    stats = export_run(out, [fmt])
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"format": fmt, "images": stats.labelled, "peak_rss_mib": round(peak_mib, 1),
+                      "seconds": round(time.perf_counter() - started, 2)}))
+
+
+def export_peaks(out: Path) -> int:
+    from grounded.label import FORMATS as ALL_FORMATS
+
+    for fmt in ALL_FORMATS:
+        proc = subprocess.run([sys.executable, __file__, "--export-child", str(out), fmt],
+                              capture_output=True, text=True, check=True)
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{fmt:>12}: peak RSS {r['peak_rss_mib']:.1f} MiB, {r['seconds']:.1f} s ({r['images']} images)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--export", type=Path, metavar="OUT", help="re-export each format of this run, one per process")
     parser.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--export-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return 0
+    if args.export_child:
+        export_child(Path(args.export_child[0]), args.export_child[1])
+        return 0
+    if args.export:
+        return export_peaks(args.export)
     work = args.keep or Path(tempfile.mkdtemp(prefix="label_memory_"))
     big, small = work / "images_big", work / "images_small"
     if not big.is_dir():

@@ -26,7 +26,9 @@ writes holed or multi-part masks as ``iscrowd=1`` with the box area, which COCO 
 
 - a single-part mask without holes -> polygon, ``iscrowd=0``;
 - a mask with holes or several parts -> compressed RLE, ``iscrowd=0``;
-- ``area`` = the mask's pixel count (the box area only when there is no mask).
+- ``area`` = the mask's pixel count; masks are read one at a time (an ``RleMasks`` is never decoded whole);
+- an empty mask -> no annotation (``"segmentation": []`` makes pycocotools' ``annToMask`` raise IndexError);
+- no masks at all (boxes only) -> the box as a 4-corner polygon, ``area`` = the box area.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -313,7 +315,7 @@ def encode_segmentation(mask: np.ndarray) -> tuple[list[list[float]] | dict, int
 
     One part without holes -> ``[polygon]`` traced along pixel edges (rasterises back to the same pixels in
     ``pycocotools``); holes or several parts -> compressed RLE (polygons cannot hold holes). An empty mask
-    gives ``[]`` and area 0.
+    gives ``[]`` and area 0 (no annotation may carry it).
     """
     area = int(np.count_nonzero(mask))
     if area == 0:
@@ -330,25 +332,31 @@ def classes_to_categories(classes: list[str]) -> list[dict[str, Any]]:
 
 
 def detections_to_annotations(
-    detections: sv.Detections, image_id: int, first_annotation_id: int, height: int, width: int
+    detections: sv.Detections, image_id: int, first_annotation_id: int, height: int, width: int,
+    masks: Sequence[np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
-    """One image's detections -> COCO annotation dicts (see :func:`encode_segmentation` for the rules).
+    """One image's detections -> COCO annotation dicts (see the module docstring for the rules).
 
     ``bbox`` is the detection box (XYXY pixels -> XYWH), clipped to the image, rounded to 0.01 px; ``score``
-    is the confidence when there is one (ignored by COCO tools reading ground truth).
+    is the confidence when there is one (ignored by COCO tools reading ground truth). ``masks``: N (H, W) bool
+    masks, default ``detections.mask``. An empty mask gets no annotation; ids count on without gaps.
     """
+    masks = detections.mask if masks is None else masks
     annotations = []
     for k in range(len(detections)):
         x0, y0, x1, y1 = (float(v) for v in detections.xyxy[k])
         x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
         y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
         bbox = [round(x0, 2), round(y0, 2), round(max(x1 - x0, 0.0), 2), round(max(y1 - y0, 0.0), 2)]
-        if detections.mask is not None:
-            segmentation, area = encode_segmentation(detections.mask[k])
+        if masks is not None:
+            segmentation, area = encode_segmentation(masks[k])
+            if area == 0:
+                continue
         else:
-            segmentation, area = [], round(bbox[2] * bbox[3], 2)
+            segmentation = [[round(v, 2) for v in (x0, y0, x1, y0, x1, y1, x0, y1)]]
+            area = round(bbox[2] * bbox[3], 2)
         ann = {
-            "id": first_annotation_id + k,
+            "id": first_annotation_id + len(annotations),
             "image_id": image_id,
             "category_id": int(detections.class_id[k]) + 1,
             "bbox": bbox,
@@ -380,11 +388,13 @@ class CocoWriter:
         self._side_path = self.path.with_name(self.path.name + ".annotations.tmp")
         self._side = open(self._side_path, "w", encoding="utf-8")
 
-    def add(self, file_name: str, height: int, width: int, detections: sv.Detections) -> int:
-        """Add one image (``file_name`` relative to the images root) and its detections; return its id."""
+    def add(self, file_name: str, height: int, width: int, detections: sv.Detections,
+            masks: Sequence[np.ndarray] | None = None) -> int:
+        """Add one image (``file_name`` relative to the images root), its detections and ``masks`` (default
+        ``detections.mask``; see :func:`detections_to_annotations`); return its id."""
         image_id = len(self._images) + 1
         self._images.append({"id": image_id, "file_name": file_name, "height": int(height), "width": int(width)})
-        for ann in detections_to_annotations(detections, image_id, self._next_annotation_id, height, width):
+        for ann in detections_to_annotations(detections, image_id, self._next_annotation_id, height, width, masks):
             self._side.write(("," if self._next_annotation_id > 1 else "") + json.dumps(ann, sort_keys=True))
             self._next_annotation_id += 1
         return image_id

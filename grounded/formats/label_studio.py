@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -53,21 +54,30 @@ def encode_brush_rle(values: np.ndarray, word_size: int = 8) -> list[int]:
     whole zero byte when already aligned, as the SDK does). Byte-identical to the SDK's output.
     """
     values = np.asarray(values).ravel()
-    bits = [f"{len(values):032b}", f"{word_size - 1:05b}", "".join(f"{s - 1:04b}" for s in RLE_SIZES)]
-    if len(values):
-        change = np.flatnonzero(values[1:] != values[:-1])
-        ends = np.append(change, len(values) - 1)
-        lengths = np.diff(np.append(-1, ends))
-        for length, value in zip(lengths.tolist(), values[ends].tolist(), strict=True):
-            word = f"{value:0{word_size}b}"
-            if length == 1:
-                bits.append("000000" + word)
-                continue
-            while length > 2**16:
-                bits.append("111" + f"{2**16 - 1:016b}" + word)
-                length -= 2**16
-            index = next(k for k, size in enumerate(RLE_SIZES) if length <= 2**size)
-            bits.append(f"1{index:02b}{length - 1:0{RLE_SIZES[index]}b}" + word)
+    return _pack_runs(len(values), *_runs(values), word_size=word_size)
+
+
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths, values) of the runs of equal values in a flat array."""
+    if not len(values):
+        return np.zeros(0, dtype=np.int64), values[:0]
+    ends = np.append(np.flatnonzero(values[1:] != values[:-1]), len(values) - 1)
+    return np.diff(np.append(-1, ends)), values[ends]
+
+
+def _pack_runs(count: int, lengths: np.ndarray, values: np.ndarray, word_size: int = 8) -> list[int]:
+    """The bit stream of :func:`encode_brush_rle` from ``count`` values given as runs."""
+    bits = [f"{count:032b}", f"{word_size - 1:05b}", "".join(f"{s - 1:04b}" for s in RLE_SIZES)]
+    for length, value in zip(lengths.tolist(), values.tolist(), strict=True):
+        word = f"{value:0{word_size}b}"
+        if length == 1:
+            bits.append("000000" + word)
+            continue
+        while length > 2**16:
+            bits.append("111" + f"{2**16 - 1:016b}" + word)
+            length -= 2**16
+        index = next(k for k, size in enumerate(RLE_SIZES) if length <= 2**size)
+        bits.append(f"1{index:02b}{length - 1:0{RLE_SIZES[index]}b}" + word)
     stream = "".join(bits)
     stream += "0" * (8 - len(stream) % 8)
     return [int(stream[i : i + 8], 2) for i in range(0, len(stream), 8)]
@@ -102,8 +112,13 @@ def decode_brush_rle(rle: list[int] | bytes) -> np.ndarray:
 
 
 def mask_to_brush_rle(mask: np.ndarray) -> list[int]:
-    """(H, W) bool mask -> brush RLE of its RGBA layer (255 where the mask is), as Label Studio stores brushes."""
-    return encode_brush_rle(np.repeat(mask.astype(np.uint8).ravel() * 255, 4))
+    """(H, W) bool mask -> brush RLE of its RGBA layer (255 where the mask is), as Label Studio stores brushes.
+
+    Equal to ``encode_brush_rle`` of the 4 x H x W RGBA values, computed from the mask's own runs (each
+    four times as long) without building the RGBA layer.
+    """
+    lengths, values = _runs(np.asarray(mask, dtype=bool).ravel())
+    return _pack_runs(4 * mask.size, 4 * lengths, values.astype(np.uint8) * 255)
 
 
 def brush_rle_to_mask(rle: list[int] | bytes, height: int, width: int) -> np.ndarray:
@@ -112,12 +127,18 @@ def brush_rle_to_mask(rle: list[int] | bytes, height: int, width: int) -> np.nda
 
 
 # ------------------------------------------------------------------------------------------- tasks
-def detection_results(detections: sv.Detections, height: int, width: int) -> list[dict[str, Any]]:
-    """One image's detections (with masks) -> Label Studio result dicts (polygon, else brush)."""
+def detection_results(detections: sv.Detections, height: int, width: int,
+                      masks: Sequence[np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """One image's detections -> Label Studio result dicts (polygon, else brush); empty masks are left out.
+
+    ``masks``: N (H, W) bool masks read one at a time (default ``detections.mask``, required one way or the
+    other).
+    """
+    masks = detections.mask if masks is None else masks
     names = detections.data.get("class_name")
     results = []
     for k in range(len(detections)):
-        mask = detections.mask[k]
+        mask = masks[k]
         if not mask.any():
             continue
         label = str(names[k])
@@ -147,9 +168,10 @@ def label_config(classes: list[str]) -> str:
 class LabelStudioWriter:
     """Streams tasks image by image (``add``) into ``tasks.json``; ``close`` finishes it and writes ``label_config.xml``.
 
-    ``add`` takes any object with ``relative``, ``height``, ``width`` and ``detections`` (masks required),
-    as ``grounded.label.export`` hands its images to every writer. Each task is written as soon as it is
-    added (memory stays flat); the file appears under its name only when complete (temporary file + rename).
+    ``add`` takes any object with ``relative``, ``height``, ``width``, ``detections`` and ``masks`` (N (H, W)
+    bool masks read one at a time, or None for ``detections.mask``), as ``grounded.label.export`` hands its
+    images to every writer. Each task is written as soon as it is added (memory stays flat); the file
+    appears under its name only when complete (temporary file + rename).
     """
 
     def __init__(self, root: str | Path, classes: list[str], splits: list[str] | None = None, copy: bool = False,
@@ -161,7 +183,7 @@ class LabelStudioWriter:
         self._count = 0
 
     def add(self, image: Any) -> None:
-        results = detection_results(image.detections, image.height, image.width)
+        results = detection_results(image.detections, image.height, image.width, image.masks)
         scores = [r["score"] for r in results if "score" in r]
         prediction = {"model_version": "grounded", "score": round(float(np.mean(scores)), 5) if scores else 0.0,
                       "result": results}

@@ -13,6 +13,7 @@ lists ``index name`` per line.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,14 @@ def palette() -> list[int]:
     return values
 
 
-def detections_to_semantic(detections: sv.Detections, height: int, width: int) -> np.ndarray:
-    """(H, W) uint8 class map (0 background, class c -> c + 1) from instance masks (boxes if no masks)."""
-    masks = detections.mask
+def detections_to_semantic(detections: sv.Detections, height: int, width: int,
+                           masks: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """(H, W) uint8 class map (0 background, class c -> c + 1) from instance masks (boxes if no masks).
+
+    ``masks``: N (H, W) bool masks read one at a time (default ``detections.mask``; an
+    :class:`grounded.utils.masks.RleMasks` is never decoded whole).
+    """
+    masks = detections.mask if masks is None else masks
     if masks is None:  # boxes only: fill them
         masks = np.zeros((len(detections), height, width), dtype=bool)
         for k, (x0, y0, x1, y1) in enumerate(np.round(detections.xyxy).astype(int)):
@@ -46,9 +52,10 @@ def detections_to_semantic(detections: sv.Detections, height: int, width: int) -
     return rasterize_semantic(masks, class_ids, (height, width), detections.confidence)
 
 
-def save_mask_png(path: str | Path, detections: sv.Detections, height: int, width: int) -> None:
-    """Write one image's class map as a palette PNG, atomically."""
-    image = Image.fromarray(detections_to_semantic(detections, height, width), mode="P")
+def save_mask_png(path: str | Path, detections: sv.Detections, height: int, width: int,
+                  masks: Sequence[np.ndarray] | None = None) -> None:
+    """Write one image's class map as a palette PNG, atomically (``masks`` as in :func:`detections_to_semantic`)."""
+    image = Image.fromarray(detections_to_semantic(detections, height, width, masks), mode="P")
     image.putpalette(palette())
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

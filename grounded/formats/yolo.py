@@ -8,7 +8,7 @@ One text file per image, one line per object, coordinates normalised to [0, 1] b
   per object and no holes: holes are filled, and a mask with several parts becomes one polygon whose parts
   are joined by zero-width bridges (as Ultralytics' own COCO converter does), largest part first; specks
   (parts under 1% of the mask, or beyond the 16 largest) are left out. Use the COCO export when holes or
-  specks matter. An object without a mask falls back to its box corners.
+  specks matter. An object without a mask falls back to its box corners; one whose mask is empty has no line.
 
 Layout written by :func:`grounded.label.export.export_run`::
 
@@ -19,6 +19,7 @@ Layout written by :func:`grounded.label.export.export_run`::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,16 +59,25 @@ def mask_to_segment(mask: np.ndarray) -> np.ndarray | None:
     return polygon
 
 
-def detections_to_yolo_lines(detections: sv.Detections, height: int, width: int, segmentation: bool = False) -> list[str]:
-    """One line per detection (see the module docstring); boxes are XYXY pixels, clipped to the image."""
+def detections_to_yolo_lines(detections: sv.Detections, height: int, width: int, segmentation: bool = False,
+                             masks: Sequence[np.ndarray] | None = None) -> list[str]:
+    """One line per detection (see the module docstring); boxes are XYXY pixels, clipped to the image.
+
+    Segment lines trace ``masks`` (N (H, W) bool masks read one at a time; default ``detections.mask``); a
+    detection whose mask is empty gets no segment line (there is no outline to write).
+    """
     lines = []
     scale = np.array([width, height], dtype=np.float64)
+    masks = detections.mask if masks is None else masks
     for k in range(len(detections)):
         x0, y0, x1, y1 = np.clip(detections.xyxy[k].astype(np.float64), 0, [width, height, width, height])
         class_id = int(detections.class_id[k])
         if segmentation:
-            points = mask_to_segment(detections.mask[k]) if detections.mask is not None else None
-            if points is None:
+            if masks is not None:
+                points = mask_to_segment(masks[k])
+                if points is None:
+                    continue
+            else:
                 points = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
             values = (points / scale).reshape(-1)
         else:
@@ -76,9 +86,11 @@ def detections_to_yolo_lines(detections: sv.Detections, height: int, width: int,
     return lines
 
 
-def save_yolo_labels(path: str | Path, detections: sv.Detections, height: int, width: int, segmentation: bool = False) -> None:
-    """Write one image's label file atomically (empty for no detections)."""
-    lines = detections_to_yolo_lines(detections, height, width, segmentation)
+def save_yolo_labels(path: str | Path, detections: sv.Detections, height: int, width: int, segmentation: bool = False,
+                     masks: Sequence[np.ndarray] | None = None) -> None:
+    """Write one image's label file atomically (empty for no detections); ``masks`` as in
+    :func:`detections_to_yolo_lines`."""
+    lines = detections_to_yolo_lines(detections, height, width, segmentation, masks)
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 

@@ -16,7 +16,11 @@ a name or a label stem in any format. Each format is built in a hidden staging f
 complete, so an interrupted export (a crash, a full disk) leaves the previous one and every record intact
 and no stale files remain; a full disk is reported as :class:`grounded.errors.DiskFullError` saying what
 was being written. Images that could not be read are left out of every export and listed in
-``OUT/errors.json``.
+``OUT/errors.json``. A detection whose mask is empty (0 pixels) is left out of every format alike (COCO has
+no form for it) and counted in ``DatasetStats.dropped_empty_masks``.
+
+Masks stay COCO RLE (:class:`grounded.utils.masks.RleMasks`) and each writer decodes them one at a time,
+so an image's full-size masks are never decoded together.
 
 Adding a format: a class with ``add(image: _Image)`` and ``close()`` (see :class:`_Folders`), registered in
 ``_WRITERS`` under the name given to ``formats``.
@@ -44,6 +48,7 @@ from grounded.label.manifest import read_manifest, run_lock
 from grounded.label.records import image_relatives, read_record, record_to_detections
 from grounded.label.reviews import reviewed_record
 from grounded.label.splits import assign_splits
+from grounded.utils.masks import RleMasks
 
 FORMATS = ("coco", "yolo", "yolo-seg", "voc", "masks", "label-studio")
 ERRORS_FILE = "errors.json"
@@ -60,14 +65,17 @@ class DatasetStats:
     instances: dict[str, int] = field(default_factory=dict)  # per class name, ontology order
     splits: dict[str, int] = field(default_factory=dict)  # labelled images per split
     errors: list[dict[str, str]] = field(default_factory=list)  # {"file", "reason"}
+    dropped_empty_masks: int = 0  # detections left out of every format: their mask has no pixel
 
 
 class _Image:
-    """One labelled image as the writers see it."""
+    """One labelled image as the writers see it: ``detections`` without masks, ``masks`` kept as RLE (or None
+    for a record without masks) and decoded one at a time by whoever reads them."""
 
-    def __init__(self, relative: str, name: str, split: str, source: Path, record: dict, detections: sv.Detections):
+    def __init__(self, relative: str, name: str, split: str, source: Path, record: dict, detections: sv.Detections,
+                 masks: RleMasks | None):
         self.relative, self.name, self.split, self.source = relative, name, split, source
-        self.height, self.width, self.detections = record["height"], record["width"], detections
+        self.height, self.width, self.detections, self.masks = record["height"], record["width"], detections, masks
 
     @property
     def stem(self) -> str:
@@ -79,7 +87,7 @@ class _Coco:
         self.writers = {s: CocoWriter(root / f"{s}.json", classes, description="grounded label") for s in splits}
 
     def add(self, image: _Image) -> None:
-        self.writers[image.split].add(image.relative, image.height, image.width, image.detections)
+        self.writers[image.split].add(image.relative, image.height, image.width, image.detections, image.masks)
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -108,7 +116,7 @@ class _Yolo(_Folders):
 
     def write_label(self, image: _Image) -> None:
         path = self.root / "labels" / image.split / f"{image.stem}.txt"
-        save_yolo_labels(path, image.detections, image.height, image.width, segmentation=self.segmentation)
+        save_yolo_labels(path, image.detections, image.height, image.width, self.segmentation, image.masks)
 
     def close(self) -> None:
         save_data_yaml(self.root / "data.yaml", self.classes, self.splits)
@@ -120,7 +128,8 @@ class _YoloSeg(_Yolo):
 
 class _Masks(_Folders):
     def write_label(self, image: _Image) -> None:
-        save_mask_png(self.root / "annotations" / image.split / f"{image.stem}.png", image.detections, image.height, image.width)
+        save_mask_png(self.root / "annotations" / image.split / f"{image.stem}.png", image.detections, image.height,
+                      image.width, image.masks)
 
     def close(self) -> None:
         save_labels_txt(self.root / "labels.txt", self.classes)
@@ -192,7 +201,6 @@ def _write_formats(out: Path, root: Path, classes: list[str], relatives: list[st
                    progress: bool, intact: str) -> DatasetStats:
     formats = list(staging)
     writers = {fmt: _WRITERS[fmt](staging[fmt], classes, splits, copy_images) for fmt in formats}
-    with_masks = any(fmt in ("coco", "yolo-seg", "masks", "label-studio") for fmt in formats)
 
     stats = DatasetStats(images=len(relatives), instances={name: 0 for name in classes}, splits={s: 0 for s in splits})
     for rel in tqdm(relatives, desc="export", unit="img", disable=not progress):
@@ -204,13 +212,14 @@ def _write_formats(out: Path, root: Path, classes: list[str], relatives: list[st
             stats.errors.append({"file": rel, "reason": record["error"]})
             continue
         record = reviewed_record(out, rel, record, classes)  # a person's corrections (grounded/label/reviews.py)
-        detections = record_to_detections(record, with_masks=with_masks)
+        detections, masks, dropped = _detections_and_masks(record)
+        stats.dropped_empty_masks += dropped
         stats.labelled += 1
         stats.empty += len(detections) == 0
         stats.splits[split_of[rel]] += 1
         for class_id, count in Counter(detections.class_id.tolist()).items():
             stats.instances[classes[class_id]] += count
-        image = _Image(rel, names[rel], split_of[rel], root / rel, record, detections)
+        image = _Image(rel, names[rel], split_of[rel], root / rel, record, detections, masks)
         for fmt, writer in writers.items():
             with disk_full_guard(f"the {fmt} export of {rel!r} under {out}", intact):
                 writer.add(image)
@@ -220,6 +229,20 @@ def _write_formats(out: Path, root: Path, classes: list[str], relatives: list[st
         _swap(staging[fmt], out / fmt)
     atomic_write_text(out / ERRORS_FILE, json.dumps(stats.errors, indent=2, sort_keys=True) + "\n")
     return stats
+
+
+def _detections_and_masks(record: dict) -> tuple[sv.Detections, RleMasks | None, int]:
+    """A record's detections (no mask decoded), its masks as RLE (None when it has none), and how many
+    detections were left out because their mask is empty."""
+    detections = record_to_detections(record, with_masks=False)
+    items = record["detections"]
+    if not items or not all("mask" in item for item in items):
+        return detections, None, 0
+    masks = RleMasks([item["mask"] for item in items])
+    keep = masks.areas() > 0
+    if keep.all():
+        return detections, masks, 0
+    return detections[keep], masks.select(keep), int((~keep).sum())
 
 
 def _swap(staging: Path, final: Path) -> None:

@@ -174,6 +174,7 @@ def label(
         processed=processed,
         resumed=resumed,
         empty=stats.empty,
+        dropped_empty_masks=stats.dropped_empty_masks,
         errors=stats.errors,
         instances=stats.instances,
         splits=stats.splits,

@@ -34,6 +34,7 @@ class LabelSummary:
     model_seconds: float  # time inside the predictor
     images_per_second: float  # processed / seconds (0 when nothing was processed)
     extra: dict = field(default_factory=dict)
+    dropped_empty_masks: int = 0  # detections left out of every export: their mask has no pixel
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,12 +50,13 @@ class LabelSummary:
             ("images found", str(self.images)),
             ("labelled", f"{self.labelled} ({self.processed} now, {self.resumed} resumed)"),
             ("empty (negatives)", str(self.empty)),
+            ("empty masks dropped", str(self.dropped_empty_masks)),
             ("errors", str(len(self.errors))),
             ("splits", ", ".join(f"{k} {v}" for k, v in self.splits.items())),
             ("time", f"{self.seconds:.1f} s ({self.images_per_second:.2f} img/s, model {self.model_seconds:.1f} s)"),
         ]
         rows += [(f"  {name}", str(count)) for name, count in self.instances.items()]
-        rows.insert(6, ("instances", str(sum(self.instances.values()))))
+        rows.insert(7, ("instances", str(sum(self.instances.values()))))
         width = max(len(k) for k, _ in rows)
         lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
         for error in self.errors[:10]:

@@ -1,10 +1,13 @@
 """Mask helpers: COCO RLE (through pycocotools), mask areas and IoU.
 
 Masks are boolean arrays (H, W) or stacks (N, H, W). RLE dicts are COCO's compressed form with ``counts``
-as a UTF-8 string so they serialise to JSON unchanged.
+as a UTF-8 string so they serialise to JSON unchanged. :class:`RleMasks` is a stack of N masks kept as RLE
+and decoded one at a time, for code that must not hold an image's full-size masks together (the exports).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -19,11 +22,7 @@ def mask_to_rle(mask: np.ndarray) -> dict:
 
 def rle_to_mask(rle: dict) -> np.ndarray:
     """COCO RLE (compressed, string or bytes counts, or uncompressed list counts) -> (H, W) bool."""
-    if isinstance(rle.get("counts"), list):
-        rle = mask_utils.frPyObjects(rle, *rle["size"])
-    elif isinstance(rle.get("counts"), str):
-        rle = {"size": rle["size"], "counts": rle["counts"].encode("utf-8")}
-    return mask_utils.decode(rle).astype(bool)
+    return mask_utils.decode(_compressed(rle)).astype(bool)
 
 
 def masks_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -36,23 +35,64 @@ def masks_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def rasterize_semantic(
-    masks: np.ndarray, class_ids: np.ndarray, shape: tuple[int, int], confidence: np.ndarray | None = None
+    masks: np.ndarray | Sequence[np.ndarray], class_ids: np.ndarray, shape: tuple[int, int],
+    confidence: np.ndarray | None = None,
 ) -> np.ndarray:
     """Instance masks -> one class index per pixel, (H, W) ``uint8``; 0 is background, class c is ``c + 1``.
 
-    Overlap rule: larger instances are painted first and smaller ones over them, so a wheel stays visible on
-    top of the car that contains it; equal areas are ordered by confidence (higher on top), then by index.
+    ``masks``: (N, H, W) bool, or any sequence of N (H, W) bool masks (an :class:`RleMasks` is decoded one
+    mask at a time). Overlap rule: larger instances are painted first and smaller ones over them, so a wheel
+    stays visible on top of the car that contains it; equal areas are ordered by confidence (higher on
+    top), then by index.
     """
-    if len(masks) and masks.shape[1:] != tuple(shape):
-        raise ValueError(f"masks have shape {masks.shape[1:]}, expected {tuple(shape)} (H, W)")
     if len(class_ids) and int(np.max(class_ids)) > 253:
         raise ValueError("rasterize_semantic stores class_id + 1 in uint8: at most 254 classes")
     out = np.zeros(shape, dtype=np.uint8)
     if len(masks) == 0:
         return out
-    areas = masks.reshape(len(masks), -1).sum(1)
+    areas = masks.areas() if isinstance(masks, RleMasks) else [int(np.count_nonzero(m)) for m in masks]
     conf = np.zeros(len(masks)) if confidence is None else np.asarray(confidence, dtype=np.float64)
     order = sorted(range(len(masks)), key=lambda i: (-int(areas[i]), float(conf[i]), i))
     for i in order:
-        out[masks[i]] = int(class_ids[i]) + 1
+        mask = masks[i]
+        if mask.shape != tuple(shape):
+            raise ValueError(f"masks have shape {mask.shape}, expected {tuple(shape)} (H, W)")
+        out[mask] = int(class_ids[i]) + 1
     return out
+
+
+class RleMasks(Sequence):
+    """N masks of one (H, W) image kept as COCO RLE; ``masks[k]`` decodes mask ``k`` only, (H, W) bool.
+
+    Stands in for a (N, H, W) stack wherever masks are read one at a time, so an image's full-resolution
+    masks are never all decoded together (a 10000 x 10000 mask is 100 MB as bool). :meth:`areas` counts
+    pixels without decoding anything.
+    """
+
+    def __init__(self, rles: Sequence[dict]) -> None:
+        self.rles = list(rles)
+
+    def __len__(self) -> int:
+        return len(self.rles)
+
+    def __getitem__(self, index):  # Sequence's protocol: an int gives a mask, a slice a smaller RleMasks
+        if isinstance(index, slice):
+            return RleMasks(self.rles[index])
+        return rle_to_mask(self.rles[index])
+
+    def areas(self) -> np.ndarray:
+        """(N,) int64 pixel counts, from the run lengths."""
+        return np.array([int(mask_utils.area(_compressed(rle))) for rle in self.rles], dtype=np.int64)
+
+    def select(self, keep: np.ndarray) -> RleMasks:
+        """The masks where the (N,) bool ``keep`` is True (or at the given indices)."""
+        return RleMasks([self.rles[i] for i in np.arange(len(self.rles))[keep]])
+
+
+def _compressed(rle: dict) -> dict:
+    """A COCO RLE as pycocotools' C functions take it (bytes counts; list counts compressed)."""
+    if isinstance(rle.get("counts"), list):
+        return mask_utils.frPyObjects(rle, *rle["size"])
+    if isinstance(rle.get("counts"), str):
+        return {"size": rle["size"], "counts": rle["counts"].encode("utf-8")}
+    return rle

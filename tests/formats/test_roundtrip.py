@@ -170,3 +170,73 @@ def test_exports_are_byte_identical(tmp_path):
     for name in ("c.json", "m.png", "v.xml", "y.txt"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     assert json.loads((tmp_path / "one" / "c.json").read_text())["annotations"][0]["score"] == 0.9
+
+
+def _edge_masks() -> dict[str, np.ndarray]:
+    """Masks every writer must handle: 1 pixel, the whole image, a corner pinch (two 4-connected parts), the border."""
+    masks = {name: np.zeros((H, W), dtype=bool) for name in ("pixel", "whole", "pinch", "border")}
+    masks["pixel"][7, 9] = True
+    masks["whole"][:] = True
+    masks["pinch"][3:6, 3:6] = masks["pinch"][6:9, 6:9] = True
+    masks["border"][H - 4 :, W - 6 :] = True
+    return masks
+
+
+def test_coco_edge_masks_are_exact_and_empty_masks_get_no_annotation(tmp_path):
+    from pycocotools.coco import COCO
+
+    edges = _edge_masks()
+    masks = np.stack([np.zeros((H, W), dtype=bool), *edges.values()])
+    det = sv.Detections(xyxy=np.tile([[1.0, 1.0, 5.0, 5.0]], (len(masks), 1)).astype(np.float32), mask=masks,
+                        class_id=np.arange(len(masks)) % 3)
+    with CocoWriter(tmp_path / "c.json", CLASSES) as writer:
+        writer.add("a.png", H, W, det)
+        writer.add("boxes.png", H, W, sv.Detections(xyxy=np.array([[2.0, 3.0, 12.5, 9.0]], dtype=np.float32),
+                                                   class_id=np.array([1])))
+    coco = COCO(str(tmp_path / "c.json"))
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
+    assert [a["id"] for a in anns] == [1, 2, 3, 4]  # the empty mask is left out, ids stay contiguous
+    assert [a["category_id"] for a in anns] == [2, 3, 1, 2]
+    for ann, mask in zip(anns, edges.values(), strict=True):
+        assert np.array_equal(coco.annToMask(ann).astype(bool), mask) and ann["area"] == int(mask.sum())
+    assert [isinstance(a["segmentation"], list) for a in anns] == [True, True, False, True]  # the pinch is 2 parts
+    (box,) = coco.loadAnns(coco.getAnnIds(imgIds=[2]))  # boxes only: the box as a polygon
+    assert box["segmentation"] == [[2.0, 3.0, 12.5, 3.0, 12.5, 9.0, 2.0, 9.0]] and box["area"] == 63.0
+    assert coco.annToMask(box).sum() > 0
+
+
+def test_masks_kept_as_rle_give_the_same_exports():
+    from grounded.formats.coco import detections_to_annotations
+    from grounded.formats.label_studio import detection_results
+    from grounded.formats.masks_png import detections_to_semantic
+    from grounded.formats.yolo import detections_to_yolo_lines
+    from grounded.utils.masks import RleMasks, mask_to_rle
+
+    det = _detections()
+    det.data["class_name"] = np.array(CLASSES)
+    rles = RleMasks([mask_to_rle(m) for m in det.mask])
+    assert rles.areas().tolist() == det.mask.reshape(3, -1).sum(1).tolist()
+    boxes_only = sv.Detections(xyxy=det.xyxy, confidence=det.confidence, class_id=det.class_id, data=det.data)
+    assert detections_to_annotations(boxes_only, 1, 1, H, W, rles) == detections_to_annotations(det, 1, 1, H, W)
+    assert detections_to_yolo_lines(boxes_only, H, W, True, rles) == detections_to_yolo_lines(det, H, W, True)
+    assert np.array_equal(detections_to_semantic(boxes_only, H, W, rles), detections_to_semantic(det, H, W))
+    assert detection_results(boxes_only, H, W, rles) == detection_results(det, H, W)
+
+
+def test_yolo_segments_of_edge_masks(tmp_path, images):
+    edges = _edge_masks()
+    masks = np.stack([np.zeros((H, W), dtype=bool), *edges.values()])
+    det = sv.Detections(xyxy=sv.mask_to_xyxy(masks).astype(np.float32), mask=masks, class_id=np.zeros(len(masks), int))
+    save_yolo_labels(tmp_path / "labels" / "a.txt", det, H, W, segmentation=True)
+    assert len((tmp_path / "labels" / "a.txt").read_text().splitlines()) == len(edges)  # no line for the empty mask
+    back = load_yolo_labels(tmp_path / "labels" / "a.txt", H, W, with_masks=True)
+    iou = masks_iou(back.mask, np.stack(list(edges.values()))).diagonal()
+    assert iou[0] == 1.0 and iou[1] == 1.0 and iou[3] == 1.0 and iou[2] > 0.8, iou  # the pinch gains its bridge
+
+
+def test_brush_rle_from_mask_runs_equals_the_rgba_encoding():
+    from grounded.formats.label_studio import encode_brush_rle, mask_to_brush_rle
+
+    rng = np.random.default_rng(1)
+    for mask in [*_edge_masks().values(), np.zeros((H, W), dtype=bool), rng.random((H, W)) < 0.3]:
+        assert mask_to_brush_rle(mask) == encode_brush_rle(np.repeat(mask.astype(np.uint8).ravel() * 255, 4))
