@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from functools import partial
 from pathlib import Path
 
 from grounded.cli.common import add_model_arguments, predictor_from_args
@@ -59,15 +60,18 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from grounded.config import SegmentOptions
+    from grounded.config import ModelConfig, SegmentOptions
     from grounded.serve.app import Limits, create_app
-    from grounded.serve.engine import Engine
+    from grounded.serve.engine import Engine, probe_backends
     from grounded.serve.runs import RunView
 
     run_view = RunView(args.run) if args.run is not None else None  # refuses a folder that is not a run
     defaults = SegmentOptions(box_threshold=args.box_threshold, text_threshold=args.text_threshold, nms=args.nms,
                               nms_iou=args.nms_iou, max_detections=args.max_detections)
-    engine = Engine(lambda: predictor_from_args(args), {"detector": args.detector, "segmenter": args.segmenter})
+    config = ModelConfig(detector=args.detector, segmenter=args.segmenter, model=args.model).resolved()
+    models = {"model": config.model} if config.model else {"detector": config.detector, "segmenter": config.segmenter}
+    engine = Engine(lambda: predictor_from_args(args), models,
+                    probe=partial(probe_backends, models, args.local_files_only))
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6))
     app = create_app(engine, run_view, token=token, prompts_dir=args.prompts or _default_prompts(),
                      defaults=defaults, limits=limits,
