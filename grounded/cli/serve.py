@@ -2,7 +2,8 @@
 
 One process (FastAPI + uvicorn; ``pip install "grounded[serve]"``). The models load on the first segment
 request, with the same flags and errors as ``grounded segment``. Binds 127.0.0.1; any other address needs a
-token (``--token`` or the environment variable GROUNDED_SERVE_TOKEN), checked on every request.
+token (``--token`` or the environment variable GROUNDED_SERVE_TOKEN), checked on every request. At most
+``--max-queue`` segment requests are admitted at once; the rest are answered 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from grounded.cli.common import add_model_arguments, predictor_from_args
 from grounded.errors import InputError
+from grounded.serve.admission import DEFAULT_MAX_QUEUE
 
 EXAMPLES = """examples:
   grounded serve                                       # http://127.0.0.1:8000 (API docs: /docs)
@@ -42,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest image upload (default %(default)s MB)")
     p.add_argument("--max-megapixels", type=float, default=50.0,
                    help="largest image, width x height, checked before decoding (default %(default)s)")
+    p.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, metavar="N",
+                   help="segment requests admitted at once, the running one included; more are answered 503 "
+                        "with Retry-After before their upload is read (default %(default)s)")
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -55,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK_HOSTS and not token:
         raise InputError(f"--host {args.host} would let other machines in: give --token TOKEN (or set {TOKEN_ENV}), "
                          "or keep the default --host 127.0.0.1")
-    if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
-        raise InputError("--max-upload-mb and --max-megapixels must be positive")
+    if args.max_upload_mb <= 0 or args.max_megapixels <= 0 or args.max_queue < 1:
+        raise InputError("--max-upload-mb, --max-megapixels and --max-queue must be positive")
 
     import uvicorn
 
@@ -72,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     models = {"model": config.model} if config.model else {"detector": config.detector, "segmenter": config.segmenter}
     engine = Engine(lambda: predictor_from_args(args), models,
                     probe=partial(probe_backends, models, args.local_files_only))
-    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6))
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
+                    max_queue=args.max_queue)
     app = create_app(engine, run_view, token=token, prompts_dir=args.prompts or _default_prompts(),
                      defaults=defaults, limits=limits,
                      allowed_hosts=None if token else list(LOOPBACK_HOSTS))

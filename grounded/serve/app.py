@@ -3,7 +3,8 @@
 Endpoints (OpenAPI at ``/docs``)::
 
     GET  /                       the page (grounded/serve/static/)
-    GET  /v1/health              {"status": "ok", "models_loaded", "busy", "run"}
+    GET  /v1/health              {"status": "ok", "models_loaded", "busy", "run", "in_flight", "queued",
+                                 "capacity", "turned_away"} (segment requests; grounded.serve.admission)
     GET  /v1/models              the models (described; loaded or not), the options they honour (with defaults)
                                  and those they refuse (why), ontologies, limits
     POST /v1/segment             multipart: image + prompt | ontology (+ thresholds, nms ...) -> the JSON of
@@ -15,8 +16,9 @@ Endpoints (OpenAPI at ``/docs``)::
     PUT  /v1/run/review?file=    JSON {"reviewed": bool, "detections": {index: {"status", "class_id"}}}
 
 Errors are JSON ``{"detail": "one clear message"}``: 400 bad input, 401 no/wrong token, 403 path refused,
-404 not found, 413 too large, 422 malformed form fields, 503 models cannot be loaded; an unexpected error is
-a 500 with its type and message, never a traceback (that goes to the server's log).
+404 not found, 413 too large, 422 malformed form fields, 503 models cannot be loaded, or 503 with
+``Retry-After`` when ``max_queue`` segment requests are already in flight (answered before the upload is
+read); an unexpected error is a 500 with its type and message, never a traceback (that goes to the server's log).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from grounded.config import NMS_MODES, SegmentOptions
 from grounded.errors import GroundedError, ModelLoadError, OrderError
 from grounded.io.detections_json import detections_to_json
 from grounded.ontology import Ontology
+from grounded.serve.admission import DEFAULT_MAX_QUEUE, Admission
 from grounded.serve.engine import Engine
 from grounded.serve.runs import RunView
 from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, megabytes, token_matches
@@ -60,6 +63,7 @@ REQUEST_OPTIONS: dict[str, dict[str, Any]] = {
 class Limits:
     max_upload_bytes: int = 25 * 2**20  # one uploaded image file
     max_pixels: int = 50_000_000  # width x height, checked from the header before decoding
+    max_queue: int = DEFAULT_MAX_QUEUE  # segment requests admitted at once (running + waiting); more get 503
 
 
 def _status(exc: GroundedError) -> int:
@@ -93,6 +97,7 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
     app = FastAPI(title="grounded", summary="Segment by text; review a labelled run.", version="1")
     defaults = defaults or SegmentOptions()
     ontologies = list_ontologies(prompts_dir)
+    admission = Admission(limits.max_queue)
 
     def refused() -> dict[str, str] | None:
         return engine.refused() if engine is not None else {}
@@ -108,7 +113,17 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
         if length.isdigit() and int(length) > limits.max_upload_bytes + 2**16:
             return JSONResponse({"detail": f"request of {megabytes(int(length))} refused; uploads are limited "
                                            f"to {megabytes(limits.max_upload_bytes)}"}, status_code=413)
-        response = await call_next(request)
+        admitted = request.method == "POST" and request.url.path == SEGMENT_PATH
+        if admitted and not admission.enter():  # before the body is read: a refused upload costs no memory
+            wait = admission.retry_after(engine.seconds if engine else None)
+            return JSONResponse({"detail": f"busy: {admission.in_flight} segment requests are in flight, the most "
+                                           f"this server admits (--max-queue); retry in {wait} s"},
+                                status_code=503, headers={"Retry-After": str(wait)})
+        try:
+            response = await call_next(request)
+        finally:
+            if admitted:
+                admission.leave()
         if token and request.query_params.get("token") and request.cookies.get(TOKEN_COOKIE) != token:
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
@@ -137,8 +152,9 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "models_loaded": bool(engine and engine.loaded), "busy": bool(engine and engine.busy),
-                "run": run is not None}
+        busy = bool(engine and engine.busy)
+        return {"status": "ok", "models_loaded": bool(engine and engine.loaded), "busy": busy,
+                "run": run is not None, **admission.report(running=busy)}
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -149,7 +165,8 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
                         for name, spec in REQUEST_OPTIONS.items() if name in _honoured(refused())},
             "refused": refused(),  # option -> why; None: not known until the models load (then all are offered)
             "ontologies": {name: ontology.class_names for name, ontology in ontologies.items()},
-            "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels},
+            "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
+                       "max_queue": limits.max_queue},
         }
 
     @app.post(SEGMENT_PATH, responses={200: {"content": {"image/png": {}}}})

@@ -34,7 +34,8 @@ def test_segment_returns_the_json_of_grounded_segment(make_client, tiny_predicto
     from grounded.ontology import Ontology
 
     client = make_client()
-    assert client.get("/v1/health").json() == {"status": "ok", "models_loaded": False, "busy": False, "run": False}
+    assert client.get("/v1/health").json() == {"status": "ok", "models_loaded": False, "busy": False, "run": False,
+                                               "in_flight": 0, "queued": 0, "capacity": 4, "turned_away": 0}
     response = _post(client, image_bytes, prompt="car . wheel", box_threshold="0.2", text_threshold="0")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -186,10 +187,11 @@ class _Recorder:
 
 
 def test_requests_that_use_the_models_run_one_at_a_time(make_client, image_bytes):
+    from grounded.serve.app import Limits
     from grounded.serve.engine import Engine
 
     recorder = _Recorder()
-    client = make_client(engine=Engine(lambda: recorder))
+    client = make_client(engine=Engine(lambda: recorder), limits=Limits(max_queue=6))  # all six admitted
     other = _png(np.zeros((30, 40, 3), dtype=np.uint8))
     statuses = []
     threads = [threading.Thread(target=lambda d=d: statuses.append(_post(client, d, prompt="car").status_code))
@@ -258,6 +260,8 @@ def test_cli_refuses_a_public_address_without_token_and_names_the_extra(monkeypa
     monkeypatch.delenv("GROUNDED_SERVE_TOKEN", raising=False)
     assert main(["serve", "--host", "0.0.0.0"]) == 2
     assert "--token" in capsys.readouterr().err
+    assert main(["serve", "--max-queue", "0"]) == 2
+    assert "--max-queue" in capsys.readouterr().err
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
     assert main(["serve"]) == 2
