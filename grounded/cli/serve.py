@@ -2,16 +2,19 @@
 
 One process (FastAPI + uvicorn; ``pip install "grounded[serve]"``). The models load on the first segment
 request, with the same flags and errors as ``grounded segment``. Binds 127.0.0.1; any other address needs a
-token (``--token`` or the environment variable GROUNDED_SERVE_TOKEN), checked on every request.
+token (``--token`` or the environment variable GROUNDED_SERVE_TOKEN), checked on every request. At most
+``--max-queue`` segment requests are admitted at once; the rest are answered 503 with Retry-After.
 """
 
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 from grounded.cli.common import add_model_arguments, predictor_from_args
 from grounded.errors import InputError
+from grounded.serve.admission import DEFAULT_MAX_QUEUE
 
 EXAMPLES = """examples:
   grounded serve                                       # http://127.0.0.1:8000 (API docs: /docs)
@@ -40,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest image upload (default %(default)s MB)")
     p.add_argument("--max-megapixels", type=float, default=50.0,
                    help="largest image, width x height, checked before decoding (default %(default)s)")
+    p.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, metavar="N",
+                   help="segment requests admitted at once, the running one included; more are answered 503 "
+                        "with Retry-After before their upload is read (default %(default)s)")
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -50,21 +56,25 @@ def run(args: argparse.Namespace) -> int:
 
     require_serve_extra()
     token = bind_token(args.host, args.token)
-    if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
-        raise InputError("--max-upload-mb and --max-megapixels must be positive")
+    if args.max_upload_mb <= 0 or args.max_megapixels <= 0 or args.max_queue < 1:
+        raise InputError("--max-upload-mb, --max-megapixels and --max-queue must be positive")
 
     import uvicorn
 
-    from grounded.config import SegmentOptions
+    from grounded.config import ModelConfig, SegmentOptions
     from grounded.serve.app import Limits, create_app
-    from grounded.serve.engine import Engine
+    from grounded.serve.engine import Engine, probe_backends
     from grounded.serve.runs import RunView
 
     run_view = RunView(args.run) if args.run is not None else None  # refuses a folder that is not a run
     defaults = SegmentOptions(box_threshold=args.box_threshold, text_threshold=args.text_threshold, nms=args.nms,
                               nms_iou=args.nms_iou, max_detections=args.max_detections)
-    engine = Engine(lambda: predictor_from_args(args), {"detector": args.detector, "segmenter": args.segmenter})
-    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6))
+    config = ModelConfig(detector=args.detector, segmenter=args.segmenter, model=args.model).resolved()
+    models = {"model": config.model} if config.model else {"detector": config.detector, "segmenter": config.segmenter}
+    engine = Engine(lambda: predictor_from_args(args), models,
+                    probe=partial(probe_backends, models, args.local_files_only))
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
+                    max_queue=args.max_queue)
     app = create_app(engine, run_view, token=token, prompts_dir=args.prompts or _default_prompts(),
                      defaults=defaults, limits=limits,
                      allowed_hosts=None if token else list(LOOPBACK_HOSTS))

@@ -7,7 +7,8 @@
     grounded serve --run labelled/ --offline --detector ./gdino --segmenter ./sam
 
 One process (FastAPI + uvicorn). The models load on the first segment request, with the flags and errors of
-``grounded segment``; requests that use them run one at a time (:mod:`grounded.serve.engine`). The page is
+``grounded segment``; requests that use them run one at a time (:mod:`grounded.serve.engine`), at most
+``--max-queue`` admitted at once (:mod:`grounded.serve.admission`). The page is
 static HTML/CSS/JS in ``static/`` (no build step, no CDN). With ``--run OUT`` the page's Review tab browses
 a ``grounded label`` run and writes corrections to ``OUT/reviews/`` (:mod:`grounded.label.reviews`), which
 ``grounded export`` applies. Endpoints: :mod:`grounded.serve.app`; what is refused: :mod:`grounded.serve.security`.

@@ -3,8 +3,10 @@
 Endpoints (OpenAPI at ``/docs``)::
 
     GET  /                       the page (grounded/serve/static/)
-    GET  /v1/health              {"status": "ok", "models_loaded", "busy", "run"}
-    GET  /v1/models              the models (described; loaded or not), default options, ontologies, limits
+    GET  /v1/health              {"status": "ok", "models_loaded", "busy", "run", "in_flight", "queued",
+                                 "capacity", "turned_away"} (segment requests; grounded.serve.admission)
+    GET  /v1/models              the models (described; loaded or not), the options they honour (with defaults)
+                                 and those they refuse (why), ontologies, limits
     POST /v1/segment             multipart: image + prompt | ontology (+ thresholds, nms ...) -> the JSON of
                                  `grounded segment` (boxes XYXY pixels, masks as COCO RLE), or output=png
     GET  /v1/run                 the run under review (--run OUT): classes, images root
@@ -14,8 +16,9 @@ Endpoints (OpenAPI at ``/docs``)::
     PUT  /v1/run/review?file=    JSON {"reviewed": bool, "detections": {index: {"status", "class_id"}}}
 
 Errors are JSON ``{"detail": "one clear message"}``: 400 bad input, 401 no/wrong token, 403 path refused,
-404 not found, 413 too large, 422 malformed form fields, 503 models cannot be loaded; an unexpected error is
-a 500 with its type and message, never a traceback (that goes to the server's log).
+404 not found, 413 too large, 422 malformed form fields, 503 models cannot be loaded, or 503 with
+``Retry-After`` when ``max_queue`` segment requests are already in flight (answered before the upload is
+read); an unexpected error is a 500 with its type and message, never a traceback (that goes to the server's log).
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from grounded.config import SegmentOptions
+from grounded.config import NMS_MODES, SegmentOptions
 from grounded.errors import GroundedError, ModelLoadError, OrderError
 from grounded.io.detections_json import detections_to_json
 from grounded.ontology import Ontology
+from grounded.serve.admission import DEFAULT_MAX_QUEUE, Admission
 from grounded.serve.engine import Engine
 from grounded.serve.runs import RunView
 from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, megabytes, token_matches
@@ -43,12 +47,23 @@ from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, megaby
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+SEGMENT_PATH = "/v1/segment"
+# The option fields of POST /v1/segment (SegmentOptions fields), with the bounds its form checks; GET /v1/models
+# lists those the models honour, with this server's defaults, and the page builds its controls from that list.
+REQUEST_OPTIONS: dict[str, dict[str, Any]] = {
+    "box_threshold": {"min": 0.0, "max": 1.0},
+    "text_threshold": {"min": 0.0, "max": 1.0},
+    "nms": {"choices": list(NMS_MODES)},
+    "nms_iou": {"min": 0.0, "max": 1.0},
+    "max_detections": {"min": 1},
+}
 
 
 @dataclass(frozen=True)
 class Limits:
     max_upload_bytes: int = 25 * 2**20  # one uploaded image file
     max_pixels: int = 50_000_000  # width x height, checked from the header before decoding
+    max_queue: int = DEFAULT_MAX_QUEUE  # segment requests admitted at once (running + waiting); more get 503
 
 
 def _status(exc: GroundedError) -> int:
@@ -82,6 +97,10 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
     app = FastAPI(title="grounded", summary="Segment by text; review a labelled run.", version="1")
     defaults = defaults or SegmentOptions()
     ontologies = list_ontologies(prompts_dir)
+    admission = Admission(limits.max_queue)
+
+    def refused() -> dict[str, str] | None:
+        return engine.refused() if engine is not None else {}
 
     @app.middleware("http")
     async def gatekeeper(request: Request, call_next):
@@ -94,7 +113,17 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
         if length.isdigit() and int(length) > limits.max_upload_bytes + 2**16:
             return JSONResponse({"detail": f"request of {megabytes(int(length))} refused; uploads are limited "
                                            f"to {megabytes(limits.max_upload_bytes)}"}, status_code=413)
-        response = await call_next(request)
+        admitted = request.method == "POST" and request.url.path == SEGMENT_PATH
+        if admitted and not admission.enter():  # before the body is read: a refused upload costs no memory
+            wait = admission.retry_after(engine.seconds if engine else None)
+            return JSONResponse({"detail": f"busy: {admission.in_flight} segment requests are in flight, the most "
+                                           f"this server admits (--max-queue); retry in {wait} s"},
+                                status_code=503, headers={"Retry-After": str(wait)})
+        try:
+            response = await call_next(request)
+        finally:
+            if admitted:
+                admission.leave()
         if token and request.query_params.get("token") and request.cookies.get(TOKEN_COOKIE) != token:
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
@@ -123,21 +152,24 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "models_loaded": bool(engine and engine.loaded), "busy": bool(engine and engine.busy),
-                "run": run is not None}
+        busy = bool(engine and engine.busy)
+        return {"status": "ok", "models_loaded": bool(engine and engine.loaded), "busy": busy,
+                "run": run is not None, **admission.report(running=busy)}
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
         return {
             "available": engine is not None, "loaded": bool(engine and engine.loaded),
             "models": engine.describe() if engine else {},
-            "defaults": {k: getattr(defaults, k) for k in ("box_threshold", "text_threshold", "nms", "nms_iou",
-                                                           "max_detections")},
+            "options": {name: {"default": getattr(defaults, name), **spec}
+                        for name, spec in REQUEST_OPTIONS.items() if name in _honoured(refused())},
+            "refused": refused(),  # option -> why; None: not known until the models load (then all are offered)
             "ontologies": {name: ontology.class_names for name, ontology in ontologies.items()},
-            "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels},
+            "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
+                       "max_queue": limits.max_queue},
         }
 
-    @app.post("/v1/segment", responses={200: {"content": {"image/png": {}}}})
+    @app.post(SEGMENT_PATH, responses={200: {"content": {"image/png": {}}}})
     def segment(
         image: Annotated[UploadFile, File(description="the image (JPEG, PNG, WebP, ...)")],
         prompt: Annotated[str, Form(description='what to find: "a wheel", "car . wheel ." or "car, wheel"')] = "",
@@ -157,10 +189,13 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
         classes = _ontology(prompt, ontology)
         options: dict[str, Any] = {k: v for k, v in (("nms", nms), ("nms_iou", nms_iou),
                                                      ("max_detections", max_detections)) if v is not None}
-        for name, value in (("box", box_threshold), ("text", text_threshold)):
-            if value is not None:  # the page's slider applies to every class, over the ontology's own
-                options[f"{name}_threshold"] = value
-                options[f"class_{name}_thresholds"] = {c: value for c in classes.class_names}
+        for kind, value in (("box", box_threshold), ("text", text_threshold)):
+            if value is not None:  # applies to every class: also over the ontology's own thresholds, where it has any
+                options[f"{kind}_threshold"] = value
+                own = getattr(classes, f"{kind}_threshold_for")
+                overridden = {c.name: value for i, c in enumerate(classes.classes) if own(i, None) is not None}
+                if overridden:  # never invented: a backend without that threshold refuses any per-class value
+                    options[f"class_{kind}_thresholds"] = overridden
         SegmentOptions().updated(**options)  # bad values are refused before any model loads
         data = image.file.read(limits.max_upload_bytes + 1)
         name = image.filename or "upload"
@@ -176,7 +211,7 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
         body = detections_to_json(detections, array.shape[:2], name)
         body.update(classes=classes.class_names, seconds=round(time.perf_counter() - tick, 3),
                     reused_image_encoding=reused,
-                    options=_applied(defaults, options))
+                    options=_applied(defaults, options, refused()))
         return body
 
     def _ontology(prompt: str, name: str) -> Ontology:
@@ -225,7 +260,12 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
     return app
 
 
-def _applied(defaults: SegmentOptions, options: dict[str, Any]) -> dict[str, Any]:
-    """The options a segment request ran with (defaults + the request's), for the page's client-side filter."""
+def _honoured(refused: dict[str, str] | None) -> list[str]:
+    """The request options the models honour (all of them while that is unknown)."""
+    return [name for name in REQUEST_OPTIONS if name not in (refused or {})]
+
+
+def _applied(defaults: SegmentOptions, options: dict[str, Any], refused: dict[str, str] | None) -> dict[str, Any]:
+    """The honoured options a segment request ran with (defaults + the request's), for the page's filter."""
     merged = defaults.updated(**options)
-    return {k: getattr(merged, k) for k in ("box_threshold", "text_threshold", "nms", "nms_iou", "max_detections")}
+    return {name: getattr(merged, name) for name in _honoured(refused)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,13 @@ pytest.importorskip("fastapi", reason='grounded serve needs its extra: pip insta
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["car", "wheel", "door"]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a live server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def make_run(folder: Path) -> Path:
@@ -26,6 +34,22 @@ def make_run(folder: Path) -> Path:
     (images / "broken.png").write_bytes(b"not an image")
     label(images, CLASSES, folder / "run", predictor=FakePredictor(), formats=["coco"], preview=0, progress=False)
     return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def clip_vocab(tmp_path_factory) -> Path:
+    """CLIP's real BPE files when ../shared/data is present, else a generated vocabulary (random models only)."""
+    from grounded.testing.tiny_detectors import write_clip_vocab
+
+    folder = REPO.parent / "shared" / "data" / "vocab" / "clip"
+    return folder if (folder / "vocab.json").is_file() else write_clip_vocab(tmp_path_factory.mktemp("clip_vocab"))
+
+
+@pytest.fixture(scope="session")
+def tiny_owlv2_dir(tmp_path_factory, clip_vocab) -> Path:
+    from grounded.testing.tiny_detectors import build_tiny_owlv2
+
+    return build_tiny_owlv2(tmp_path_factory.mktemp("owlv2"), clip_vocab)
 
 
 @pytest.fixture

@@ -34,7 +34,8 @@ def test_segment_returns_the_json_of_grounded_segment(make_client, tiny_predicto
     from grounded.ontology import Ontology
 
     client = make_client()
-    assert client.get("/v1/health").json() == {"status": "ok", "models_loaded": False, "busy": False, "run": False}
+    assert client.get("/v1/health").json() == {"status": "ok", "models_loaded": False, "busy": False, "run": False,
+                                               "in_flight": 0, "queued": 0, "capacity": 4, "turned_away": 0}
     response = _post(client, image_bytes, prompt="car . wheel", box_threshold="0.2", text_threshold="0")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -66,6 +67,38 @@ def test_segment_png_and_ontology(make_client, image_bytes):
     response = _post(client, image_bytes, ontology="car_parts", box_threshold="0.2", text_threshold="0", output="png")
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(response.content)).size == (96, 72)
+    # a threshold given applies over the ontology's own (car_parts sets box 0.30 for every class)
+    loose = _post(client, image_bytes, ontology="car_parts", box_threshold="0.2", text_threshold="0").json()
+    assert any(0.3 < d["confidence"] <= 0.9 for d in loose["detections"]), "the tiny models should find some"
+    strict = _post(client, image_bytes, ontology="car_parts", box_threshold="0.9", text_threshold="0").json()
+    assert all(d["confidence"] > 0.9 for d in strict["detections"])  # not the ontology's 0.30
+
+
+def test_models_lists_the_options_the_backends_honour(make_client, tiny_model_dirs, tiny_owlv2_dir, image_bytes):
+    """OWLv2 has no text threshold: /v1/models says so before the models load, and a request without one
+    (as the page sends it) works; no per-class text threshold is made up from a default value."""
+    from functools import partial
+
+    from grounded import Predictor
+    from grounded.serve.engine import Engine, probe_backends
+
+    models = {"detector": str(tiny_owlv2_dir), "segmenter": str(tiny_model_dirs[1])}
+    engine = Engine(lambda: Predictor(**models, local_files_only=True, box_threshold=0.0), models,
+                    probe=partial(probe_backends, models, True))
+    client = make_client(engine=engine)
+    before = client.get("/v1/models").json()
+    assert before["loaded"] is False and "Owlv2Detector" in before["refused"]["text_threshold"]
+    assert set(before["options"]) == {"box_threshold", "nms", "nms_iou", "max_detections"}
+    assert before["options"]["box_threshold"] == {"default": 0.35, "min": 0.0, "max": 1.0}
+    assert before["options"]["nms"]["choices"] == ["class", "agnostic", "none"]
+
+    response = _post(client, image_bytes, prompt="car . wheel", box_threshold="0", nms="class")
+    assert response.status_code == 200, response.text
+    assert response.json()["detections"] and "text_threshold" not in response.json()["options"]
+    assert client.get("/v1/models").json()["refused"] == before["refused"]  # loaded: the same answer
+    assert _post(client, image_bytes, prompt="car", text_threshold="0.25").status_code == 200  # the default
+    refused = _post(client, image_bytes, prompt="car", text_threshold="0.3")
+    assert refused.status_code == 400 and "not supported by the detector" in refused.json()["detail"]
 
 
 BOMB = Image.new("1", (12000, 12000))  # 144 Mpixels, a few kB as PNG
@@ -154,10 +187,11 @@ class _Recorder:
 
 
 def test_requests_that_use_the_models_run_one_at_a_time(make_client, image_bytes):
+    from grounded.serve.app import Limits
     from grounded.serve.engine import Engine
 
     recorder = _Recorder()
-    client = make_client(engine=Engine(lambda: recorder))
+    client = make_client(engine=Engine(lambda: recorder), limits=Limits(max_queue=6))  # all six admitted
     other = _png(np.zeros((30, 40, 3), dtype=np.uint8))
     statuses = []
     threads = [threading.Thread(target=lambda d=d: statuses.append(_post(client, d, prompt="car").status_code))
@@ -226,6 +260,8 @@ def test_cli_refuses_a_public_address_without_token_and_names_the_extra(monkeypa
     monkeypatch.delenv("GROUNDED_SERVE_TOKEN", raising=False)
     assert main(["serve", "--host", "0.0.0.0"]) == 2
     assert "--token" in capsys.readouterr().err
+    assert main(["serve", "--max-queue", "0"]) == 2
+    assert "--max-queue" in capsys.readouterr().err
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
     assert main(["serve"]) == 2

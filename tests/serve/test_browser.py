@@ -1,7 +1,9 @@
 """The page in a real headless Chromium (selenium) against a live `grounded serve` with the tiny models.
 
-Segment tab: upload a photo, type a prompt, wait for the overlay and the detection list. Review tab: reject
-one detection, relabel another, mark the image reviewed; then `grounded export` lacks / moves them.
+Segment tab, with every role of model: tiny Grounding DINO + SAM, tiny OWLv2 + SAM, tiny SAM 3 (one server
+each): the page offers only the options the models honour, then upload a photo, type a prompt, wait for the
+overlay and the detection list. Review tab: reject one detection, relabel another, mark the image reviewed;
+then `grounded export` lacks / moves them.
 Screenshots go to the test's tmp folder. Skips when Chromium, chromedriver or selenium is absent
 (`apt-get install chromium chromium-driver`, `pip install selenium`).
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLASSES, REPO, make_run, review_target
+from .conftest import CLASSES, REPO, free_port, make_run, review_target
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -39,23 +40,13 @@ def _skip_reason() -> str | None:
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model_dirs):
-    """A live `grounded serve --run RUN` subprocess on a free 127.0.0.1 port: (url, run folder)."""
-    run = make_run(tmp_path_factory.mktemp("browser"))
-    detector, segmenter = tiny_model_dirs
-    port = _free_port()
+def _serve(folder: Path, *args: str):
+    """A live `grounded serve ARGS` subprocess on a free 127.0.0.1 port; yields its url (a generator fixture body)."""
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "grounded.cli", "serve", "--port", str(port), "--run", str(run),
-           "--detector", str(detector), "--segmenter", str(segmenter), "--offline",
-           "--box-threshold", "0.2", "--text-threshold", "0"]
-    log = open(run.parent / "server.log", "w")
+    cmd = [sys.executable, "-m", "grounded.cli", "serve", "--port", str(port), "--offline", *args]
+    log_path = folder / "server.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -66,12 +57,47 @@ def server(tmp_path_factory, tiny_model_dirs):
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                pytest.fail("grounded serve did not start:\n" + (run.parent / "server.log").read_text())
+                pytest.fail("grounded serve did not start:\n" + log_path.read_text())
             time.sleep(0.3)
-    yield url, run
+    yield url
     proc.terminate()
     proc.wait(timeout=10)
     log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dirs):
+    """`grounded serve --run RUN` with tiny Grounding DINO + SAM: (url, run folder)."""
+    run = make_run(tmp_path_factory.mktemp("browser"))
+    detector, segmenter = tiny_model_dirs
+    for url in _serve(run.parent, "--run", str(run), "--detector", str(detector), "--segmenter", str(segmenter),
+                      "--box-threshold", "0.2", "--text-threshold", "0"):
+        yield url, run
+
+
+# role -> (whether its models take a text threshold, the backend class that refuses it)
+ROLES = {"grounding-dino+sam": (True, ""), "owlv2+sam": (False, "Owlv2Detector"),
+         "sam3": (False, "Sam3ConceptSegmenter")}
+
+
+@pytest.fixture(scope="module", params=list(ROLES))
+def role_server(request, tmp_path_factory, tiny_model_dirs, clip_vocab):
+    """(role, url) of a live server for each role of model; Grounding DINO + SAM is the `server` above."""
+    role = request.param
+    if role == "grounding-dino+sam":
+        yield role, request.getfixturevalue("server")[0]
+        return
+    folder = tmp_path_factory.mktemp(role)
+    loose = ["--box-threshold", "0", "--max-detections", "5"]  # random weights: keep a few boxes
+    if role == "owlv2+sam":
+        args = ["--detector", str(request.getfixturevalue("tiny_owlv2_dir")), "--segmenter", str(tiny_model_dirs[1])]
+    else:
+        pytest.importorskip("torchvision", reason="SAM 3's processor needs torchvision (the backends extra)")
+        from grounded.testing.tiny_segmenters import build_tiny_sam3
+
+        args = ["--model", str(build_tiny_sam3(folder / "sam3", clip_vocab))]
+    for url in _serve(folder, *args, *loose):
+        yield role, url
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +125,32 @@ def _open(driver, url):
     _wait(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "1", 30, "page ready")
 
 
-def test_segment_tab_uploads_a_photo_and_draws_detections(server, browser, tmp_path):
-    photo = REPO.parent / "shared" / "data" / "images" / "truck.jpg"
-    if not photo.is_file():
-        pytest.skip(f"shared data {photo} not present")
-    url, _ = server
+@pytest.fixture(scope="module")
+def small_photo(tmp_path_factory, photo_path) -> Path:
+    """The test photo at 600 px on its long side (OWLv2's image processor takes ~20 s on the 1800x1200 one)."""
+    from PIL import Image
+
+    image = Image.open(photo_path).convert("RGB")
+    image.thumbnail((600, 600))
+    path = tmp_path_factory.mktemp("small_photo") / "photo.jpg"
+    image.save(path, quality=90)
+    return path
+
+
+def test_segment_tab_uploads_a_photo_and_draws_detections(role_server, browser, small_photo, tmp_path):
+    from PIL import Image
+
+    role, url = role_server
+    takes_text, refuser = ROLES[role]
     _open(browser, url + "/?tab=segment")
     assert browser.title == "grounded"
-    browser.find_element("id", "seg-file").send_keys(str(photo))
+    # only the options these models honour are offered; the note says why the others are not
+    assert bool(browser.find_elements("id", "seg-text")) == takes_text
+    assert browser.find_elements("id", "seg-box") and browser.find_elements("id", "seg-nms")
+    note = browser.find_element("id", "seg-refused")
+    assert (note.is_displayed() and refuser in note.text) if refuser else not note.is_displayed()
+
+    browser.find_element("id", "seg-file").send_keys(str(small_photo))
     browser.find_element("id", "seg-prompt").send_keys("car . wheel")
     browser.find_element("id", "seg-run").click()
     items = "#seg-list li:not([hidden])"
@@ -114,12 +158,13 @@ def test_segment_tab_uploads_a_photo_and_draws_detections(server, browser, tmp_p
           and d.find_elements("css selector", items), what="overlay and detection list")
     shown = len(browser.find_elements("css selector", items))
     canvas = browser.find_element("id", "seg-canvas")
-    assert (int(canvas.get_attribute("width")), int(canvas.get_attribute("height"))) == (1800, 1200)
+    assert (int(canvas.get_attribute("width")), int(canvas.get_attribute("height"))) == Image.open(small_photo).size
     assert "detection(s)" in browser.find_element("id", "seg-message").text
-    browser.save_screenshot(str(tmp_path / "segment.png"))
+    assert "load on first use" not in browser.find_element("id", "status").text  # the page asked again
+    browser.save_screenshot(str(tmp_path / f"segment_{role}.png"))
 
     # a stricter box threshold filters on the page, without asking the server again
-    browser.execute_script("const s = document.getElementById('seg-box'); s.value = 0.9;"
+    browser.execute_script("const s = document.getElementById('seg-box'); s.value = 1;"
                            "s.dispatchEvent(new Event('input'));")
     assert "filtered here" in browser.find_element("id", "seg-message").text
     assert len(browser.find_elements("css selector", items)) < shown

@@ -24,8 +24,6 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("seg-prompt").addEventListener("keydown", (ev) => { if (ev.key === "Enter") runSegment(); });
   $("seg-ontology").addEventListener("change", () => { if ($("seg-ontology").value) $("seg-prompt").value = ""; });
   $("seg-prompt").addEventListener("input", () => { if ($("seg-prompt").value.trim()) $("seg-ontology").value = ""; });
-  for (const id of ["seg-box", "seg-text"]) $(id).addEventListener("input", onThreshold);
-  $("seg-nms").addEventListener("change", onThreshold);
   $("seg-json").addEventListener("click", downloadJson);
   $("seg-png").addEventListener("click", downloadPng);
   for (const id of ["rv-filter", "rv-class"]) $(id).addEventListener("change", applyFilters);

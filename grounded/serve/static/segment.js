@@ -1,29 +1,84 @@
-// grounded serve, the page: the Segment tab (upload, prompt, thresholds, detections, downloads).
+// grounded serve, the page: the Segment tab (upload, prompt, options, detections, downloads).
 "use strict";
 
 // ------------------------------------------------------------------------------------------ segment tab
-const seg = { file: null, image: null, result: null, masks: [], hidden: new Set(), asked: null };
+const seg = { file: null, image: null, result: null, masks: [], hidden: new Set(), asked: null, loaded: false };
+
+// The option controls this page can show, by request field. Which of them appear, with which default and
+// choices, is what GET /v1/models says the loaded models honour (`options`); the others are never sent.
+const SEG_CONTROLS = {
+  box_threshold: { id: "seg-box", label: "Box threshold" },
+  text_threshold: { id: "seg-text", label: "Text threshold" },
+  nms: { id: "seg-nms", label: "NMS" },
+};
 
 async function initSegment() {
   const info = await api("/v1/models");
-  $("seg-box").value = info.defaults.box_threshold;
-  $("seg-text").value = info.defaults.text_threshold;
-  $("seg-nms").value = info.defaults.nms;
+  showModels(info);
   for (const [name, classes] of Object.entries(info.ontologies)) {
     const opt = new Option(`${name} (${classes.length} classes)`, name);
     $("seg-ontology").add(opt);
   }
-  updateSliderLabels();
-  const m = info.models;
-  $("status").textContent = info.available
-    ? `models: ${m.detector || "?"} + ${m.segmenter || "?"}${info.loaded ? "" : " (load on first use)"}`
-    : "no models on this server (review only)";
   if (!info.available) $("seg-run").disabled = true;
 }
 
+// The models' names in the header and the option controls; again once they have loaded.
+function showModels(info) {
+  const m = info.models;
+  const names = m.model ? m.model : `${m.detector || "?"} + ${m.segmenter || "?"}`;
+  $("status").textContent = info.available
+    ? `models: ${names}${info.loaded ? "" : " (load on first use)"}`
+    : "no models on this server (review only)";
+  seg.loaded = info.loaded;
+  buildOptions(info);
+}
+
+// One control per option the server offers (a slider for a number in [0, 1], a list for choices), keeping
+// the values already set; a note says which options these models do not take, and why.
+function buildOptions(info) {
+  const box = $("seg-options");
+  const kept = Object.fromEntries(Object.keys(SEG_CONTROLS).map((n) => [n, optionValue(n)]));
+  box.innerHTML = "";
+  for (const [name, spec] of Object.entries(info.options)) {
+    const control = SEG_CONTROLS[name];
+    if (!control) continue;
+    const label = document.createElement("label");
+    label.dataset.option = name;
+    label.append(`${control.label} `);
+    let input;
+    if (spec.choices) {
+      input = document.createElement("select");
+      for (const c of spec.choices) input.add(new Option(c, c));
+      input.addEventListener("change", onThreshold);
+    } else {
+      const out = document.createElement("output"); out.id = `${control.id}-value`;
+      label.append(out);
+      input = document.createElement("input");
+      Object.assign(input, { type: "range", min: spec.min, max: spec.max, step: 0.01 });
+      input.addEventListener("input", onThreshold);
+    }
+    input.id = control.id;
+    input.value = kept[name] !== null ? kept[name] : spec.default;
+    label.append(input);
+    box.append(label);
+  }
+  const skipped = Object.entries(info.refused || {}).filter(([name]) => SEG_CONTROLS[name]);
+  $("seg-refused").hidden = skipped.length === 0;
+  $("seg-refused").textContent = skipped.map(([name, why]) => `no ${SEG_CONTROLS[name].label.toLowerCase()}: ${why}`).join("; ");
+  updateSliderLabels();
+}
+
+// The control's value (a number for sliders), or null when these models do not take that option.
+function optionValue(name) {
+  const el = $(SEG_CONTROLS[name].id);
+  if (!el) return null;
+  return el.type === "range" ? Number(el.value) : el.value;
+}
+
 function updateSliderLabels() {
-  $("seg-box-value").textContent = Number($("seg-box").value).toFixed(2);
-  $("seg-text-value").textContent = Number($("seg-text").value).toFixed(2);
+  for (const { id } of Object.values(SEG_CONTROLS)) {
+    if ($(`${id}-value`)) $(`${id}-value`).textContent = Number($(id).value).toFixed(2);
+  }
 }
 
 async function chooseFile() {
@@ -47,18 +102,20 @@ async function runSegment() {
   const form = new FormData();
   form.append("image", seg.file);
   if (ontology) form.append("ontology", ontology); else form.append("prompt", prompt);
-  form.append("box_threshold", $("seg-box").value);
-  form.append("text_threshold", $("seg-text").value);
-  form.append("nms", $("seg-nms").value);
+  const asked = {};
+  for (const name of Object.keys(SEG_CONTROLS)) {
+    asked[name] = optionValue(name);
+    if (asked[name] !== null) form.append(name, String(asked[name]));
+  }
   $("seg-run").disabled = true;
   showMessage("seg-message", "segmenting…");
   try {
     const result = await api("/v1/segment", { method: "POST", body: form });
+    if (!seg.loaded) showModels(await api("/v1/models"));  // loaded now: what they refuse is known for sure
     seg.result = result;
     seg.masks = result.detections.map((d) => (d.mask ? decodeMask(d.mask) : null));
     seg.hidden = new Set();
-    seg.asked = { box: result.options.box_threshold, text: result.options.text_threshold, nms: result.options.nms,
-                  prompt, ontology, file: seg.file };
+    seg.asked = { ...asked, prompt, ontology, file: seg.file };
     const reused = result.reused_image_encoding ? ", image encodings reused" : "";
     showMessage("seg-message", `${result.detections.length} detection(s) in ${result.seconds} s${reused}`);
     $("seg-json").disabled = false; $("seg-png").disabled = false;
@@ -74,7 +131,7 @@ async function runSegment() {
 // Detections shown: above the box slider (exact: NMS keeps the best-scored boxes first) and toggled on.
 function segmentShown() {
   if (!seg.result) return [];
-  const box = Number($("seg-box").value);
+  const box = optionValue("box_threshold") || 0;
   return seg.result.detections.map((det, i) => ({ det, i })).filter(({ det, i }) => det.confidence > box && !seg.hidden.has(i));
 }
 
@@ -82,7 +139,7 @@ function renderSegmentList() {
   const list = $("seg-list");
   list.innerHTML = "";
   if (!seg.result) return;
-  const box = Number($("seg-box").value);
+  const box = optionValue("box_threshold") || 0;
   seg.result.detections.forEach((det, i) => {
     const li = document.createElement("li");
     li.dataset.index = i;
@@ -110,14 +167,15 @@ let rerunTimer = null;
 function onThreshold() {
   updateSliderLabels();
   if (!seg.result || !seg.asked) return;
-  const box = Number($("seg-box").value), text = Number($("seg-text").value);
-  const same = seg.asked.file === seg.file && text === seg.asked.text && $("seg-nms").value === seg.asked.nms;
-  if (same && box >= seg.asked.box) {  // a stricter box threshold: filter what we have, no model run
+  const box = optionValue("box_threshold");
+  const same = seg.asked.file === seg.file &&
+    Object.keys(SEG_CONTROLS).every((n) => n === "box_threshold" || optionValue(n) === seg.asked[n]);
+  if (same && box !== null && box >= seg.asked.box_threshold) {  // stricter: filter what we have, no model run
     renderSegmentList(); drawSegment();
     showMessage("seg-message", `${segmentShown().length} of ${seg.result.detections.length} shown (filtered here)`);
     return;
   }
-  clearTimeout(rerunTimer);  // looser, or another text threshold: ask again (the server reuses the image's encodings)
+  clearTimeout(rerunTimer);  // looser, or another option: ask again (the server reuses the image's encodings)
   rerunTimer = setTimeout(runSegment, 400);
 }
 
