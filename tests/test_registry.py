@@ -28,10 +28,14 @@ def _config_only(folder, model_type: str):
 
 
 def test_every_table_entry_names_a_role_and_a_module_class():
-    for model_type, (role, target) in registry.BACKENDS.items():
-        assert role in ROLES, model_type
-        module, _, cls = target.partition(":")
-        assert module.startswith("grounded.models.") and cls, model_type
+    for model_type, roles in registry.BACKENDS.items():
+        assert roles and set(roles) <= set(registry.ROLE_NAMES), model_type
+        for role, target in roles.items():
+            if target is None:  # a role of the checkpoint without a backend here (the video roles)
+                assert role not in ROLES, model_type
+                continue
+            module, _, cls = target.partition(":")
+            assert role in ROLES and module.startswith("grounded.models.") and cls, model_type
 
 
 @pytest.mark.parametrize("model_type, role", [("bert", "detector"), ("no-such-model", "segmenter"),
@@ -70,7 +74,7 @@ def test_missing_extra_names_the_install_command(tiny_model_dirs, monkeypatch):
 
 
 def test_backend_module_that_imports_a_missing_extra_names_it(tiny_model_dirs, monkeypatch):
-    monkeypatch.setitem(registry.BACKENDS, "grounding-dino", ("detector", "torchvision.no_such_module:X"))
+    monkeypatch.setitem(registry.BACKENDS, "grounding-dino", {"detector": "torchvision.no_such_module:X"})
     monkeypatch.setitem(__import__("sys").modules, "torchvision", None)  # as if not installed
     with pytest.raises(ModelLoadError, match=r"needs the backends extra: pip install \"grounded\[backends\]\""):
         registry.load_backend(str(tiny_model_dirs[0]), "detector", CPU, torch.float32)
