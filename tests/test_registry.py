@@ -4,6 +4,8 @@ extra, options a backend cannot honour (tiny saved configs, no network)."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,11 +124,23 @@ def test_describe_and_backends_name_each_role(tiny_predictor):
     assert tiny_predictor.model is None and "model" not in tiny_predictor.describe()
 
 
-def test_default_path_never_imports_torchvision_or_timm(tiny_model_dirs, tmp_path):
-    """grounded segment on Grounding DINO + SAM in a process where torchvision and timm cannot be imported."""
+@pytest.mark.parametrize("layout", ["saved here", "as published"])
+def test_default_path_never_imports_torchvision_or_timm(tiny_model_dirs, tmp_path, layout):
+    """grounded segment on Grounding DINO + SAM in a process where torchvision and timm cannot be imported; "as
+    published": processor files naming the image processor types the hub's checkpoints name (torchvision
+    classes in transformers 5, which must fall back to their PIL versions)."""
     import os
     import subprocess
     import sys
+
+    folders = [str(folder) for folder in tiny_model_dirs]
+    if layout == "as published":
+        from grounded.testing.tiny_published import PUBLISHED, published_layout
+
+        names = ("IDEA-Research/grounding-dino-tiny", "facebook/sam-vit-base")
+        folders = [str(published_layout(shutil.copytree(folder, tmp_path / Path(folder).name),
+                                        PUBLISHED[name].image_processor_type))
+                   for name, folder in zip(names, folders, strict=True)]
 
     image = tmp_path / "img.png"
     from PIL import Image
@@ -149,7 +163,7 @@ def test_default_path_never_imports_torchvision_or_timm(tiny_model_dirs, tmp_pat
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(registry.__file__).rsplit("/grounded/", 1)[0]}
     proc = subprocess.run([sys.executable, "-c", script, "segment", str(image), "a wheel", "--out", str(out),
-                           "--detector", str(tiny_model_dirs[0]), "--segmenter", str(tiny_model_dirs[1]),
+                           "--detector", folders[0], "--segmenter", folders[1],
                            "--box-threshold", "0", "--text-threshold", "0"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
