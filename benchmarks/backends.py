@@ -172,9 +172,9 @@ def worker(name: str, repeats: int, out: Path, photo: Path) -> None:
 
 
 def role_of(row: Row) -> str:
-    from grounded.models.registry import BACKENDS
+    from grounded.models.registry import roles_of
 
-    return BACKENDS[row.model_type][0]
+    return roles_of(row.model_type)[0]
 
 
 def run_row(row: Row, repeats: int, tmp: Path, photo: Path) -> dict | None:

@@ -72,7 +72,7 @@ def concept_dir(tmp_path, monkeypatch):
     module = types.ModuleType("grounded_test_stand_in")
     module.StandIn = StandIn
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setitem(registry.BACKENDS, "stand-in-concept", ("model", f"{module.__name__}:StandIn"))
+    monkeypatch.setitem(registry.BACKENDS, "stand-in-concept", {"model": f"{module.__name__}:StandIn"})
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "stand-in-concept"}))
     return str(tmp_path)
 

@@ -4,6 +4,8 @@ extra, options a backend cannot honour (tiny saved configs, no network)."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,10 +30,14 @@ def _config_only(folder, model_type: str):
 
 
 def test_every_table_entry_names_a_role_and_a_module_class():
-    for model_type, (role, target) in registry.BACKENDS.items():
-        assert role in ROLES, model_type
-        module, _, cls = target.partition(":")
-        assert module.startswith("grounded.models.") and cls, model_type
+    for model_type, roles in registry.BACKENDS.items():
+        assert roles and set(roles) <= set(registry.ROLE_NAMES), model_type
+        for role, target in roles.items():
+            if target is None:  # a role of the checkpoint without a backend here (the video roles)
+                assert role not in ROLES, model_type
+                continue
+            module, _, cls = target.partition(":")
+            assert role in ROLES and module.startswith("grounded.models.") and cls, model_type
 
 
 @pytest.mark.parametrize("model_type, role", [("bert", "detector"), ("no-such-model", "segmenter"),
@@ -70,7 +76,7 @@ def test_missing_extra_names_the_install_command(tiny_model_dirs, monkeypatch):
 
 
 def test_backend_module_that_imports_a_missing_extra_names_it(tiny_model_dirs, monkeypatch):
-    monkeypatch.setitem(registry.BACKENDS, "grounding-dino", ("detector", "torchvision.no_such_module:X"))
+    monkeypatch.setitem(registry.BACKENDS, "grounding-dino", {"detector": "torchvision.no_such_module:X"})
     monkeypatch.setitem(__import__("sys").modules, "torchvision", None)  # as if not installed
     with pytest.raises(ModelLoadError, match=r"needs the backends extra: pip install \"grounded\[backends\]\""):
         registry.load_backend(str(tiny_model_dirs[0]), "detector", CPU, torch.float32)
@@ -118,11 +124,23 @@ def test_describe_and_backends_name_each_role(tiny_predictor):
     assert tiny_predictor.model is None and "model" not in tiny_predictor.describe()
 
 
-def test_default_path_never_imports_torchvision_or_timm(tiny_model_dirs, tmp_path):
-    """grounded segment on Grounding DINO + SAM in a process where torchvision and timm cannot be imported."""
+@pytest.mark.parametrize("layout", ["saved here", "as published"])
+def test_default_path_never_imports_torchvision_or_timm(tiny_model_dirs, tmp_path, layout):
+    """grounded segment on Grounding DINO + SAM in a process where torchvision and timm cannot be imported; "as
+    published": processor files naming the image processor types the hub's checkpoints name (torchvision
+    classes in transformers 5, which must fall back to their PIL versions)."""
     import os
     import subprocess
     import sys
+
+    folders = [str(folder) for folder in tiny_model_dirs]
+    if layout == "as published":
+        from grounded.testing.tiny_published import PUBLISHED, published_layout
+
+        names = ("IDEA-Research/grounding-dino-tiny", "facebook/sam-vit-base")
+        folders = [str(published_layout(shutil.copytree(folder, tmp_path / Path(folder).name),
+                                        PUBLISHED[name].image_processor_type))
+                   for name, folder in zip(names, folders, strict=True)]
 
     image = tmp_path / "img.png"
     from PIL import Image
@@ -145,7 +163,7 @@ def test_default_path_never_imports_torchvision_or_timm(tiny_model_dirs, tmp_pat
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(registry.__file__).rsplit("/grounded/", 1)[0]}
     proc = subprocess.run([sys.executable, "-c", script, "segment", str(image), "a wheel", "--out", str(out),
-                           "--detector", str(tiny_model_dirs[0]), "--segmenter", str(tiny_model_dirs[1]),
+                           "--detector", folders[0], "--segmenter", folders[1],
                            "--box-threshold", "0", "--text-threshold", "0"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

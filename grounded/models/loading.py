@@ -6,7 +6,9 @@ Nothing here runs at import time: device and dtype are resolved when a model is 
 from __future__ import annotations
 
 import logging
+import re
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -66,6 +68,38 @@ def _fix_hint(name: str, role: str) -> str:
     )
 
 
+_SUBSET_WARNING = re.compile(r"You are using a model of type `([^`]+)` to instantiate a model of type `([^`]+)`")
+
+
+class _KnownSubsetWarning(logging.Filter):
+    """Drops transformers' "model of type `A` to instantiate a model of type `B`" warning when both A and B are
+    types the backend accepts (e.g. ``Sam2Model`` reading a ``sam2_video`` checkpoint's image weights, checked to
+    map fully in tests/backends/test_published_shapes.py); every other record passes."""
+
+    def __init__(self, model_types: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model_types = set(model_types)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = _SUBSET_WARNING.match(str(record.msg))
+        return not (match and {match[1], match[2]} <= self.model_types)
+
+
+@contextmanager
+def _quiet_known_subset(model_types: tuple[str, ...] | None):
+    """While loading, silence only the known-harmless model_type warning of :class:`_KnownSubsetWarning`."""
+    if not model_types:
+        yield
+        return
+    config_logger = logging.getLogger("transformers.configuration_utils")
+    quiet = _KnownSubsetWarning(model_types)
+    config_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        config_logger.removeFilter(quiet)
+
+
 def _check_model_type(model: Any, name: str, role: str, model_types: tuple[str, ...] | None) -> Any:
     """Refuse a checkpoint of another architecture: transformers would load it with random weights."""
     found = getattr(getattr(model, "config", None), "model_type", None)
@@ -92,8 +126,15 @@ def load_pretrained(
     hub is probed once (a few seconds at most) before downloading, so an offline machine fails at once
     instead of retrying for minutes. ``role`` (``"detector"``, ``"segmenter"``, ...) names the flag that
     points at a local copy. ``model_types``: the config ``model_type`` values accepted (checked after loading
-    a model, since transformers fills a mismatched checkpoint with random weights and only logs it).
+    a model, since transformers fills a mismatched checkpoint with random weights and only logs it); transformers'
+    warning that one of them loads into the class of another is silenced (nothing else is).
     """
+    with _quiet_known_subset(model_types):
+        return _load_pretrained(loader, name, role, local_files_only, model_types, kwargs)
+
+
+def _load_pretrained(loader: Any, name: str, role: str, local_files_only: bool,
+                     model_types: tuple[str, ...] | None, kwargs: dict[str, Any]) -> Any:
     path = Path(name).expanduser()
     looks_local = name.startswith((".", "/", "~")) or path.exists()
     if looks_local:

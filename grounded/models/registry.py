@@ -1,8 +1,13 @@
-"""Which backend class serves which checkpoint: chosen by ``model_type`` in the checkpoint's config.json.
+"""Which backend class serves a checkpoint in which role: chosen by the ``model_type`` in its config.json.
 
-``BACKENDS`` maps each supported ``model_type`` to its role (``"detector"``, ``"segmenter"`` or
-``"model"``, a concept segmenter) and the backend class, as ``"module:Class"`` so that nothing is imported
-before it is used (backends whose processors need torchvision/timm import them only when chosen).
+``BACKENDS`` is the one table: each supported ``model_type`` -> the roles it serves -> the backend class, as
+``"module:Class"`` so that nothing is imported before it is used (backends whose processors need
+torchvision/timm import them only when chosen). Roles: ``"detector"``, ``"segmenter"``, ``"model"`` (a concept
+segmenter) and ``"tracker"`` (a video model following objects over frames). A type may serve several roles:
+the hub publishes SAM 2.1, EdgeTAM and SAM 3 as video checkpoints (``sam2_video``, ``edgetam_video``,
+``sam3_video``), whose weights hold the image model too (transformers' image classes load them: checked in
+tests/backends/test_published_shapes.py). A role whose class is ``None`` is one the checkpoint serves but this
+grounded version has no backend for: loading it there is an error saying so.
 
 ``load_backend(name, role, device, dtype, local_files_only)`` reads the checkpoint's config (a local folder or
 a cached / downloadable Hugging Face name), looks its ``model_type`` up here and loads the backend; an
@@ -19,25 +24,34 @@ import torch
 from grounded.errors import InputError, ModelLoadError
 from grounded.models.loading import load_pretrained
 
-# model_type -> (role, "module:Class"). Keep in step with the README's models table.
-BACKENDS: dict[str, tuple[str, str]] = {
+# model_type -> {role: "module:Class" (None: served by the checkpoint, no backend here yet)}. The README's models
+# table names the published checkpoints of each type (tests/backends/test_published_shapes.py checks the two agree).
+_SAM2 = "grounded.models.backends.sam2:Sam2Segmenter"
+_EDGETAM = "grounded.models.backends.sam2:EdgeTamSegmenter"
+_SAM3 = "grounded.models.backends.sam3:Sam3ConceptSegmenter"
+BACKENDS: dict[str, dict[str, str | None]] = {
     # open-vocabulary detectors
-    "grounding-dino": ("detector", "grounded.models.detector:GroundingDinoDetector"),
-    "mm-grounding-dino": ("detector", "grounded.models.backends.mm_grounding_dino:MMGroundingDinoDetector"),
-    "owlv2": ("detector", "grounded.models.backends.owlv2:Owlv2Detector"),
-    "omdet-turbo": ("detector", "grounded.models.backends.omdet_turbo:OmDetTurboDetector"),
-    # promptable segmenters (boxes -> masks)
-    "sam": ("segmenter", "grounded.models.segmenter:SamSegmenter"),
-    "sam_hq": ("segmenter", "grounded.models.backends.sam_hq:SamHQSegmenter"),
-    "sam2": ("segmenter", "grounded.models.backends.sam2:Sam2Segmenter"),
-    "edgetam": ("segmenter", "grounded.models.backends.sam2:EdgeTamSegmenter"),
-    # concept segmenters (image + text -> masks)
-    "sam3": ("model", "grounded.models.backends.sam3:Sam3ConceptSegmenter"),
+    "grounding-dino": {"detector": "grounded.models.detector:GroundingDinoDetector"},
+    "mm-grounding-dino": {"detector": "grounded.models.backends.mm_grounding_dino:MMGroundingDinoDetector"},
+    "owlv2": {"detector": "grounded.models.backends.owlv2:Owlv2Detector"},
+    "omdet-turbo": {"detector": "grounded.models.backends.omdet_turbo:OmDetTurboDetector"},
+    # promptable segmenters (boxes -> masks); the video checkpoints through the image class, as transformers allows
+    "sam": {"segmenter": "grounded.models.segmenter:SamSegmenter"},
+    "sam_hq": {"segmenter": "grounded.models.backends.sam_hq:SamHQSegmenter"},
+    "sam2": {"segmenter": _SAM2},
+    "sam2_video": {"segmenter": _SAM2, "tracker": None},
+    "edgetam": {"segmenter": _EDGETAM},
+    "edgetam_video": {"segmenter": _EDGETAM, "tracker": None},
+    # concept segmenters (image + text -> masks); sam3_video's detector is SAM 3 itself
+    "sam3": {"model": _SAM3},
+    "sam3_video": {"model": _SAM3, "tracker": None},
 }
 
 EXTRA_HINT = 'pip install "grounded[backends]"'  # torchvision + timm, for the backends whose processors need them
 ROLE_NAMES = {"detector": "an open-vocabulary detector", "segmenter": "a promptable segmenter (boxes -> masks)",
-              "model": "a concept segmenter (image + text -> masks)"}
+              "model": "a concept segmenter (image + text -> masks)",
+              "tracker": "a video tracker (objects followed over frames)"}
+FLAGS = {"detector": "--detector", "segmenter": "--segmenter", "model": "--model"}  # the image roles' CLI flags
 
 
 class _ConfigDict:
@@ -53,8 +67,13 @@ class _ConfigDict:
 
 
 def supported_types(role: str) -> list[str]:
-    """The ``model_type`` values served in ``role``, in the table's order."""
-    return [t for t, (r, _) in BACKENDS.items() if r == role]
+    """The ``model_type`` values with a backend for ``role`` here, in the table's order."""
+    return [t for t, roles in BACKENDS.items() if roles.get(role)]
+
+
+def roles_of(model_type: str) -> list[str]:
+    """Every role ``model_type`` serves (a backend here or not), in the table's order."""
+    return list(BACKENDS.get(model_type, {}))
 
 
 def checkpoint_model_type(name: str, role: str, local_files_only: bool = False) -> str:
@@ -76,11 +95,18 @@ def backend_class(model_type: str, role: str, name: str = "") -> type:
     if model_type not in BACKENDS:
         raise ModelLoadError(f"{what} {name!r} is a {model_type!r} checkpoint, which grounded does not "
                              f"support; supported {role} types: {expected}")
-    found_role, target = BACKENDS[model_type]
-    if found_role != role:
+    roles = BACKENDS[model_type]
+    if role not in roles:
+        served = " and ".join(ROLE_NAMES[r] for r in roles)
+        flags = [r for r in roles if roles[r] and r in FLAGS]
+        use = f": pass it with {FLAGS[flags[0]]} (Python: {flags[0]}=...)" if flags else ""
         raise ModelLoadError(f"{what} {name!r} is a {model_type!r} checkpoint, expected {expected} "
-                             f"({ROLE_NAMES[role]}); {model_type!r} is {ROLE_NAMES[found_role]}: pass it with "
-                             f"--{found_role} (Python: {found_role}=...)")
+                             f"({ROLE_NAMES[role]}); {model_type!r} is {served}{use}")
+    target = roles[role]
+    if target is None:
+        raise ModelLoadError(f"{name!r} is a {model_type!r} checkpoint, which serves as {ROLE_NAMES[role]}, but this "
+                             f"grounded version has no {role} backend; supported {role} types here: "
+                             f"{expected or 'none'}")
     module_name, class_name = target.split(":")
     try:
         module = importlib.import_module(module_name)

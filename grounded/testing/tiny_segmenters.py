@@ -63,30 +63,18 @@ def build_tiny_sam2(folder: str | Path, seed: int = 0) -> Path:
     """Save a tiny SAM 2 (Hiera backbone, 128-pixel input) with its processor to ``folder``."""
     from transformers import Sam2Config, Sam2Model
 
-    hiera = {"model_type": "sam2_hiera_det_model", "hidden_size": 8, "num_attention_heads": 1,
-             "image_size": [128, 128], "blocks_per_stage": [1, 1, 2, 1], "embed_dim_per_stage": [8, 16, 32, 64],
-             "num_attention_heads_per_stage": [1, 1, 2, 2], "window_size_per_stage": [4, 4, 4, 2],
-             "global_attention_blocks": [3],  # not the first block of a stage (those pool with the window)
-             "window_positional_embedding_background_size": [2, 2]}
-    vision = {"backbone_config": hiera, "backbone_channel_list": [64, 32, 16, 8],
-              "backbone_feature_sizes": _SAM2_FEATURE_SIZES, "fpn_hidden_size": 32}
     torch.manual_seed(seed)
-    model = Sam2Model(Sam2Config(vision_config=vision, prompt_encoder_config=_SAM2_PROMPT,
+    model = Sam2Model(Sam2Config(vision_config=_sam2_vision(), prompt_encoder_config=_SAM2_PROMPT,
                                  mask_decoder_config=_SAM2_DECODER))
     return _save(folder, model, _sam2_processor())
 
 
 def build_tiny_edgetam(folder: str | Path, seed: int = 0) -> Path:
     """Save a tiny EdgeTAM (timm ``test_convnext`` backbone, 128-pixel input) with its processor to ``folder``."""
-    from transformers import EdgeTamConfig, EdgeTamModel, TimmWrapperConfig
+    from transformers import EdgeTamConfig, EdgeTamModel
 
-    # A config object, not a dict: TimmWrapperConfig.from_dict needs num_classes, which a dict would lack.
-    backbone = TimmWrapperConfig(architecture="test_convnext", do_pooling=False, num_labels=0,
-                                 model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]})
-    vision = {"backbone_config": backbone, "backbone_channel_list": [64, 48, 32, 24],  # timm's, deepest first
-              "backbone_feature_sizes": _SAM2_FEATURE_SIZES, "fpn_hidden_size": 32}
     torch.manual_seed(seed)
-    model = EdgeTamModel(EdgeTamConfig(vision_config=vision, prompt_encoder_config=_SAM2_PROMPT,
+    model = EdgeTamModel(EdgeTamConfig(vision_config=_edgetam_vision(), prompt_encoder_config=_SAM2_PROMPT,
                                        mask_decoder_config=_SAM2_DECODER))
     return _save(folder, model, _sam2_processor())
 
@@ -96,7 +84,40 @@ def build_tiny_sam3(folder: str | Path, clip_vocab: str | Path, seed: int = 0) -
 
     ``clip_vocab``: a folder with CLIP's ``vocab.json`` + ``merges.txt`` (the tokenizer SAM 3 ships).
     """
-    from transformers import CLIPTokenizer, Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
+    from transformers import Sam3Model, Sam3Processor
+
+    config, tokenizer = _sam3_config(clip_vocab)
+    torch.manual_seed(seed)
+    return _save(folder, Sam3Model(config), Sam3Processor(image_processor=_sam3_image_processor(), tokenizer=tokenizer))
+
+
+def _sam2_vision() -> dict:
+    """SAM 2's tiny vision config: Hiera with 4 stages of 1-2 blocks, FPN width 32 (shared with the video model)."""
+    hiera = {"model_type": "sam2_hiera_det_model", "hidden_size": 8, "num_attention_heads": 1,
+             "image_size": [128, 128], "blocks_per_stage": [1, 1, 2, 1], "embed_dim_per_stage": [8, 16, 32, 64],
+             "num_attention_heads_per_stage": [1, 1, 2, 2], "window_size_per_stage": [4, 4, 4, 2],
+             "global_attention_blocks": [3],  # not the first block of a stage (those pool with the window)
+             "window_positional_embedding_background_size": [2, 2]}
+    return {"backbone_config": hiera, "backbone_channel_list": [64, 32, 16, 8],
+            "backbone_feature_sizes": _SAM2_FEATURE_SIZES, "fpn_hidden_size": 32}
+
+
+def _edgetam_vision() -> dict:
+    """EdgeTAM's tiny vision config: timm's test_convnext (shared with the video model)."""
+    from transformers import TimmWrapperConfig
+
+    # A config object, not a dict: TimmWrapperConfig.from_dict needs num_classes, which a dict would lack.
+    backbone = TimmWrapperConfig(architecture="test_convnext", do_pooling=False, num_labels=0,
+                                 model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]})
+    # model_type named: EdgeTamVideoConfig would read a bare dict as SAM 2's vision config
+    return {"model_type": "edgetam_vision_model", "backbone_config": backbone,
+            "backbone_channel_list": [64, 48, 32, 24],  # timm's, deepest first
+            "backbone_feature_sizes": _SAM2_FEATURE_SIZES, "fpn_hidden_size": 32}
+
+
+def _sam3_config(clip_vocab: str | Path):
+    """(tiny ``Sam3Config``, CLIP tokenizer on ``clip_vocab``): shared with the video model's detector."""
+    from transformers import CLIPTokenizer, Sam3Config
 
     tokenizer = CLIPTokenizer.from_pretrained(str(clip_vocab))  # not CLIPTokenizer(vocab_file=...): see NOTES
     vit = {"model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -109,7 +130,10 @@ def build_tiny_sam3(folder: str | Path, clip_vocab: str | Path, seed: int = 0) -
     config = Sam3Config(vision_config=vision, text_config=text, geometry_encoder_config=small,
                         detr_encoder_config=small, detr_decoder_config={**small, "num_queries": 10},
                         mask_decoder_config={"hidden_size": 32, "num_attention_heads": 2})
-    torch.manual_seed(seed)
-    model = Sam3Model(config)
-    image_processor = Sam3ImageProcessor(size={"height": 112, "width": 112}, mask_size={"height": 32, "width": 32})
-    return _save(folder, model, Sam3Processor(image_processor=image_processor, tokenizer=tokenizer))
+    return config, tokenizer
+
+
+def _sam3_image_processor():
+    from transformers import Sam3ImageProcessor
+
+    return Sam3ImageProcessor(size={"height": 112, "width": 112}, mask_size={"height": 32, "width": 32})

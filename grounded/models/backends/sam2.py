@@ -2,10 +2,13 @@
 
 Checkpoints (``model_type`` in config.json -> class):
 
-- ``sam2``: ``facebook/sam2.1-hiera-tiny`` / ``-small`` / ``-base-plus`` / ``-large`` (and the ``sam2-`` 2.0
-  ones), Apache-2.0. ``Sam2Model`` + ``Sam2Processor``.
-- ``edgetam``: ``yonigozlan/EdgeTAM-hf`` (EdgeTAM, a RepViT-M1 backbone through timm; Apache-2.0).
-  ``EdgeTamModel`` + ``Sam2Processor``.
+- ``sam2_video`` as published (``facebook/sam2.1-hiera-tiny`` / ``-small`` / ``-base-plus`` / ``-large``,
+  Apache-2.0: video models whose weights hold the image model), or ``sam2``. ``Sam2Model`` + ``Sam2Processor``.
+- ``edgetam_video`` as published (``yonigozlan/EdgeTAM-hf``: EdgeTAM, a RepViT-M1 backbone through timm;
+  Apache-2.0), or ``edgetam``. ``EdgeTamModel`` + ``Sam2Processor``.
+
+The image class reads a video checkpoint's image weights (all of them: tests/backends/test_published_shapes.py)
+and ignores its memory; transformers' warning about the other model_type is silenced (grounded.models.loading).
 
 Both processors are torchvision classes and EdgeTAM's backbone is a timm model: these backends need
 ``pip install "grounded[backends]"``; nothing is imported before one of them is chosen.
@@ -61,7 +64,7 @@ class Sam2Features(Features):
 class Sam2Segmenter(Segmenter):
     """SAM 2 / 2.1: Hiera image encoder + FPN once per image, then box prompts; see the module docstring."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("sam2",)
+    model_types: ClassVar[tuple[str, ...]] = ("sam2", "sam2_video")
     requires: ClassVar[tuple[str, ...]] = ("torchvision",)  # Sam2Processor is a torchvision class
 
     @classmethod
@@ -117,7 +120,7 @@ class Sam2Segmenter(Segmenter):
 class EdgeTamSegmenter(Sam2Segmenter):
     """EdgeTAM: SAM 2's prompt encoder and mask decoder on a timm RepViT backbone; same API as SAM 2."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("edgetam",)
+    model_types: ClassVar[tuple[str, ...]] = ("edgetam", "edgetam_video")
     requires: ClassVar[tuple[str, ...]] = ("torchvision", "timm")  # + the timm backbone
 
     @classmethod

@@ -1,8 +1,10 @@
 """SAM 3 as a concept segmenter: every phrase of an ontology in one call, the vision encoder once per image.
 
-Checkpoint: ``facebook/sam3`` (``model_type`` ``sam3``; gated on the Hugging Face hub under Meta's own
-"SAM License": accept it there, then download). ``Sam3Model`` + ``Sam3Processor`` (a torchvision image
-processor: ``pip install "grounded[backends]"``) and CLIP's BPE tokenizer.
+Checkpoint: ``facebook/sam3`` (published as ``model_type`` ``sam3_video``, a detector + tracker video model;
+``sam3`` image checkpoints too; gated on the Hugging Face hub under Meta's own "SAM License": accept it there,
+then download). ``Sam3Model`` + ``Sam3Processor`` (a torchvision image processor: ``pip install
+"grounded[backends]"``) and CLIP's BPE tokenizer; ``Sam3Model`` reads a ``sam3_video`` checkpoint's detector
+(its config's ``detector_config``, its ``detector_model.*`` weights).
 
 SAM 3's own API takes one phrase per pass (``processor(images=image, text="a wheel")`` then ``model(**inputs)``),
 so k phrases cost k vision encoder runs, the encoder being most of the time. Here, as transformers' own
@@ -75,7 +77,7 @@ class Sam3Features(Features):
 class Sam3ConceptSegmenter(ConceptSegmenter):
     """SAM 3 processor + model; see the module docstring."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("sam3",)
+    model_types: ClassVar[tuple[str, ...]] = ("sam3", "sam3_video")
     requires: ClassVar[tuple[str, ...]] = ("torchvision",)  # Sam3ImageProcessor is a torchvision class
     refused_options: ClassVar[dict[str, str]] = {
         **ConceptSegmenter.refused_options,
