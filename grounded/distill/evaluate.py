@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from grounded.distill.instances import probs_to_detections
 from grounded.distill.metrics import MaskAP, confusion_matrix, semantic_scores
 from grounded.errors import InputError
+from grounded.formats.files import atomic_path, atomic_write_text
 from grounded.utils.masks import rasterize_semantic
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def save_pair(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, path:
         return np.where((semantic == 0)[..., None], image, blend)
 
     gap = np.full((image.shape[0], 4, 3), 255, dtype=np.uint8)
-    Image.fromarray(np.concatenate([image, gap, overlay(truth), gap, overlay(predicted)], axis=1)).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.concatenate([image, gap, overlay(truth), gap, overlay(predicted)], axis=1)).save(tmp, format="PNG")
 
 
 def _score(items: Iterator[Item], class_names: Sequence[str], total: int, pairs_dir: Path | None, pairs: int,
@@ -162,6 +164,6 @@ def write_report(result: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
     """Write ``out/metrics.json`` and ``out/metrics.txt``; returns both paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    (out / "metrics.txt").write_text(format_table(result) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
+    atomic_write_text(out / "metrics.txt", format_table(result) + "\n")
     return out / "metrics.json", out / "metrics.txt"

@@ -54,6 +54,7 @@ from grounded.distill.metrics import confusion_matrix, semantic_scores
 from grounded.distill.predictor import pick_device
 from grounded.distill.students import Student, build_student, profile
 from grounded.errors import InputError
+from grounded.formats.files import atomic_path, atomic_write_text
 from grounded.utils.schedule import warmup_cosine
 
 logger = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ def train(
         if stopped_early:
             break
     bar.close()
-    (out / "history.json").write_text(json.dumps(history, indent=2))
+    atomic_write_text(out / "history.json", json.dumps(history, indent=2))
     if history:
         plot_history(history, out / "training_curve.png")
     return TrainResult(out, best["miou"], best["epoch"], step, history, stopped_early, total or step, lr, stats,
@@ -351,6 +352,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
     right.set_ylim(0, 1)
     right.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
