@@ -144,7 +144,7 @@ class TrainConfig(_Serialisable):
     val_every: int = 1  # validate every N epochs (and at the end); the best by val mIoU is kept; budgets set it
     checkpoint_every: int = 0  # also save a resumable state every N steps (0: only at validations / epoch ends)
     num_workers: int = -1  # DataLoader workers; -1: 2 on CUDA, 0 on CPU (the cached data costs ~nothing there)
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
+    device: str | None = "auto"  # "auto" (or None): CUDA when available, else CPU | "cpu" | "cuda" | "cuda:1" ...
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:

@@ -51,10 +51,10 @@ from grounded.distill.config import DEFAULT_BUDGET_MINUTES, StudentConfig, Train
 from grounded.distill.data import DataSplits, open_dataset
 from grounded.distill.losses import SegmentationLoss, class_weights
 from grounded.distill.metrics import confusion_matrix, semantic_scores
-from grounded.distill.predictor import pick_device
 from grounded.distill.students import Student, build_student, profile
 from grounded.errors import InputError
 from grounded.formats.files import atomic_path, atomic_write_text
+from grounded.models.loading import resolve_device
 from grounded.utils.schedule import warmup_cosine
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def train(
     cfg = config or TrainConfig()
     splits = dataset if isinstance(dataset, DataSplits) else open_dataset(dataset, cfg.val_fraction, cfg.seed)
     model, state, cfg = _start(out, splits, student or StudentConfig(), cfg, resume)
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     model.to(device)
     stats = profile(model, cfg.image_size)
     logger.info("student %s/%s: %.2f M parameters, %.2f GFLOPs at %d px", model.config.arch, model.config.size,
