@@ -44,8 +44,6 @@ from grounded.clip.decoding import decode_tokens, pick_best
 from grounded.clip.encoders import ClipEncoder
 from grounded.clip.runtime import sam_identity
 from grounded.errors import InputError
-from grounded.formats.checkpoint import STATE, save_state
-from grounded.formats.files import atomic_write_text
 from grounded.models.segmenter import boxes_to_sam_frame
 from grounded.ontology import Ontology
 from grounded.utils.images import find_images, load_image
@@ -197,7 +195,7 @@ def train_adapter(images: str | Path | Sequence[str | Path], ontology: Ontology,
            "adapter": asdict(adapter_config), "sam": sam_id["arch"], "clip": clip_id["arch"],
            "teacher": predictor.describe()}
     run = json.loads(json.dumps(run, default=str))
-    state_path = out / STATE
+    state_path = out / "train_state.pt"
     state = torch.load(state_path, weights_only=False) if state_path.is_file() and not force else None
     if state is not None and state["run"] != run:
         changed = sorted(k for k in run if state["run"].get(k) != run[k])
@@ -225,8 +223,9 @@ def train_adapter(images: str | Path | Sequence[str | Path], ontology: Ontology,
 
     def checkpoint() -> None:
         adapter.save(out, "last", step=result.steps)
-        save_state(out, {"run": run, "step": result.steps, "optimizer": optimizer.state_dict(),
-                         "history": result.history, "before": result.before})
+        torch.save({"run": run, "step": result.steps, "optimizer": optimizer.state_dict(),
+                    "history": result.history, "before": result.before}, state_path.with_suffix(".tmp"))
+        state_path.with_suffix(".tmp").replace(state_path)
 
     done_now = 0
     bar = tqdm(total=config.steps, initial=result.steps, desc="train-adapter", unit="step")
@@ -261,6 +260,8 @@ def train_adapter(images: str | Path | Sequence[str | Path], ontology: Ontology,
                                                "images_used": result.images_used, "images_skipped": result.images_skipped,
                                                "ontology": ontology.to_dict(), "teacher": run["teacher"],
                                                "iou_before": result.before, "iou_after": result.after})
+        from grounded.formats.files import atomic_write_text
+
         atomic_write_text(out / "history.json", json.dumps(result.history))
         logger.info("adapter saved to %s: IoU with the teacher %s -> %s", out, result.before, result.after)
     return result
