@@ -111,24 +111,30 @@ class Flags:
     def specs(self) -> Table:
         return {name: spec for _, table in self.groups for name, spec in table.items()}
 
-    def add(self, parser: argparse.ArgumentParser, skip: Iterable[str] = ()) -> None:
-        """Add a flag for every field in the tables but ``skip`` (fields another flag of the command sets)."""
+    def add(self, parser: argparse.ArgumentParser, skip: Iterable[str] = (),
+            shared: Iterable[str] = ()) -> dict[str, Any]:
+        """Add a flag for every field in the tables but ``skip`` (not on this command) and ``shared`` (set by
+        another flag of the command with the same name, e.g. distill's one --device for teacher and student:
+        read from it when given). Returns the argument groups by title, for a command's own flags."""
         defaults = {f.name: f.default for cls in self.classes for f in fields(cls) if f.default is not MISSING}
-        skip, added = set(skip), []
+        leave, added, groups = set(skip) | set(shared), [], {}
         for title, table in self.groups:
-            names = [name for name in table if name not in skip]
-            group = parser.add_argument_group(title) if names else None
+            names = [name for name in table if name not in leave]
+            if names:
+                groups[title] = parser.add_argument_group(title)
             for name in names:
-                _add_field(group, name, defaults.get(name), table[name])
+                _add_field(groups[title], name, defaults.get(name), table[name])
                 added.append(name)
-        parser.set_defaults(**{self.key: tuple(added)})
+        parser.set_defaults(**{self.key: tuple(added), self.key + "_shared": tuple(sorted(set(shared)))})
+        return groups
 
     def read(self, args: argparse.Namespace) -> dict[str, Any]:
         """The fields the flags set, as keyword arguments for the dataclasses (paths as strings)."""
         specs, out = self.specs(), {}
-        for name in getattr(args, self.key):
+        shared = getattr(args, self.key + "_shared")
+        for name in (*getattr(args, self.key), *shared):
             value, spec = getattr(args, name), specs[name]
-            if value is None and "default" in spec:
+            if value is None and ("default" in spec or name in shared):
                 continue  # not given: the field's own default (or the command's) applies
             if value is not None and "parse" in spec:
                 value = spec["parse"](value)
@@ -153,6 +159,8 @@ def _add_field(group: Any, name: str, default: Any, spec: dict[str, Any]) -> Non
     else:
         if "type" not in spec and "choices" not in spec and default is not None:
             spec["type"] = type(default)
+        if "choices" not in spec:  # named after the flag, not the field (--focal FOCAL)
+            spec.setdefault("metavar", flag[2:].replace("-", "_").upper())
         group.add_argument(flag, dest=name, default=default, **spec)
     if also is not None:
         alias, value, help_ = also
