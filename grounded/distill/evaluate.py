@@ -15,6 +15,7 @@ name. Both return one dict (see :mod:`grounded.distill.metrics` for the definiti
 :func:`write_report` writes it as ``metrics.json`` and a readable ``metrics.txt`` table; with ``pairs=N`` the
 first N images also get ``pairs/NAME.png``: image | ground truth | prediction, side by side.
 Memory stays flat: per image only the confusion matrix is updated and RLE masks are kept for mask AP.
+:func:`plot_history` draws a training run's losses and validation mIoU (``training_curve.png``).
 """
 
 from __future__ import annotations
@@ -158,6 +159,31 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"instances: boundary-aware (above) | connected components: mask AP "
                      f"{_fmt(result['mask_ap_components'])}   AP50 {_fmt(result['mask_ap50_components'])}")
     return "\n".join(lines)
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
+    """Training and validation loss, and validation mIoU, against optimiser steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(steps, [h["train_loss"] for h in history], marker="o", label="train loss (mean since last validation)")
+    left.plot(steps, [h["val_loss"] for h in history], marker="o", label="val loss")
+    left.set_xlabel("step")
+    left.legend()
+    right.plot(steps, [h["miou"] for h in history], marker="o", color="tab:green", label="val mIoU")
+    right.plot(steps, [h["pixel_accuracy"] for h in history], marker="o", color="tab:gray", label="val pixel acc")
+    right.set_xlabel("step")
+    right.set_ylim(0, 1)
+    right.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
 
 
 def write_report(result: dict[str, Any], out: str | Path) -> tuple[Path, Path]:

@@ -125,7 +125,7 @@ def label(
     *,
     predictor: Any = None,
     config: LabelConfig | None = None,
-    **options: Any,
+    **kwargs: Any,
 ) -> LabelSummary:
     """Label ``images`` (a folder, searched recursively, or a list of files) with ``ontology`` into ``out``.
 
@@ -137,7 +137,7 @@ def label(
         config: the run's settings (:class:`LabelConfig`: formats, split, seed, force, retry_errors, preview,
             copy_images, progress, batch_size, prefetch, max_side, engine and the Ray engine's ray_address,
             workers, gpus_per_worker, cpus_per_worker); default ``LabelConfig()``.
-        options: keywords named like :class:`LabelConfig`'s fields override ``config``
+        kwargs: keywords named like :class:`LabelConfig`'s fields override ``config``
             (``formats=["coco", "yolo-seg"]``, ``split="0.7,0.2,0.1"``, ``batch_size=4``, ...); the others are
             the default predictor's (``detector=``, ``box_threshold=``, ...: :class:`grounded.config.ModelConfig`
             and :class:`~grounded.config.SegmentOptions`).
@@ -147,9 +147,9 @@ def label(
     """
     started = time.perf_counter()
     ontology = as_ontology(ontology)
-    settings = {name: options.pop(name) for name in [f.name for f in fields(LabelConfig)] if name in options}
-    config = replace(config or LabelConfig(), **settings)
-    predictor_options = options
+    given = {f.name: kwargs.pop(f.name) for f in fields(LabelConfig) if f.name in kwargs}
+    config = replace(config or LabelConfig(), **given)
+    predictor_options = kwargs  # the rest: the default predictor's
     c = config  # the steps below read each setting by its name
     formats, split, seed, force, retry_errors, preview = c.formats, c.split, c.seed, c.force, c.retry_errors, c.preview
     copy_images, progress, batch_size, prefetch, max_side = c.copy_images, c.progress, c.batch_size, c.prefetch, c.max_side

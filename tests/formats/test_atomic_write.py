@@ -65,8 +65,7 @@ def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
 def test_summaries_checkpoints_and_exports_go_through_it(tmp_path, journal):
     import torch
 
-    from grounded.distill.evaluate import write_report
-    from grounded.distill.train import plot_history
+    from grounded.distill.evaluate import plot_history, write_report
     from grounded.formats.checkpoint import save_checkpoint, save_state
     from grounded.formats.coco import CocoWriter
     from grounded.formats.label_studio import LabelStudioWriter
