@@ -84,8 +84,8 @@ def test_summaries_checkpoints_and_exports_go_through_it(tmp_path, journal):
     with CocoWriter(tmp_path / "train.json", ["car"]) as coco:
         coco.add("a.png", 8, 8, detections)
 
-    class Image:
-        relative, height, width = "a.png", 8, 8
+    class Image:  # what grounded.label.export hands every writer
+        relative, height, width, masks = "a.png", 8, 8, None
 
     Image.detections = detections
     studio = LabelStudioWriter(tmp_path / "studio", ["car"])
