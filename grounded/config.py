@@ -78,7 +78,7 @@ class ModelConfig(Acceleration):
     detector: str | None = None  # open-vocabulary detector, name or folder; None: DEFAULT_DETECTOR (unless model)
     segmenter: str | None = None  # promptable segmenter, name or folder; None: DEFAULT_SEGMENTER (unless model)
     model: str | None = None  # concept segmenter (SAM 3), name or folder: replaces detector + segmenter
-    device: str | None = None  # None: "cuda" when available, else "cpu" (decided when models load)
+    device: str | None = None  # None (or "auto"): "cuda" when available, else "cpu" (decided when models load)
     dtype: str | None = None  # None: float32; "float16"/"bfloat16" cast the weights
     local_files_only: bool = False  # True: never try the network, only the cache or folders
     preset: str | None = None  # speed preset (PRESETS): "accurate" or "fast", resolved per backend

@@ -1,17 +1,28 @@
-"""The teacher's command-line flags, generated from the config dataclasses (the one place settings live).
+"""Command-line flags generated from the config dataclasses (the one place settings live).
 
-Every command that builds a :class:`grounded.Predictor` (segment, label, distill, train-adapter) calls
-:func:`add_model_arguments`; each flag's ``dest`` is a field of :class:`grounded.config.ModelConfig` or
-:class:`grounded.config.SegmentOptions`, its default is the field's, and :func:`teacher_kwargs` reads those
-fields back, so a flag cannot be parsed and then dropped. The tables below hold only what a dataclass cannot
-say: the flag's name when it differs, its help, its choices. A field missing from them is a test failure
-(tests/test_settings.py) unless it is listed in ``NOT_ON_THE_COMMAND_LINE``.
+A :class:`Flags` joins config dataclasses to tables that hold only what a dataclass cannot say: a flag's
+name when it differs from ``--field-name``, its help, its choices. Each flag's ``dest`` is a field and its
+default is the field's, and :meth:`Flags.read` returns those fields by name, so a flag cannot be parsed and
+then dropped. A field missing from the tables is a test failure (tests/test_settings.py) unless ``omitted``
+says why it has no flag. The same generator serves every command's settings:
+
+- :data:`TEACHER` (here): :class:`grounded.config.ModelConfig` + :class:`grounded.config.SegmentOptions`, for
+  every command that builds a :class:`grounded.Predictor` (:func:`add_model_arguments`, :func:`teacher_kwargs`);
+- ``STUDENT`` / ``TRAINING`` (grounded/cli/train.py): ``StudentConfig`` / ``TrainConfig`` (train, distill);
+- ``LABEL`` (grounded/cli/label.py): ``LabelConfig``, the run settings of ``grounded.label``.
+
+A table row is argparse's keywords plus: ``flag`` (the flag, when not ``--field-name``; ``--no-...`` makes an
+on-by-default switch), ``also`` ((flag, value, help): a second flag storing a fixed value in the same field,
+exclusive with the first), ``default`` (the flag's own default, None: a flag left unset leaves the field out,
+so the dataclass's or the command's default applies) and ``parse`` (applied to a given value when it is read,
+so its errors stay the library's one-line ones).
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, fields
+from collections.abc import Iterable
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +40,15 @@ from grounded.config import (
     SegmentOptions,
 )
 
+Table = dict[str, dict[str, Any]]  # field -> argparse keywords (+ "flag", "also", "default", "parse")
+
 MODELS = {  # field -> argparse keywords (+ "flag" when it is not --field-name)
     "detector": {"help": f"open-vocabulary detector: Hugging Face name or folder (default {DEFAULT_DETECTOR}; also "
                          "grounding-dino-base, MM-Grounding-DINO, OWLv2, OmDet-Turbo)"},
     "segmenter": {"help": f"promptable segmenter: name or folder (default {DEFAULT_SEGMENTER}; also SAM-HQ, "
                           "SAM 2 / 2.1, EdgeTAM, SlimSAM)"},
     "model": {"help": "concept segmenter instead of detector + segmenter, e.g. facebook/sam3 (image + text -> masks)"},
-    "device": {"help": "cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)"},
+    "device": {"help": "auto, cpu, cuda, cuda:1 ... (default: auto, cuda if available, else cpu)"},
     "dtype": {"choices": ["float32", "float16", "bfloat16"], "help": "weights dtype (default float32)"},
     "local_files_only": {"flag": "--offline", "help": "never contact the Hugging Face hub; use the cache or folders"},
 }
@@ -87,7 +100,9 @@ CLIP = {
     "clip": {"help": "CLIP name, folder or open_clip:ARCH[@PRETRAINED] (default: the adapter's CLIP, else "
                      "openai/clip-vit-base-patch32)"},
     "text_tokens": {"flag": "--text-tokens", "const": True,
-                    "help": "the segmenter gets each box + the adapter's tokens for its phrase"},
+                    "help": "the segmenter gets each box + the adapter's tokens for its phrase",
+                    "also": ("--text-only", "only", "no detector: one mask per class from the adapter's text tokens "
+                                                    "alone")},
     "verify": {"choices": ["clip"], "help": "clip: CLIP checks each label on its masked crop; keeps, corrects or drops it"},
 }
 NOT_ON_THE_COMMAND_LINE = {  # field -> why
@@ -98,13 +113,61 @@ GROUPS = (  # (title, table)
     ("models (Hugging Face names or local folders; the backend follows the checkpoint's model_type)", MODELS),
     ("speed (all off by default: float32 at the checkpoint's input size)", SPEED),
     ("detection options", DETECTION),
+    ("CLIP in the loop (off by default)", CLIP),
 )
-CLIP_GROUP = ("CLIP in the loop (off by default)", CLIP)
+
+
+@dataclass(frozen=True)
+class Flags:
+    """The flags of one set of config dataclasses (see the module docstring)."""
+
+    key: str  # the parsed namespace lists, under this name, the fields whose flags were added
+    classes: tuple[type, ...]  # the dataclasses whose fields the flags set (their defaults are the flags')
+    groups: tuple[tuple[str, Table], ...]  # (argument group title, table)
+    omitted: dict[str, str] = field(default_factory=dict)  # field -> why it has no flag
+
+    def specs(self) -> Table:
+        return {name: spec for _, table in self.groups for name, spec in table.items()}
+
+    def add(self, parser: argparse.ArgumentParser, skip: Iterable[str] = (),
+            shared: Iterable[str] = ()) -> dict[str, Any]:
+        """Add a flag for every field in the tables but ``skip`` (not on this command) and ``shared`` (set by
+        another flag of the command with the same name, e.g. distill's one --device for teacher and student:
+        read from it when given). Returns the argument groups by title, for a command's own flags."""
+        defaults = {f.name: f.default for cls in self.classes for f in fields(cls) if f.default is not MISSING}
+        leave, added, groups = set(skip) | set(shared), [], {}
+        for title, table in self.groups:
+            names = [name for name in table if name not in leave]
+            if names:
+                groups[title] = parser.add_argument_group(title)
+            for name in names:
+                _add_field(groups[title], name, defaults.get(name), table[name])
+                added.append(name)
+        parser.set_defaults(**{self.key: tuple(added), self.key + "_shared": tuple(sorted(set(shared)))})
+        return groups
+
+    def read(self, args: argparse.Namespace) -> dict[str, Any]:
+        """The fields the flags set, as keyword arguments for the dataclasses (paths as strings)."""
+        specs, out = self.specs(), {}
+        shared = getattr(args, self.key + "_shared")
+        for name in (*getattr(args, self.key), *shared):
+            value, spec = getattr(args, name), specs[name]
+            if value is None and ("default" in spec or name in shared):
+                continue  # not given: the field's own default (or the command's) applies
+            if value is not None and "parse" in spec:
+                value = spec["parse"](value)
+            out[name] = str(value) if isinstance(value, Path) else value
+        return out
 
 
 def _add_field(group: Any, name: str, default: Any, spec: dict[str, Any]) -> None:
     spec = dict(spec)
     flag = spec.pop("flag", "--" + name.replace("_", "-"))
+    default = spec.pop("default", default)
+    spec.pop("parse", None)
+    also = spec.pop("also", None)
+    if also is not None:  # two flags for one field, e.g. --text-tokens (True) or --text-only ("only")
+        group = group.add_mutually_exclusive_group()
     if "const" in spec:  # a flag that stores a fixed value
         group.add_argument(flag, dest=name, action="store_const", default=default, **spec)
     elif flag.startswith("--no-"):  # an on-by-default switch (None: decided when the models load)
@@ -114,39 +177,26 @@ def _add_field(group: Any, name: str, default: Any, spec: dict[str, Any]) -> Non
     else:
         if "type" not in spec and "choices" not in spec and default is not None:
             spec["type"] = type(default)
+        if "choices" not in spec:  # named after the flag, not the field (--focal FOCAL)
+            spec.setdefault("metavar", flag[2:].replace("-", "_").upper())
         group.add_argument(flag, dest=name, default=default, **spec)
+    if also is not None:
+        alias, value, help_ = also
+        group.add_argument(alias, dest=name, action="store_const", const=value, default=default, help=help_)
 
 
-def _defaults(*classes: type) -> dict[str, Any]:
-    return {f.name: f.default for cls in classes for f in fields(cls) if f.default is not MISSING}
+TEACHER = Flags("teacher_fields", (ModelConfig, SegmentOptions), GROUPS, NOT_ON_THE_COMMAND_LINE)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, clip_options: bool = True) -> None:
     """The teacher's flags: models, speed, detection options, and (``clip_options``) the CLIP ones."""
-    defaults = _defaults(ModelConfig, SegmentOptions)
-    added: list[str] = []
-    for title, table in GROUPS + ((CLIP_GROUP,) if clip_options else ()):
-        group = parser.add_argument_group(title)
-        for name, spec in table.items():
-            if name == "text_tokens":  # two flags for one field: --text-tokens (True) or --text-only ("only")
-                tokens = group.add_mutually_exclusive_group()
-                _add_field(tokens, name, defaults[name], spec)
-                tokens.add_argument("--text-only", dest=name, action="store_const", const="only",
-                                    help="no detector: one mask per class from the adapter's text tokens alone")
-            else:
-                _add_field(group, name, defaults[name], spec)
-            added.append(name)
-    parser.set_defaults(teacher_fields=tuple(added))
+    TEACHER.add(parser, skip=() if clip_options else CLIP)
 
 
 def teacher_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """JSON-able keyword arguments such that ``Predictor(**teacher_kwargs(args))`` is the teacher the flags
     describe (every flag :func:`add_model_arguments` added, by field name; paths as strings)."""
-    out = {}
-    for name in args.teacher_fields:
-        value = getattr(args, name)
-        out[name] = str(value) if isinstance(value, Path) else value
-    return out
+    return TEACHER.read(args)
 
 
 def predictor_from_args(args: argparse.Namespace):

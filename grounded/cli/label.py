@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from functools import partial
 from pathlib import Path
 
-from grounded.cli.common import add_model_arguments, teacher_kwargs
+from grounded.cli.common import Flags, add_model_arguments, teacher_kwargs
 from grounded.errors import InputError
+from grounded.label.export import FORMATS
+from grounded.label.runner import ENGINES, LabelConfig
 
 EXAMPLES = """examples:
   grounded label photos/ --classes "car, wheel, dog" --out labelled/
@@ -37,8 +40,6 @@ OUT/summary.json. Re-run the same command to resume; --force to start over with 
 
 
 def add_format_argument(parser: argparse.ArgumentParser, default: list[str] | None) -> None:
-    from grounded.label.export import FORMATS
-
     parser.add_argument(
         "--format", dest="formats", nargs="+", action="extend", metavar="FORMAT",
         help=f"exports to write, any of {', '.join(FORMATS)} (space or comma separated; default: coco yolo)"
@@ -53,6 +54,36 @@ def parse_formats(values: list[str] | None, default: list[str]) -> list[str]:
     return [f.strip() for value in values for f in value.split(",") if f.strip()]
 
 
+LABEL_TABLE = {  # LabelConfig field -> argparse keywords (+ grounded.cli.common's "flag", "default", "parse")
+    "formats": {"flag": "--format", "nargs": "+", "action": "extend", "metavar": "FORMAT", "default": None,
+                "parse": partial(parse_formats, default=()),
+                "help": f"exports to write, any of {', '.join(FORMATS)} (space or comma separated; default: "
+                        f"{' '.join(LabelConfig.formats)})"},
+    "split": {"type": str, "help": "train,val[,test] fractions (default 0.8,0.2)"},
+    "seed": {"help": "seed of the split and the preview sample (default %(default)s)"},
+    "force": {"help": "start over if OUT holds a run with another ontology/model"},
+    "preview": {"help": "images in OUT/preview.png (default %(default)s; 0: none)"},
+    "copy_images": {"help": "copy images into YOLO/VOC/mask folders (default: links)"},
+    "retry_errors": {"help": "label again the images that have an error row"},
+    "progress": {"flag": "--no-progress", "help": "no progress bar"},
+    "batch_size": {"help": "images per model call (default %(default)s)"},
+}
+RAY_TABLE = {
+    "engine": {"choices": ENGINES, "help": "local: this process; ray: a pool of Ray Data actors (default %(default)s)"},
+    "ray_address": {"help": "cluster to join (auto, ray://HEAD:10001, ...; default: start a local Ray)"},
+    "workers": {"help": "Ray actors, each with its own models (default %(default)s)"},
+    "gpus_per_worker": {"help": "GPUs per actor, e.g. 1 or 0.5 (default %(default)s)"},
+    "cpus_per_worker": {"help": "CPUs reserved per actor (default %(default)s; whole CPUs can starve Ray Data's reads)"},
+}
+LABEL = Flags("label_fields", (LabelConfig,), (
+    ("labelling run", LABEL_TABLE),
+    ("engine (Ray: pip install \"grounded[ray]\")", RAY_TABLE),
+), {
+    "prefetch": "Python: LabelConfig(prefetch=...) (batches decoded ahead; the default keeps the models fed)",
+    "max_side": "Python: LabelConfig(max_side=...) (the default, 1333, is the most any default model reads)",
+})
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("label", help="auto-label a folder of images into a dataset (COCO, YOLO, VOC, masks)",
                        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,24 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--ontology", type=Path, help="YAML ontology: classes with synonyms (see prompts/)")
     what.add_argument("--classes", help='comma-separated class names, e.g. "car, wheel, dog"')
     p.add_argument("--out", type=Path, required=True, help="output folder (created; resumed if it holds this run)")
-    add_format_argument(p, default=["coco", "yolo"])
-    p.add_argument("--split", default="0.8,0.2", help="train,val[,test] fractions (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and the preview sample (default 0)")
-    p.add_argument("--force", action="store_true", help="start over if OUT holds a run with another ontology/model")
-    p.add_argument("--preview", type=int, default=16, help="images in OUT/preview.png (default 16; 0: none)")
-    p.add_argument("--copy-images", action="store_true", help="copy images into YOLO/VOC/mask folders (default: links)")
-    p.add_argument("--retry-errors", action="store_true", help="label again the images that have an error row")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--batch-size", type=int, default=1, help="images per model call (default %(default)s)")
-    scale = p.add_argument_group("engine (Ray: pip install \"grounded[ray]\")")
-    scale.add_argument("--engine", choices=["local", "ray"], default="local",
-                       help="local: this process; ray: a pool of Ray Data actors (default %(default)s)")
-    scale.add_argument("--ray-address", default=None,
-                       help="cluster to join (auto, ray://HEAD:10001, ...; default: start a local Ray)")
-    scale.add_argument("--workers", type=int, default=1, help="Ray actors, each with its own models (default 1)")
-    scale.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor, e.g. 1 or 0.5 (default 0)")
-    scale.add_argument("--cpus-per-worker", type=float, default=0.5,
-                       help="CPUs reserved per actor (default %(default)s; whole CPUs can starve Ray Data's reads)")
+    LABEL.add(p)
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -99,15 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.images.is_dir():
         raise InputError(f"IMAGES_DIR {str(args.images)!r} is not a folder; give the folder of images to label")
     ontology = as_ontology(args.ontology if args.ontology is not None else args.classes)
-    summary = label(
-        args.images, ontology, args.out,
-        formats=parse_formats(args.formats, ["coco", "yolo"]),
-        split=args.split, seed=args.seed, force=args.force, retry_errors=args.retry_errors, preview=args.preview,
-        copy_images=args.copy_images, progress=not args.no_progress, batch_size=args.batch_size,
-        engine=args.engine, ray_address=args.ray_address, workers=args.workers,
-        gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-        **_predictor(args),
-    )
+    summary = label(args.images, ontology, args.out, config=LabelConfig(**LABEL.read(args)), **_predictor(args))
     print(summary.table())
     print(f"dataset: {', '.join(summary.exports.values())}; preview: {summary.preview}; summary: {args.out / 'summary.json'}")
     return 0

@@ -12,6 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
+from grounded.cli.common import Flags
+from grounded.distill.budget import parse_budget
+from grounded.distill.config import AMP_MODES, ARCHS, StudentConfig, TrainConfig
 from grounded.errors import InputError
 
 EXAMPLES = """examples:
@@ -26,59 +29,70 @@ writes RUN/student.safetensors + student.json (best by validation mIoU), RUN/stu
 RUN/history.json and RUN/training_curve.png; RUN/last.* and train_state.pt to resume."""
 
 
-def add_student_arguments(p: argparse.ArgumentParser, device: bool = True) -> None:
-    """Student and training options, shared with ``grounded distill``."""
-    from grounded.distill.config import ARCHS, TrainConfig
+STUDENT_TABLE = {  # StudentConfig field -> argparse keywords (+ grounded.cli.common's "flag", "default", "parse")
+    "arch": {"choices": ARCHS, "help": "network (default %(default)s: FastSeg, real-time)"},
+    "size": {"help": "fast: tiny | small | base (default small); unet: tiny | small | base | large; without "
+                     "--pretrained: segformer b0..b5, mobilenet_deeplab / mobilevit a width multiplier (1.0)"},
+    "pretrained": {"help": "transformers students: Hugging Face name or local folder"},
+    "boundary_head": {"flag": "--no-boundary-head",
+                      "help": "no instance-boundary channel (touching objects of a class then merge)"},
+}
+TRAINING_TABLE = {  # TrainConfig field -> argparse keywords
+    "budget_minutes": {"flag": "--budget", "metavar": "DURATION", "parse": parse_budget,
+                       "help": "plan the run to fit this wall time, e.g. 90s, 30m, 2h (default 30m when no length "
+                               "is given)"},
+    "epochs": {"type": int, "help": "count in epochs instead of a budget"},
+    "batch_size": {"help": "default %(default)s"},
+    "image_size": {"help": "training side in pixels (default %(default)s)"},
+    "lr": {"type": float, "default": None, "help": "peak learning rate (default: by architecture)"},
+    "focal_weight": {"flag": "--focal", "help": "weight of the focal term (default %(default)s)"},
+    "val_fraction": {"help": "validation share when the dataset has no val split (default %(default)s)"},
+    "seed": {"help": "default %(default)s"},
+    "max_minutes": {"type": float, "help": argparse.SUPPRESS},  # older name of --budget
+    "max_steps": {"type": int, "help": "alone: train this many steps; with --budget / --epochs: stop after this many"},
+    "device": {"help": "auto | cpu | cuda | cuda:1 ... (default %(default)s)"},
+    "amp": {"choices": AMP_MODES,
+            "help": "mixed precision: auto = float16 on CUDA only; bf16 = bfloat16 autocast (default %(default)s)"},
+}
+PYTHON_ONLY = "tuning left to Python (TrainConfig)"
+STUDENT = Flags("student_fields", (StudentConfig,), (("student", STUDENT_TABLE),), {
+    "class_names": "filled from the dataset",
+    "base_channels": "unet: overrides --size's width (Python: StudentConfig)",
+    "depth": "unet: overrides --size's depth (Python: StudentConfig)",
+    "backbone_config": "backbone_unet without weights: a transformers config dict (Python: StudentConfig)",
+    "decoder_channels": "backbone_unet: decoder width (Python: StudentConfig)",
+    "hf_config": "filled when the student is built (offline reloads)",
+    "mean": "input normalisation inside the model (ImageNet's; Python: StudentConfig)",
+    "std": "input normalisation inside the model (ImageNet's; Python: StudentConfig)",
+})
+TRAINING = Flags("train_fields", (TrainConfig,), (
+    ("training (length: --budget, or --epochs, or --max-steps; default --budget 30m)", TRAINING_TABLE),), {
+    **{name: PYTHON_ONLY for name in ("weight_decay", "warmup_steps", "min_lr_ratio", "dice_weight", "focal_gamma",
+                                      "boundary_weight", "class_weights", "loss_scale", "channels_last", "val_every",
+                                      "checkpoint_every", "num_workers", "augment")},
+    "total_steps": "set by the plan (--budget, --epochs or --max-steps)",
+})
 
-    d = TrainConfig()
-    s = p.add_argument_group("student")
-    s.add_argument("--arch", choices=ARCHS, default="fast", help="network (default %(default)s: FastSeg, real-time)")
-    s.add_argument("--size", default=None,
-                   help="fast: tiny | small | base (default small); unet: tiny | small | base | large; without "
-                        "--pretrained: segformer b0..b5, mobilenet_deeplab / mobilevit a width multiplier (1.0)")
-    s.add_argument("--pretrained", default=None, help="transformers students: Hugging Face name or local folder")
-    s.add_argument("--no-boundary-head", action="store_true",
-                   help="no instance-boundary channel (touching objects of a class then merge)")
-    t = p.add_argument_group("training (length: --budget, or --epochs, or --max-steps; default --budget 30m)")
-    t.add_argument("--budget", default=None, metavar="DURATION",
-                   help="plan the run to fit this wall time, e.g. 90s, 30m, 2h (default 30m when no length is given)")
-    t.add_argument("--epochs", type=int, default=None, help="count in epochs instead of a budget")
-    t.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
-    t.add_argument("--image-size", type=int, default=d.image_size, help="training side in pixels (default %(default)s)")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: by architecture)")
-    t.add_argument("--focal", type=float, default=d.focal_weight, help="weight of the focal term (default %(default)s)")
-    t.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                   help="validation share when the dataset has no val split (default %(default)s)")
-    t.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
-    t.add_argument("--max-minutes", type=float, default=None, help=argparse.SUPPRESS)  # older name of --budget
-    t.add_argument("--max-steps", type=int, default=None,
-                   help="alone: train this many steps; with --budget / --epochs: stop after this many")
-    if device:
-        t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ... (default %(default)s)")
-    t.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
-                   help="mixed precision: auto = float16 on CUDA only; bf16 = bfloat16 autocast (default %(default)s)")
-    t.add_argument("--no-resume", action="store_true", help="start over even if --out holds an unfinished run")
+
+def add_student_arguments(p: argparse.ArgumentParser, device: bool = True) -> None:
+    """Student and training flags (generated from StudentConfig / TrainConfig), shared with ``grounded
+    distill``; ``device=False``: the command's own --device (the teacher's) serves the student too."""
+    STUDENT.add(p)
+    groups = TRAINING.add(p, shared=() if device else ("device",))
+    groups[TRAINING.groups[0][0]].add_argument("--no-resume", action="store_true",
+                                               help="start over even if --out holds an unfinished run")
 
 
 def configs_from_args(args: argparse.Namespace):  # noqa: ANN201
-    """(StudentConfig, TrainConfig) from parsed arguments."""
-    from grounded.distill.budget import parse_budget
-    from grounded.distill.config import StudentConfig, TrainConfig
+    """(StudentConfig, TrainConfig) from parsed arguments: every student and training flag, by field."""
     from grounded.distill.workflow import default_lr
 
-    default_size = {"fast": "small", "unet": "small", "segformer": "b0"}.get(args.arch, "1.0")
-    student = StudentConfig(arch=args.arch, size=args.size or default_size, pretrained=args.pretrained,
-                            boundary_head=not args.no_boundary_head)
-    if args.arch == "backbone_unet" and not args.pretrained:
+    student = StudentConfig(**STUDENT.read(args))  # an unset --size: the arch's (StudentConfig.size)
+    if student.arch == "backbone_unet" and not student.pretrained:
         raise InputError("--arch backbone_unet needs --pretrained NAME_OR_FOLDER (e.g. microsoft/resnet-18)")
-    budget = parse_budget(args.budget) if args.budget is not None else args.max_minutes
-    config = TrainConfig(
-        image_size=args.image_size, budget_minutes=budget, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr if args.lr is not None else default_lr(student), focal_weight=args.focal,
-        val_fraction=args.val_fraction, seed=args.seed, max_steps=args.max_steps,
-        device=getattr(args, "device", None) or "auto", amp=args.amp,
-    )
-    return student, config
+    settings = TRAINING.read(args)
+    settings.setdefault("lr", default_lr(student))  # an unset --lr: by architecture
+    return student, TrainConfig(**settings)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -258,6 +258,8 @@ def train_adapter(images: str | Path | Sequence[str | Path], ontology: Ontology,
                                                "images_used": result.images_used, "images_skipped": result.images_skipped,
                                                "ontology": ontology.to_dict(), "teacher": run["teacher"],
                                                "iou_before": result.before, "iou_after": result.after})
-        (out / "history.json").write_text(json.dumps(result.history))
+        from grounded.formats.files import atomic_write_text
+
+        atomic_write_text(out / "history.json", json.dumps(result.history))
         logger.info("adapter saved to %s: IoU with the teacher %s -> %s", out, result.before, result.after)
     return result

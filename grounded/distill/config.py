@@ -22,6 +22,8 @@ from typing import Any
 from grounded.errors import InputError
 
 ARCHS = ("fast", "unet", "segformer", "mobilenet_deeplab", "mobilevit", "backbone_unet")
+DEFAULT_SIZES = {"fast": "small", "unet": "small", "segformer": "b0"}  # other archs: a width multiplier, "1.0"
+AMP_MODES = ("auto", "bf16", "off")  # TrainConfig.amp
 DEFAULT_BUDGET_MINUTES = 30.0  # a run given neither a budget, epochs nor steps plans itself to fit this
 IGNORE_INDEX = 255  # target value of pixels that take no part in the loss or the metrics (padding, "don't care")
 
@@ -68,7 +70,8 @@ class StudentConfig(_Serialisable):
     arch: str = "fast"  # pure torch, from scratch: "fast" (FastSeg) | "unet"; through transformers: "segformer" |
     #                     "mobilenet_deeplab" (DeepLabV3 + MobileNetV2) | "mobilevit" (MobileViTV2) | "backbone_unet"
     class_names: list[str] = field(default_factory=list)  # filled from the dataset when training
-    size: str = "small"  # fast: a FAST_SIZES key; unet: a UNET_SIZES key; segformer built without weights: "b0".."b5"
+    size: str | None = None  # fast: a FAST_SIZES key; unet: a UNET_SIZES key; segformer built without weights:
+    #                          "b0".."b5"; mobilenet_deeplab / mobilevit: a width multiplier; None: DEFAULT_SIZES
     boundary_head: bool = True  # one more output channel: instance boundaries, to split touching objects of a class
     base_channels: int | None = None  # unet: override the size's width (channels of the first level)
     depth: int | None = None  # unet: override the size's number of down-sampling levels
@@ -87,6 +90,8 @@ class StudentConfig(_Serialisable):
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise InputError(f"student arch {self.arch!r} is unknown; choose one of {list(ARCHS)}")
+        if self.size is None:
+            self.size = DEFAULT_SIZES.get(self.arch, "1.0")
         self.mean, self.std = tuple(self.mean), tuple(self.std)  # JSON gives lists
 
     @property
@@ -134,7 +139,7 @@ class TrainConfig(_Serialisable):
     class_weights: bool = True  # CE weights from label frequencies (rare classes count more)
     val_fraction: float = 0.2  # used when the dataset has no validation split; split by seed
     seed: int = 0
-    amp: str = "auto"  # "auto": float16 on CUDA, off on CPU | "bf16": bfloat16 autocast | "off"
+    amp: str = "auto"  # AMP_MODES: "auto": float16 on CUDA, off on CPU | "bf16": bfloat16 autocast | "off"
     loss_scale: float = 0.5  # the loss is taken at this fraction of the training size (logits up-sampled from the
     #                          network's stride, targets sub-sampled): 0.5 halved the CPU time of a FastSeg step
     channels_last: bool = False  # NHWC memory format (measured no faster for FastSeg on the CPUs here)
@@ -144,7 +149,7 @@ class TrainConfig(_Serialisable):
     val_every: int = 1  # validate every N epochs (and at the end); the best by val mIoU is kept; budgets set it
     checkpoint_every: int = 0  # also save a resumable state every N steps (0: only at validations / epoch ends)
     num_workers: int = -1  # DataLoader workers; -1: 2 on CUDA, 0 on CPU (the cached data costs ~nothing there)
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
+    device: str | None = "auto"  # "auto" (or None): CUDA when available, else CPU | "cpu" | "cuda" | "cuda:1" ...
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -159,5 +164,5 @@ class TrainConfig(_Serialisable):
             raise InputError(f"train config: budget_minutes must be > 0, got {self.budget_minutes}")
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"train config: val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.amp not in ("auto", "bf16", "off"):
-            raise InputError(f"train config: amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
+        if self.amp not in AMP_MODES:
+            raise InputError(f"train config: amp must be one of {AMP_MODES}, got {self.amp!r}")

@@ -15,6 +15,7 @@ name. Both return one dict (see :mod:`grounded.distill.metrics` for the definiti
 :func:`write_report` writes it as ``metrics.json`` and a readable ``metrics.txt`` table; with ``pairs=N`` the
 first N images also get ``pairs/NAME.png``: image | ground truth | prediction, side by side.
 Memory stays flat: per image only the confusion matrix is updated and RLE masks are kept for mask AP.
+:func:`plot_history` draws a training run's losses and validation mIoU (``training_curve.png``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 from grounded.distill.instances import probs_to_detections
 from grounded.distill.metrics import MaskAP, confusion_matrix, semantic_scores
 from grounded.errors import InputError
+from grounded.formats.files import atomic_path, atomic_write_text
 from grounded.utils.masks import rasterize_semantic
 
 logger = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ def save_pair(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, path:
         return np.where((semantic == 0)[..., None], image, blend)
 
     gap = np.full((image.shape[0], 4, 3), 255, dtype=np.uint8)
-    Image.fromarray(np.concatenate([image, gap, overlay(truth), gap, overlay(predicted)], axis=1)).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.concatenate([image, gap, overlay(truth), gap, overlay(predicted)], axis=1)).save(tmp, format="PNG")
 
 
 def _score(items: Iterator[Item], class_names: Sequence[str], total: int, pairs_dir: Path | None, pairs: int,
@@ -158,10 +161,35 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
+    """Training and validation loss, and validation mIoU, against optimiser steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(steps, [h["train_loss"] for h in history], marker="o", label="train loss (mean since last validation)")
+    left.plot(steps, [h["val_loss"] for h in history], marker="o", label="val loss")
+    left.set_xlabel("step")
+    left.legend()
+    right.plot(steps, [h["miou"] for h in history], marker="o", color="tab:green", label="val mIoU")
+    right.plot(steps, [h["pixel_accuracy"] for h in history], marker="o", color="tab:gray", label="val pixel acc")
+    right.set_xlabel("step")
+    right.set_ylim(0, 1)
+    right.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
+
+
 def write_report(result: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
     """Write ``out/metrics.json`` and ``out/metrics.txt``; returns both paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    (out / "metrics.txt").write_text(format_table(result) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
+    atomic_write_text(out / "metrics.txt", format_table(result) + "\n")
     return out / "metrics.json", out / "metrics.txt"

@@ -28,6 +28,7 @@ import torch
 
 from grounded.distill.checkpoint import FORMAT
 from grounded.errors import InputError, ModelLoadError
+from grounded.formats.files import atomic_path
 
 PARITY_ATOL = 1e-3  # max |onnxruntime - torch| on logits, CPU float32
 OPSET = 17
@@ -48,26 +49,28 @@ def export_onnx(student, path: str | Path, image_size: int) -> Path:  # noqa: AN
     student = student.to("cpu").eval()
     side = -(-min(image_size, 256) // student.stride) * student.stride
     example = torch.rand(1, 3, side, side)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-        torch.onnx.export(
-            _Native(student).eval(),
-            (example,),
-            str(path),
-            input_names=["pixels"],
-            output_names=["logits"],
-            dynamic_axes={"pixels": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    model = onnx.load(str(path))
-    meta = {"class_names": json.dumps(student.config.class_names), "image_size": str(int(image_size)),
-            "stride": str(student.stride), "format": FORMAT,
-            "boundary_head": str(int(student.config.boundary_head))}
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
+    with atomic_path(path) as tmp:  # the graph is traced, then given its metadata, then renamed into place
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+            torch.onnx.export(
+                _Native(student).eval(),
+                (example,),
+                str(tmp),
+                input_names=["pixels"],
+                output_names=["logits"],
+                dynamic_axes={"pixels": {0: "batch", 2: "height", 3: "width"},
+                              "logits": {0: "batch", 2: "height", 3: "width"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        model = onnx.load(str(tmp))
+        meta = {"class_names": json.dumps(student.config.class_names), "image_size": str(int(image_size)),
+                "stride": str(student.stride), "format": FORMAT,
+                "boundary_head": str(int(student.config.boundary_head))}
+        for key, value in meta.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(model, str(tmp))
     return path
 
 

@@ -27,14 +27,10 @@ from torch.nn import functional as F
 from grounded.distill.augment import fit_to_stride
 from grounded.distill.instances import probs_to_detections
 from grounded.errors import InputError
+from grounded.models.loading import resolve_device
 from grounded.utils.images import ImageInput, load_image
 
 logger = logging.getLogger(__name__)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; anything else as torch reads it (``"cuda:1"``)."""
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
 
 
 class StudentPredictor:
@@ -68,7 +64,7 @@ class StudentPredictor:
         self.boundary_head, self.instances = bool(boundary_head), instances
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", min_area: int = 16, threads: int | None = None) -> StudentPredictor:
+    def load(cls, path: str | Path, device: str | None = "auto", min_area: int = 16, threads: int | None = None) -> StudentPredictor:
         """A run folder / ``.safetensors`` (torch) or ``.onnx`` (onnxruntime, ``threads`` intra-op) -> predictor."""
         if Path(path).suffix == ".onnx":
             from grounded.distill.export import load_onnx
@@ -81,9 +77,9 @@ class StudentPredictor:
         return cls.from_module(student, record["image_size"], device, min_area)
 
     @classmethod
-    def from_module(cls, student, image_size: int, device: str = "auto", min_area: int = 16) -> StudentPredictor:  # noqa: ANN001
+    def from_module(cls, student, image_size: int, device: str | None = "auto", min_area: int = 16) -> StudentPredictor:  # noqa: ANN001
         """Wrap an in-memory :class:`~grounded.distill.students.Student` (put in eval mode)."""
-        dev = pick_device(device)
+        dev = resolve_device(device)
         student = student.to(dev).eval()
 
         @torch.inference_mode()

@@ -49,11 +49,13 @@ from grounded.distill.cache import CachedData, CachedSet, crop_weights
 from grounded.distill.checkpoint import load_state, load_student, read_record, save_state, save_student
 from grounded.distill.config import DEFAULT_BUDGET_MINUTES, StudentConfig, TrainConfig
 from grounded.distill.data import DataSplits, open_dataset
+from grounded.distill.evaluate import plot_history
 from grounded.distill.losses import SegmentationLoss, class_weights
 from grounded.distill.metrics import confusion_matrix, semantic_scores
-from grounded.distill.predictor import pick_device
 from grounded.distill.students import Student, build_student, profile
 from grounded.errors import InputError
+from grounded.formats.files import atomic_write_text
+from grounded.models.loading import resolve_device
 from grounded.utils.schedule import warmup_cosine
 
 logger = logging.getLogger(__name__)
@@ -155,15 +157,43 @@ def train(
     cfg = config or TrainConfig()
     splits = dataset if isinstance(dataset, DataSplits) else open_dataset(dataset, cfg.val_fraction, cfg.seed)
     model, state, cfg = _start(out, splits, student or StudentConfig(), cfg, resume)
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
+    stats = _place(model, device, cfg)
+    data = _prepare_data(splits, model.config.num_classes, cfg, device, progress)
+    if device.type == "cpu" and torch.get_num_threads() > 1 and not state:
+        _pick_threads(model, data.train, data.loss_fn, cfg)
+    run = _Run(out, model, cfg, device, data, started,
+               extra={"train": cfg.to_dict(), "data": splits.info, "val_images": len(splits.val), "profile": stats})
+    if state:
+        run.restore(state)
+    run.loop(progress, on_step)
+    return run.finish(stats, started)
+
+
+def _place(model: Student, device: torch.device, cfg: TrainConfig) -> dict[str, float]:
+    """Move the student to ``device`` (channels-last when asked); log and return its size (params, GFLOPs)."""
     model.to(device)
     stats = profile(model, cfg.image_size)
     logger.info("student %s/%s: %.2f M parameters, %.2f GFLOPs at %d px", model.config.arch, model.config.size,
                 stats["params"] / 1e6, stats["gflops"], cfg.image_size)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    return stats
 
-    num_classes = model.config.num_classes
+
+@dataclass
+class _Data:
+    train: CachedSet  # augmented, class-balanced crops
+    val: CachedSet  # letterboxed
+    loss_fn: SegmentationLoss  # weighted by the training labels
+    steps_per_epoch: int
+    workers: int  # DataLoader workers
+
+
+def _prepare_data(splits: DataSplits, num_classes: int, cfg: TrainConfig, device: torch.device,
+                  progress: bool) -> _Data:
+    """Decode both splits once at the training size; count label pixels for class-weighted cross-entropy and
+    class-balanced crops, and boundary pixels for the boundary loss's positive weight."""
     train_data = CachedData.build(splits.train, cfg.image_size, progress=progress, desc="cache train")
     val_data = CachedData.build(splits.val, cfg.image_size, progress=progress, desc="cache val")
     counts = train_data.pixel_counts(num_classes)
@@ -173,114 +203,155 @@ def train(
     loss_fn = SegmentationLoss(weight, cfg.dice_weight, cfg.focal_weight, cfg.focal_gamma, cfg.boundary_weight,
                                pos_weight).to(device)
     train_set = CachedSet(train_data, cfg.augment, cfg.seed, crop_weights(counts))
-    val_set = CachedSet(val_data)
     workers = cfg.num_workers if cfg.num_workers >= 0 else (2 if device.type == "cuda" else 0)
-    steps_per_epoch = len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0))
+    return _Data(train_set, CachedSet(val_data), loss_fn,
+                 len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0)), workers)
 
-    if device.type == "cpu" and torch.get_num_threads() > 1 and not state:
-        _pick_threads(model, train_set, loss_fn, cfg)
-    # a validation pass is forward-only (about 0.4 of a step per batch), plus data handling
-    total, planner = _plan(cfg, steps_per_epoch, started, 0.5 * -(-len(val_set) // cfg.batch_size))
-    warmup = min(cfg.warmup_steps, max(1, total // 5)) if total else cfg.warmup_steps
-    val_interval = cfg.val_every * steps_per_epoch
-    next_val = val_interval
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "auto" and device.type == "cuda")
-    step, history, best = 0, [], {"miou": -1.0, "epoch": -1}
-    if state:
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+
+class _Run:
+    """One run's moving parts: the schedule (total steps, warm-up, next validation; a budget's planner), the
+    optimiser, and the record (step, history, best). Each method is one named step of :func:`train`."""
+
+    def __init__(self, out: Path, model: Student, cfg: TrainConfig, device: torch.device, data: _Data,
+                 started: float, extra: dict[str, Any]) -> None:
+        self.out, self.model, self.cfg, self.device, self.data, self.extra = out, model, cfg, device, data, extra
+        # a validation pass is forward-only (about 0.4 of a step per batch), plus data handling
+        self.total, self.planner = _plan(cfg, data.steps_per_epoch, started, 0.5 * -(-len(data.val) // cfg.batch_size))
+        self.warmup = min(cfg.warmup_steps, max(1, self.total // 5)) if self.total else cfg.warmup_steps
+        self.val_interval = cfg.val_every * data.steps_per_epoch
+        self.next_val = self.val_interval
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "auto" and device.type == "cuda")
+        self.step, self.history, self.best = 0, [], {"miou": -1.0, "epoch": -1}
+        self.lr, self.stopped_early = cfg.lr, False
+        self.window: list[float] = []  # losses since the last validation
+        self.parts: dict[str, float] = {}  # the last step's loss terms
+        self.bar: Any = None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue an interrupted run: optimiser, scaler, RNG, record, and its plan (a budget is not re-planned)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
-        step, history, best = int(state["step"]), json.loads(state["history"]), json.loads(state["best"])
-        if "total" in state and int(state["total"]) > 0:  # the saved plan holds (a budget is not re-planned)
-            total, warmup, planner = int(state["total"]), int(state["warmup"]), None
-            val_interval = int(state["val_interval"])
-            next_val = (step // val_interval + 1) * val_interval
-        logger.info("resuming %s at step %d of %s", out, step, total)
-    extra = {"train": cfg.to_dict(), "data": splits.info, "val_images": len(splits.val), "profile": stats}
+        self.step, self.history, self.best = int(state["step"]), json.loads(state["history"]), json.loads(state["best"])
+        if "total" in state and int(state["total"]) > 0:
+            self.total, self.warmup, self.planner = int(state["total"]), int(state["warmup"]), None
+            self.val_interval = int(state["val_interval"])
+            self.next_val = (self.step // self.val_interval + 1) * self.val_interval
+        logger.info("resuming %s at step %d of %s", self.out, self.step, self.total)
 
-    def checkpoint() -> None:
-        save_student(model, out, cfg.image_size, name="last", **extra)
-        save_state(out, {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": torch.get_rng_state(),
-                         "step": step, "history": json.dumps(history), "best": json.dumps(best),
-                         "total": total or 0, "warmup": warmup,
-                         "val_interval": val_interval if planner is None else max(1, next_val - step)})
-
-    stopped_early, lr = False, cfg.lr
-    bar = tqdm(total=total, initial=step, desc=f"train {model.config.arch}", disable=not progress, dynamic_ncols=True)
-    postfix: dict[str, str] = {}
-    window: list[float] = []
-    parts: dict[str, float] = {}
-    while total is None or step < total:
-        epoch, skip = divmod(step, steps_per_epoch)
-        train_set.set_epoch(epoch)
-        batches = epoch_batches(len(train_set), cfg.batch_size, cfg.seed, epoch)[skip:]
-        model.train()
-        for pixels, target in DataLoader(train_set, batch_sampler=batches, num_workers=workers,
-                                         pin_memory=device.type == "cuda"):
-            # the last step (index total - 1) runs at the bottom of the cosine: the run ends decayed
-            lr = cfg.lr * warmup_cosine(step, warmup, (total or 10**9) - 1, cfg.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            pixels, target = pixels.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            if cfg.channels_last:
-                pixels = pixels.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, cfg.amp):
-                logits = model(pixels, full_size=False)
-            logits, target = _at_loss_scale(logits.float(), target, cfg.loss_scale)
-            loss, parts = loss_fn(logits, target, num_classes)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            window.append(float(loss.detach()))
-            planned_before = planner is not None and planner.total is not None
-            if planner is not None and planner.step_done(step) is not None and not planned_before:
-                total, next_val = planner.total, step + planner.val_interval()
-                warmup = min(cfg.warmup_steps, max(1, total // 5))
-                bar.total = total
-                logger.info("budget %.1f min: %.2f s/step -> %d steps (%.1f epochs), next validation at %d",
-                            planner.budget_s / 60, planner.step_seconds(), total, total / steps_per_epoch, next_val)
-            postfix.update(loss=f"{window[-1]:.3f}", lr=f"{lr:.1e}")
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
-            if on_step is not None:
-                on_step(step, total)
-            done = total is not None and step >= total
-            stopped_early = not done and cfg.max_steps is not None and step >= cfg.max_steps
-            if total is not None and (done or stopped_early or step >= next_val):
-                if planner is not None:
-                    planner.validation_started()
-                row = {"epoch": (step - 1) // steps_per_epoch, "step": step, "lr": lr,
-                       "train_loss": float(np.mean(window)), **parts, **validate(model, val_set, loss_fn, device, cfg.batch_size, cfg.loss_scale)}
-                window = []
-                history.append(row)
-                postfix["val_mIoU"] = f"{row['miou']:.3f}"
-                logger.info("step %d/%d: loss %.4f val mIoU %.4f lr %.2e", step, total, row["train_loss"], row["miou"], lr)
-                if row["miou"] > best["miou"]:
-                    best = {"miou": row["miou"], "epoch": row["epoch"], "step": step}
-                    save_student(model, out, cfg.image_size, **extra, best=best)
-                model.train()
-                if planner is not None and not done:
-                    total = planner.validation_done(step)
-                    warmup, next_val, bar.total = min(warmup, max(1, total // 5)), step + planner.val_interval(), total
-                    logger.info("re-planned: %d steps, next validation at %d", total, next_val)
-                else:
-                    next_val = (step // val_interval + 1) * val_interval
-                checkpoint()
-            elif cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                checkpoint()
-            if done or stopped_early:
+    def loop(self, progress: bool, on_step: Callable[[int, int | None], None] | None) -> None:
+        """Step until the planned total (or ``max_steps``), validating and checkpointing on the way."""
+        cfg = self.cfg
+        self.bar = tqdm(total=self.total, initial=self.step, desc=f"train {self.model.config.arch}",
+                        disable=not progress, dynamic_ncols=True)
+        postfix: dict[str, str] = {}
+        while self.total is None or self.step < self.total:
+            for pixels, target in self._rest_of_epoch():
+                self._optimise(pixels, target)
+                self._fix_budget_once_timed()
+                postfix.update(loss=f"{self.window[-1]:.3f}", lr=f"{self.lr:.1e}")
+                self.bar.set_postfix(postfix, refresh=False)
+                self.bar.update(1)
+                if on_step is not None:
+                    on_step(self.step, self.total)
+                done = self.total is not None and self.step >= self.total
+                self.stopped_early = not done and cfg.max_steps is not None and self.step >= cfg.max_steps
+                if self.total is not None and (done or self.stopped_early or self.step >= self.next_val):
+                    postfix["val_mIoU"] = self._validate(done)
+                    self.checkpoint()
+                elif cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.checkpoint()
+                if done or self.stopped_early:
+                    break
+            if self.stopped_early:
                 break
-        if stopped_early:
-            break
-    bar.close()
-    (out / "history.json").write_text(json.dumps(history, indent=2))
-    if history:
-        plot_history(history, out / "training_curve.png")
-    return TrainResult(out, best["miou"], best["epoch"], step, history, stopped_early, total or step, lr, stats,
-                       time.monotonic() - started)
+        self.bar.close()
+
+    def _rest_of_epoch(self) -> DataLoader:
+        """The current epoch's batches from the current step on (a resumed run starts mid-epoch)."""
+        epoch, skip = divmod(self.step, self.data.steps_per_epoch)
+        self.data.train.set_epoch(epoch)
+        batches = epoch_batches(len(self.data.train), self.cfg.batch_size, self.cfg.seed, epoch)[skip:]
+        self.model.train()
+        return DataLoader(self.data.train, batch_sampler=batches, num_workers=self.data.workers,
+                          pin_memory=self.device.type == "cuda")
+
+    def _optimise(self, pixels: torch.Tensor, target: torch.Tensor) -> None:
+        """One AdamW step at the schedule's learning rate; the last step (index total - 1) runs at the bottom of
+        the cosine, so the run ends decayed."""
+        cfg = self.cfg
+        self.lr = cfg.lr * warmup_cosine(self.step, self.warmup, (self.total or 10**9) - 1, cfg.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        pixels, target = pixels.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
+        if cfg.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        with _autocast(self.device, cfg.amp):
+            logits = self.model(pixels, full_size=False)
+        logits, target = _at_loss_scale(logits.float(), target, cfg.loss_scale)
+        loss, self.parts = self.data.loss_fn(logits, target, self.model.config.num_classes)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        self.window.append(float(loss.detach()))
+
+    def _fix_budget_once_timed(self) -> None:
+        """A budget's planner fixes the run's total steps once its first steps are timed."""
+        planner = self.planner
+        planned_before = planner is not None and planner.total is not None
+        if planner is not None and planner.step_done(self.step) is not None and not planned_before:
+            self.total, self.next_val = planner.total, self.step + planner.val_interval()
+            self.warmup = min(self.cfg.warmup_steps, max(1, self.total // 5))
+            self.bar.total = self.total
+            logger.info("budget %.1f min: %.2f s/step -> %d steps (%.1f epochs), next validation at %d",
+                        planner.budget_s / 60, planner.step_seconds(), self.total,
+                        self.total / self.data.steps_per_epoch, self.next_val)
+
+    def _validate(self, done: bool) -> str:
+        """Validate, keep the student when it is the best so far, and schedule the next validation (a budget
+        re-plans the rest of the run). Returns the mIoU for the progress bar."""
+        planner, cfg = self.planner, self.cfg
+        if planner is not None:
+            planner.validation_started()
+        row = {"epoch": (self.step - 1) // self.data.steps_per_epoch, "step": self.step, "lr": self.lr,
+               "train_loss": float(np.mean(self.window)), **self.parts,
+               **validate(self.model, self.data.val, self.data.loss_fn, self.device, cfg.batch_size, cfg.loss_scale)}
+        self.window = []
+        self.history.append(row)
+        logger.info("step %d/%d: loss %.4f val mIoU %.4f lr %.2e", self.step, self.total, row["train_loss"],
+                    row["miou"], self.lr)
+        if row["miou"] > self.best["miou"]:
+            self.best = {"miou": row["miou"], "epoch": row["epoch"], "step": self.step}
+            save_student(self.model, self.out, cfg.image_size, **self.extra, best=self.best)
+        self.model.train()
+        if planner is not None and not done:
+            self.total = planner.validation_done(self.step)
+            self.warmup, self.next_val = min(self.warmup, max(1, self.total // 5)), self.step + planner.val_interval()
+            self.bar.total = self.total
+            logger.info("re-planned: %d steps, next validation at %d", self.total, self.next_val)
+        else:
+            self.next_val = (self.step // self.val_interval + 1) * self.val_interval
+        return f"{row['miou']:.3f}"
+
+    def checkpoint(self) -> None:
+        """Save ``last.*`` and the state a resumed run continues from."""
+        save_student(self.model, self.out, self.cfg.image_size, name="last", **self.extra)
+        save_state(self.out, {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                              "rng": torch.get_rng_state(), "step": self.step, "history": json.dumps(self.history),
+                              "best": json.dumps(self.best), "total": self.total or 0, "warmup": self.warmup,
+                              "val_interval": self.val_interval if self.planner is None
+                              else max(1, self.next_val - self.step)})
+
+    def finish(self, stats: dict[str, float], started: float) -> TrainResult:
+        """Write ``history.json`` and ``training_curve.png``; the run's result."""
+        atomic_write_text(self.out / "history.json", json.dumps(self.history, indent=2))
+        if self.history:
+            plot_history(self.history, self.out / "training_curve.png")
+        return TrainResult(self.out, self.best["miou"], self.best["epoch"], self.step, self.history, self.stopped_early,
+                           self.total or self.step, self.lr, stats, time.monotonic() - started)
 
 
 def _pick_threads(model: Student, data: CachedSet, loss_fn: SegmentationLoss, cfg: TrainConfig) -> int:
@@ -330,27 +401,3 @@ def _plan(cfg: TrainConfig, steps_per_epoch: int, started: float, validation_ste
     planner = BudgetPlanner(60 * (cfg.budget_minutes or DEFAULT_BUDGET_MINUTES), validation_steps=validation_steps)
     planner.start = planner._last = planner._val_start = started  # the cache and the model build count too
     return None, planner
-
-
-def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
-    """Training and validation loss, and validation mIoU, against optimiser steps, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    steps = [h["step"] for h in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(steps, [h["train_loss"] for h in history], marker="o", label="train loss (mean since last validation)")
-    left.plot(steps, [h["val_loss"] for h in history], marker="o", label="val loss")
-    left.set_xlabel("step")
-    left.legend()
-    right.plot(steps, [h["miou"] for h in history], marker="o", color="tab:green", label="val mIoU")
-    right.plot(steps, [h["pixel_accuracy"] for h in history], marker="o", color="tab:gray", label="val pixel acc")
-    right.set_xlabel("step")
-    right.set_ylim(0, 1)
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -25,6 +25,7 @@ from grounded.distill.export import export_onnx
 from grounded.distill.predictor import StudentPredictor
 from grounded.distill.train import train
 from grounded.errors import InputError
+from grounded.formats.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def train_run(
     if evaluate:
         metrics, where = evaluate_run(out, progress=progress)
         summary["eval"] = {"dir": str(where), "miou": metrics["miou"], "mask_ap": metrics["mask_ap"]}
-    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(Path(out) / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -203,5 +204,5 @@ def distill(
     summary = train_run(labels, out / "student", student, config, resume=resume and not changes, export=True,
                         evaluate=True, progress=progress)
     result = {"labels": str(labels), "labels_reused": reused, "relabelled": bool(changes), **summary}
-    (out / "distill.json").write_text(json.dumps(result, indent=2))
+    atomic_write_text(out / "distill.json", json.dumps(result, indent=2))
     return result

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grounded.errors import InputError, ModelLoadError
-from grounded.formats.files import atomic_write_text
+from grounded.formats.files import atomic_path, atomic_write_text
 
 STATE = "train_state.pt"
 
@@ -33,9 +33,8 @@ def save_checkpoint(module, folder: str | Path, name: str, record: dict[str, Any
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / f"{name}.safetensors"
-    tmp = folder / f"{name}.safetensors.tmp"
-    save_model(module, str(tmp))
-    tmp.replace(weights)
+    with atomic_path(weights) as tmp:
+        save_model(module, str(tmp))
     atomic_write_text(folder / f"{name}.json", json.dumps(record, indent=2))
     return weights
 
@@ -75,9 +74,8 @@ def save_state(folder: str | Path, state: dict[str, Any]) -> Path:
     import torch
 
     path = Path(folder) / STATE
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 

@@ -46,6 +46,7 @@ from pycocotools import mask as mask_utils
 
 from grounded.errors import InputError, quote
 from grounded.formats.checks import check_bbox, check_coco_structure, check_segmentation
+from grounded.formats.files import atomic_path
 from grounded.formats.polygons import mask_to_polygon
 from grounded.utils.images import IMAGE_EXTENSIONS, image_size
 from grounded.utils.masks import mask_to_rle
@@ -407,14 +408,13 @@ class CocoWriter:
             "categories": classes_to_categories(self.classes),
             "images": self._images,
         }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as out, open(self._side_path, encoding="utf-8") as side:
+        with (atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as out,
+              open(self._side_path, encoding="utf-8") as side):
             text = json.dumps(head, sort_keys=True)
             out.write(text[:-1] + ',"annotations":[')
             for chunk in iter(lambda: side.read(1 << 20), ""):
                 out.write(chunk)
             out.write("]}")
-        os.replace(tmp, self.path)
         self._side_path.unlink()
 
     def abort(self) -> None:

@@ -1,4 +1,4 @@
-"""Small file helpers shared by the format writers: atomic writes, export names, image links, a full disk."""
+"""Small file helpers shared by the format writers: the one atomic write, export names, image links, a full disk."""
 
 from __future__ import annotations
 
@@ -14,27 +14,51 @@ from urllib.parse import unquote
 from grounded.errors import DiskFullError
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``: never a half-written file.
+def temporary_path(path: str | Path) -> Path:
+    """The temporary file beside ``path`` that :func:`atomic_path` writes first (``.NAME.PID.tmp``: hidden,
+    per process, and found by a clean-up that looks for ``.*.tmp``)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
-    The data is flushed and fsync'ed before the rename, so after a crash or power loss ``path`` holds
-    either the old content or the new one.
+
+def commit_file(tmp: str | Path, path: str | Path) -> None:
+    """Flush ``tmp`` to the disk (fsync), then rename it over ``path`` (``os.replace``, atomic on one file
+    system): after a crash or power loss ``path`` holds either its old content or all of the new."""
+    fd = os.open(tmp, os.O_RDWR)  # a writable handle: Windows' fsync (_commit) needs one
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """The project's one atomic write: yield a temporary path in ``path``'s folder for any writer that takes
+    a path (``open``, ``torch.save``, safetensors, ONNX, PIL, matplotlib: give them the format, the name
+    ends in ``.tmp``); leaving the block commits it (:func:`commit_file`: fsync, then rename over ``path``),
+    an exception removes it (e.g. a full disk: no half-written temporary is left behind). ``path`` never
+    holds a partial file. The folder is created when missing.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        yield tmp
+        commit_file(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)  # e.g. a full disk: leave no half-written temporary behind
+        tmp.unlink(missing_ok=True)
         raise
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically and durably (:func:`atomic_path`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 

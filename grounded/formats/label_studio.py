@@ -25,7 +25,6 @@ Images are named ``/data/local-files/?d=<path relative to the images root>``: st
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import supervision as sv
 
-from grounded.formats.files import atomic_write_text
+from grounded.formats.files import atomic_write_text, commit_file
 from grounded.formats.polygons import mask_to_polygon
 
 IMAGE_PREFIX = "/data/local-files/?d="
@@ -194,5 +193,5 @@ class LabelStudioWriter:
     def close(self) -> None:
         self._file.write("[]\n" if self._count == 0 else "\n]\n")
         self._file.close()
-        os.replace(self._tmp, self.root / TASKS_FILE)
+        commit_file(self._tmp, self.root / TASKS_FILE)  # fsync, then rename
         atomic_write_text(self.root / CONFIG_FILE, label_config(self.classes))

@@ -29,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,29 +81,51 @@ def _images_and_root(images: str | Path | Sequence[str | Path], out: Path) -> tu
     return root, [p.relative_to(root).as_posix() for p in paths]
 
 
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """How a labelling run runs and what it writes: the settings of :func:`label` (the teacher's are
+    :class:`grounded.config.ModelConfig` / :class:`~grounded.config.SegmentOptions`). ``grounded label``'s
+    flags are generated from these fields (grounded/cli/label.py)."""
+
+    formats: tuple[str, ...] = ("coco", "yolo")  # exports to build, from FORMATS (grounded.label.export)
+    split: str | tuple[float, ...] = (0.8, 0.2)  # train/val(/test) fractions, or "0.7,0.2,0.1"; seeded by seed
+    seed: int = 0  # seed of the split and of the preview's sample
+    force: bool = False  # start over when out holds a run with another images root, ontology or model
+    retry_errors: bool = False  # label again the images that have an error row (default: keep the rows)
+    preview: int = 16  # images in OUT/preview.png (0: none)
+    copy_images: bool = False  # copy images into the YOLO / VOC / mask folders instead of linking them
+    progress: bool = True  # a progress bar (rate and ETA)
+    batch_size: int = 1  # images per model call (records are still written one per image, same bytes)
+    prefetch: int = 2  # batches decoded ahead on a background thread (local engine; 0: none)
+    max_side: int | None = MAX_SIDE  # longer images reach the models reduced to this, results come back at the
+    #                                  original size (grounded.label.modelview; None: never reduce)
+    engine: str = "local"  # "local" (this process) or "ray" (Ray Data; pip install "grounded[ray]")
+    ray_address: str | None = None  # the Ray cluster to join (None: start a local one)
+    workers: int = 1  # Ray actors, each with its own models
+    gpus_per_worker: float = 0.0  # GPUs per Ray actor, e.g. 1 or 0.5
+    cpus_per_worker: float = 0.5  # CPUs reserved per Ray actor (whole CPUs can starve Ray Data's reads)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "formats", tuple(check_formats(list(self.formats))))
+        parse_split(self.split)  # refused here, before any work
+        if self.engine not in ENGINES:
+            raise InputError(f"engine {self.engine!r}: choose 'local' (this process) or 'ray' (a Ray cluster)")
+        for name in ("batch_size", "workers"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
 def label(
     images: str | Path | Sequence[str | Path],
     ontology: Ontology | str | Path | Sequence[str],
     out: str | Path,
     *,
     predictor: Any = None,
-    formats: Sequence[str] = ("coco", "yolo"),
-    split: str | Sequence[float] = (0.8, 0.2),
-    seed: int = 0,
-    force: bool = False,
-    retry_errors: bool = False,
-    preview: int = 16,
-    copy_images: bool = False,
-    progress: bool = True,
-    batch_size: int = 1,
-    prefetch: int = 2,
-    max_side: int | None = MAX_SIDE,
-    engine: str = "local",
-    ray_address: str | None = None,
-    workers: int = 1,
-    gpus_per_worker: float = 0.0,
-    cpus_per_worker: float = 0.5,
-    **predictor_options: Any,
+    config: LabelConfig | None = None,
+    **kwargs: Any,
 ) -> LabelSummary:
     """Label ``images`` (a folder, searched recursively, or a list of files) with ``ontology`` into ``out``.
 
@@ -110,34 +133,30 @@ def label(
         predictor: anything with ``set_image(image)``, ``segment(ontology) -> sv.Detections`` and
             ``describe() -> dict`` (``segment_batch(images, ontology)`` used when present), or a zero-argument
             callable that builds one (a class, a ``functools.partial``; picklable for ``engine="ray"``);
-            default ``grounded.Predictor(**predictor_options)``, built after the run's lock is taken.
-        formats: exports to build, from ``coco``, ``yolo``, ``yolo-seg``, ``voc``, ``masks``.
-        split: train/val(/test) fractions, e.g. ``(0.8, 0.2)`` or ``"0.7,0.2,0.1"``; seeded by ``seed``.
-        force: start over when ``out`` holds a run with another images root, ontology or model.
-        retry_errors: label again the images that have an error row (default: keep the rows).
-        preview: number of images in ``OUT/preview.png`` (0: none).
-        copy_images: copy images into the YOLO / VOC / mask folders instead of linking them.
-        progress: show a progress bar (rate and ETA).
-        batch_size: images per model call (records are still written one per image, same bytes).
-        prefetch: batches decoded ahead on a background thread (local engine; 0: none).
-        max_side: images with a longer side are given to the models reduced to it; results come back at
-            the original size (:mod:`grounded.label.modelview`; None: never reduce).
-        engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install "grounded[ray]"``).
-        ray_address, workers, gpus_per_worker, cpus_per_worker: the Ray engine's cluster address (None:
-            start a local one), actors, and GPUs / CPUs per actor (:class:`grounded.label.ray_engine.RayOptions`).
+            default ``grounded.Predictor(**predictor options)``, built after the run's lock is taken.
+        config: the run's settings (:class:`LabelConfig`: formats, split, seed, force, retry_errors, preview,
+            copy_images, progress, batch_size, prefetch, max_side, engine and the Ray engine's ray_address,
+            workers, gpus_per_worker, cpus_per_worker); default ``LabelConfig()``.
+        kwargs: keywords named like :class:`LabelConfig`'s fields override ``config``
+            (``formats=["coco", "yolo-seg"]``, ``split="0.7,0.2,0.1"``, ``batch_size=4``, ...); the others are
+            the default predictor's (``detector=``, ``box_threshold=``, ...: :class:`grounded.config.ModelConfig`
+            and :class:`~grounded.config.SegmentOptions`).
 
     Returns:
         A :class:`LabelSummary` (also written to ``OUT/summary.json``).
     """
     started = time.perf_counter()
     ontology = as_ontology(ontology)
-    formats = check_formats(list(formats))
+    given = {f.name: kwargs.pop(f.name) for f in fields(LabelConfig) if f.name in kwargs}
+    config = replace(config or LabelConfig(), **given)
+    predictor_options = kwargs  # the rest: the default predictor's
+    c = config  # the steps below read each setting by its name
+    formats, split, seed, force, retry_errors, preview = c.formats, c.split, c.seed, c.force, c.retry_errors, c.preview
+    copy_images, progress, batch_size, prefetch, max_side = c.copy_images, c.progress, c.batch_size, c.prefetch, c.max_side
+    engine, ray_address, workers, gpus_per_worker, cpus_per_worker = (c.engine, c.ray_address, c.workers,
+                                                                      c.gpus_per_worker, c.cpus_per_worker)
+    formats = list(formats)
     fractions = parse_split(split)
-    if engine not in ("local", "ray"):
-        raise InputError(f"engine {engine!r}: choose 'local' (this process) or 'ray' (a Ray cluster)")
-    for name, value in (("batch_size", batch_size), ("workers", workers)):
-        if int(value) < 1:
-            raise InputError(f"{name} must be at least 1, got {value}")
     out = Path(out)
     root, relatives = _images_and_root(images, out)
     factory = _factory(predictor, predictor_options)

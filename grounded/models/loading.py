@@ -23,14 +23,19 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.flo
            "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
+AUTO_DEVICE = "auto"  # the automatic choice spelled out; None means the same
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU. A named device that is not available is an error."""
-    if device is None:
+    """The project's one device vocabulary, for teachers and students alike: ``None`` or ``"auto"`` -> CUDA
+    when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ... or a ``torch.device`` as given. A named
+    device that is not available is an error."""
+    if device is None or device == AUTO_DEVICE:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise InputError(f"device {device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from None
+        raise InputError(f"device {device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
     return dev
