@@ -76,6 +76,11 @@ def roles_of(model_type: str) -> list[str]:
     return list(BACKENDS.get(model_type, {}))
 
 
+def image_role(model_type: str) -> str:
+    """The role ``model_type`` is loaded in for still images ("detector", "segmenter" or "model")."""
+    return next(role for role, target in BACKENDS[model_type].items() if target and role in FLAGS)
+
+
 def checkpoint_model_type(name: str, role: str, local_files_only: bool = False) -> str:
     """``model_type`` from the config.json of a folder or a (cached, else downloaded) Hugging Face name."""
     config = load_pretrained(_ConfigDict, name, role, local_files_only=local_files_only)

@@ -17,7 +17,7 @@ from grounded.cli import main
 from grounded.config import RESIZABLE_INPUT
 from grounded.errors import InputError
 from grounded.models import acceleration
-from grounded.models.registry import BACKENDS, backend_class
+from grounded.models.registry import BACKENDS, backend_class, image_role
 
 DETECTORS = ("grounding-dino", "mm-grounding-dino", "owlv2", "omdet-turbo")
 SEGMENTERS = ("sam", "sam_hq", "sam2", "edgetam")
@@ -28,7 +28,7 @@ MAX = 3
 
 def loose(model_type: str) -> dict[str, float | int]:
     """Options that keep a few boxes from random weights: thresholds at 0 where the backend takes them."""
-    refused = backend_class(model_type, BACKENDS[model_type][0]).refused_options
+    refused = backend_class(model_type, image_role(model_type)).refused_options
     return {"box_threshold": 0.0, "max_detections": MAX, **({} if "text_threshold" in refused else {"text_threshold": 0.0})}
 
 
@@ -47,7 +47,7 @@ def model_dirs(tmp_path_factory, tiny_model_dirs, bert_vocab, clip_vocab) -> dic
     """model_type -> a tiny checkpoint folder, for every backend of the registry."""
     pytest.importorskip("torchvision", reason="SAM 2, EdgeTAM, OmDet-Turbo and SAM 3 need the backends extra")
     pytest.importorskip("timm", reason="EdgeTAM needs the backends extra")
-    from grounded.testing import tiny_detectors, tiny_segmenters
+    from grounded.testing import tiny_detectors, tiny_published, tiny_segmenters
 
     root = tmp_path_factory.mktemp("all_backends")
     vocab = clip_vocab or tiny_detectors.write_clip_vocab(root / "clip_vocab")
@@ -62,6 +62,9 @@ def model_dirs(tmp_path_factory, tiny_model_dirs, bert_vocab, clip_vocab) -> dic
         "sam2": str(tiny_segmenters.build_tiny_sam2(root / "sam2")),
         "edgetam": str(tiny_segmenters.build_tiny_edgetam(root / "edgetam")),
         "sam3": str(tiny_segmenters.build_tiny_sam3(root / "sam3", vocab)),
+        "sam2_video": str(tiny_published.build_tiny_sam2_video(root / "sam2_video")),
+        "edgetam_video": str(tiny_published.build_tiny_edgetam_video(root / "edgetam_video")),
+        "sam3_video": str(tiny_published.build_tiny_sam3_video(root / "sam3_video", vocab)),
     }
 
 
@@ -94,6 +97,8 @@ def _check_segment_output(out: Path) -> None:
 
 
 def _check_label_run(out: Path) -> None:
+    from pycocotools import mask as mask_utils
+
     from grounded.label.records import read_record
 
     total = 0
@@ -101,9 +106,9 @@ def _check_label_run(out: Path) -> None:
         record = read_record(out, rel)
         assert record is not None
         _check_detections(record, hw)
-        total += len(record["detections"])
+        total += sum(mask_utils.area(det["mask"]) > 0 for det in record["detections"])
     coco = [json.loads(p.read_text()) for p in (out / "coco").glob("*.json")]
-    assert sum(len(c["annotations"]) for c in coco) == total
+    assert sum(len(c["annotations"]) for c in coco) == total  # empty masks have no COCO form: left out
 
 
 @pytest.mark.parametrize("segmenter", SEGMENTERS)
@@ -137,7 +142,7 @@ def test_concept_segmenter_through_cli_segment_and_label(model_dirs, images, tmp
 
 def _models(model_dirs: dict[str, str], model_type: str) -> dict[str, str]:
     """Predictor keywords loading ``model_type`` in its role, beside the default pair's other half."""
-    role = BACKENDS[model_type][0]
+    role = image_role(model_type)
     if role == "model":
         return {"model": model_dirs[model_type]}
     pair = {"detector": model_dirs["grounding-dino"], "segmenter": model_dirs["sam"]}
@@ -159,6 +164,6 @@ def test_fast_preset_is_the_fast_settings_each_backend_has(model_dirs, model_typ
         assert size["shortest_edge"] == 512
     else:  # the checkpoint's own input size, and --detector-size itself is still refused where nothing takes it
         assert size == AutoProcessor.from_pretrained(model_dirs[model_type]).image_processor.size
-        if BACKENDS[model_type][0] != "segmenter":
+        if image_role(model_type) != "segmenter":
             with pytest.raises(InputError, match="detector_size .* not supported"):
                 Predictor(**models, detector_size=512, local_files_only=True)
