@@ -39,7 +39,7 @@ from grounded.formats.files import disk_full_guard
 from grounded.label.engine import Given, Labeller, TeacherFactory, label_local
 from grounded.label.export import check_formats, export_locked
 from grounded.label.manifest import build_manifest, run_lock, start_run
-from grounded.label.modelview import MAX_SIDE
+from grounded.label.modelview import MODEL_SIDE, MaxSide, check_max_side
 from grounded.label.preview import write_preview
 from grounded.label.records import RESUME_HINT, image_relatives, read_record, remove_stale_temporaries
 from grounded.label.reviews import review_counts
@@ -96,7 +96,7 @@ def label(
     progress: bool = True,
     batch_size: int = 1,
     prefetch: int = 2,
-    max_side: int | None = MAX_SIDE,
+    max_side: MaxSide = MODEL_SIDE,
     engine: str = "local",
     ray_address: str | None = None,
     workers: int = 1,
@@ -120,8 +120,9 @@ def label(
         progress: show a progress bar (rate and ETA).
         batch_size: images per model call (records are still written one per image, same bytes).
         prefetch: batches decoded ahead on a background thread (local engine; 0: none).
-        max_side: images with a longer side are given to the models reduced to it; results come back at
-            the original size (:mod:`grounded.label.modelview`; None: never reduce).
+        max_side: large images are given to the models reduced, results come back at the original size
+            (:mod:`grounded.label.modelview`): ``"model"`` to what the predictor's models see of each image
+            (``predictor.model_side``; a predictor without it: whole), an int to that long side, None: never.
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install "grounded[ray]"``).
         ray_address, workers, gpus_per_worker, cpus_per_worker: the Ray engine's cluster address (None:
             start a local one), actors, and GPUs / CPUs per actor (:class:`grounded.label.ray_engine.RayOptions`).
@@ -138,6 +139,7 @@ def label(
     for name, value in (("batch_size", batch_size), ("workers", workers)):
         if int(value) < 1:
             raise InputError(f"{name} must be at least 1, got {value}")
+    check_max_side(max_side)
     out = Path(out)
     root, relatives = _images_and_root(images, out)
     factory = _factory(predictor, predictor_options)
@@ -159,8 +161,8 @@ def label(
             todo, resumed = _start(out, root, relatives, ontology, instance.describe(), fractions, seed, force,
                                    retry_errors)
             with _progress(len(relatives), len(relatives) - len(todo), progress) as done:
-                model_seconds = label_local(out, root, todo, Labeller(instance, ontology), batch_size=batch_size,
-                                            max_side=max_side, prefetch=prefetch, on_done=done)
+                model_seconds = label_local(out, root, todo, Labeller(instance, ontology, max_side),
+                                            batch_size=batch_size, prefetch=prefetch, on_done=done)
         stats = export_locked(out, formats, copy_images, progress=False)
         preview_path = write_preview(out, root, relatives, count=preview, seed=seed) if preview > 0 else None
     seconds = time.perf_counter() - started
