@@ -21,7 +21,7 @@ from grounded import Predictor
 from grounded.errors import InputError
 from grounded.models import registry
 from grounded.models.detections import class_thresholds
-from grounded.models.interfaces import ConceptSegmenter, Features
+from grounded.models.interfaces import ConceptSegmenter, Features, InputSize
 
 
 @dataclass
@@ -38,6 +38,9 @@ class StandIn(ConceptSegmenter):
     @classmethod
     def from_pretrained(cls, name, device, dtype, local_files_only=False):
         return cls(torch.nn.Linear(1, 1).to(device, dtype), processor=None, name=name)
+
+    def input_size(self, hw):
+        return InputSize(tuple(hw), tuple(hw))  # images as given: no resize, no padding
 
     def encode(self, images):
         return _Features([tuple(im.shape[:2]) for im in images])

@@ -80,7 +80,7 @@ LABEL = Flags("label_fields", (LabelConfig,), (
     ("engine (Ray: pip install \"grounded[ray]\")", RAY_TABLE),
 ), {
     "prefetch": "Python: LabelConfig(prefetch=...) (batches decoded ahead; the default keeps the models fed)",
-    "max_side": "Python: LabelConfig(max_side=...) (the default, 1333, is the most any default model reads)",
+    "max_side": "Python: LabelConfig(max_side=...) (the default, \"model\", reduces each image to what the loaded models read of it)",
 })
 
 

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or comma-free class names; omit the prompt when --ontology is given")
     p.add_argument("--ontology", type=Path, help="YAML ontology (classes with synonyms) instead of a prompt")
     p.add_argument("--out", type=Path, default=Path("grounded_out"), help="output folder (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=1, help="images per batched forward pass (default 1)")
+    p.add_argument("--batch-size", type=int, default=1, help="images per model call, each computed as if alone (default 1)")
     p.add_argument("--no-labels", action="store_true", help="draw masks and boxes without text labels")
     add_model_arguments(p)
     p.set_defaults(func=run)

@@ -3,12 +3,12 @@
 Both engines (this one and :mod:`grounded.label.ray_engine`) run the same two steps, so they write the
 same bytes:
 
-1. :func:`prepare` (one image, any thread or process): decode it reduced when large (EXIF orientation
-   applied; ``load_image`` refuses what is not an image file, or too many pixels, saying what it is) and
-   make the models' view of it (:mod:`grounded.label.modelview`: decoded reduced when large).
+1. :meth:`Labeller.prepare` (one image, any thread or process): decode it, reduced when larger than the
+   models see it (EXIF orientation applied; ``load_image`` refuses what is not an image file, or too many
+   pixels, saying what it is), and make the models' view of it (:mod:`grounded.label.modelview`).
 2. :meth:`Labeller.label` (a batch): one model call for the batch (``predictor.segment_batch`` where the
-   predictor has it), then per image: results back to the displayed size, masks RLE-encoded one at a
-   time, the record's JSON text.
+   predictor has it: an image's result never depends on the others of its batch, grounded/models/batching.py),
+   then per image: results back to the displayed size, masks RLE-encoded one at a time, the record's JSON text.
 
 The fault boundary: whatever one image raises (decode, preprocessing, model, post-processing, record
 encoding) becomes that image's error row (exception type + one-line reason) and the run goes on. When a
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from grounded.io.detections_json import detections_to_json
-from grounded.label.modelview import MAX_SIDE, ModelView, restore, to_model
+from grounded.label.modelview import MODEL_SIDE, MaxSide, ModelView, restore, side_limit, to_model
 from grounded.label.prefetch import prefetched
 from grounded.label.records import error_record, record_text, write_record_text
 from grounded.ontology import Ontology
@@ -100,25 +100,34 @@ def error_row(relative: str, exc: BaseException) -> dict[str, Any]:
     return error_record(relative, *describe_error(exc))
 
 
-def prepare(root: str | Path, relative: str, max_side: int | None = MAX_SIDE) -> Prepared:
-    """Decode and view one image; never raises (an ``Exception`` becomes the error row)."""
+def prepare(root: str | Path, relative: str, side: Callable[[tuple[int, int]], int | None]) -> Prepared:
+    """Decode and view one image, reduced to ``side(displayed (H, W))`` on its long side (None: whole); never
+    raises (an ``Exception`` becomes the error row)."""
     path = Path(root) / relative
     try:
         original = image_size(path, name=relative)  # displayed (H, W), from the header
-        image, view = to_model(load_image(path, name=relative, max_side=max_side), original)
+        image, view = to_model(load_image(path, name=relative, max_side=side(original)), original)
         return Prepared(relative, image, view)
     except Exception as exc:
         return Prepared(relative, error=error_row(relative, exc))
 
 
 class Labeller:
-    """A predictor + an ontology: batches of :class:`Prepared` images -> (relative, record text, seconds)."""
+    """A predictor + an ontology: batches of :class:`Prepared` images -> (relative, record text, seconds).
 
-    def __init__(self, predictor: Any, ontology: Ontology) -> None:
+    ``max_side``: how :meth:`prepare` reduces large images (:mod:`grounded.label.modelview`; by default to what
+    the predictor's models see of each).
+    """
+
+    def __init__(self, predictor: Any, ontology: Ontology, max_side: MaxSide = MODEL_SIDE) -> None:
         self.predictor, self.ontology = predictor, ontology
         check = getattr(predictor, "check_options", None)
         if check is not None:  # a threshold the ontology sets that a backend refuses: refused once, not per image
             check(ontology=ontology)
+        self.side = side_limit(max_side, predictor)
+
+    def prepare(self, root: str | Path, relative: str) -> Prepared:
+        return prepare(root, relative, self.side)
 
     def label(self, items: list[Prepared]) -> list[tuple[str, str, float]]:
         ready = [item for item in items if item.error is None]
@@ -182,13 +191,13 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def label_local(out: Path, root: Path, todo: list[str], labeller: Labeller, *, batch_size: int = 1,
-                max_side: int | None = MAX_SIDE, prefetch: int = 2, on_done: Callable[[], None] = lambda: None) -> float:
+                prefetch: int = 2, on_done: Callable[[], None] = lambda: None) -> float:
     """Label ``todo`` in this process; return the seconds spent in the predictor.
 
     ``prefetch``: batches decoded ahead on a background thread (0: decode in this thread).
     """
     model_seconds = 0.0
-    with prefetched(lambda rel: prepare(root, rel, max_side), todo, depth=prefetch * batch_size) as items:
+    with prefetched(lambda rel: labeller.prepare(root, rel), todo, depth=prefetch * batch_size) as items:
         for batch in chunks(items, batch_size):
             for relative, text, seconds in labeller.label(batch):
                 write_record_text(out, relative, text)

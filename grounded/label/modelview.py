@@ -1,10 +1,13 @@
 """What the models see of an image, and the way back to the image as displayed.
 
-The teacher never needs more than about 1333 px on the long side (Grounding DINO resizes to 800 x 1333 at
-most, SAM to 1024), so before the models an image larger than ``max_side`` (default :data:`MAX_SIDE`) is
-decoded reduced: ``load_image(path, max_side=...)`` (JPEG draft, else one resize), with its displayed size
-read from the header (``image_size``). Images too small or too thin for a model are padded by the
-Predictor itself (:mod:`grounded.pipeline.padding`), which crops its results back before they arrive here.
+The models never need more of an image than they resize it to, so before the models a large image is decoded
+reduced: ``load_image(path, max_side=...)`` (JPEG draft, else one resize), with its displayed size read from
+the header (``image_size``). By default (``max_side="model"``) the reduction comes from the loaded models:
+each image is reduced to the long side at which it still gives every one of them all the pixels it uses
+(``predictor.model_side(hw)``, from each backend's ``input_size``: for Grounding DINO + SAM at most 1333 px,
+1067 px for a 4:3 photo); a predictor that does not say is given every image whole. An int caps every image at
+that long side, None never reduces. Images too small or too thin for a model are padded by the Predictor
+itself (:mod:`grounded.pipeline.padding`), which crops its results back before they arrive here.
 
 Results come back at the original (displayed) resolution: boxes clipped to the image and scaled, masks
 cropped and upsampled (nearest) one at a time, each RLE-encoded before the next, so a 6000 x 4000 photo
@@ -14,15 +17,37 @@ neither step is passed through untouched (same results, same bytes, as without t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import supervision as sv
 
+from grounded.errors import InputError
 from grounded.utils.masks import mask_to_rle
 
-MAX_SIDE = 1333  # the longest side Grounding DINO's default processor resizes to
+MODEL_SIDE = "model"  # max_side: each image reduced to what the predictor's models see of it (predictor.model_side)
+
+MaxSide = int | str | None  # MODEL_SIDE, a long side in pixels, or None (never reduce)
+
+
+def check_max_side(max_side: MaxSide) -> None:
+    """Refuse a ``max_side`` that is none of "model", a positive int or None, saying what is accepted."""
+    if max_side is None or max_side == MODEL_SIDE:
+        return
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 1:
+        raise InputError(f"max_side must be {MODEL_SIDE!r} (what the models see), a positive number of pixels "
+                         f"or None (never reduce), got {max_side!r}")
+
+
+def side_limit(max_side: MaxSide, predictor: Any) -> Callable[[tuple[int, int]], int | None]:
+    """The long side to decode an image of displayed size (H, W) at (None: whole), for ``max_side``."""
+    check_max_side(max_side)
+    if max_side != MODEL_SIDE:
+        return lambda hw: max_side
+    model_side = getattr(predictor, "model_side", None)
+    return model_side if callable(model_side) else (lambda hw: None)
 
 
 @dataclass(frozen=True)

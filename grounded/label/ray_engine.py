@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from grounded.errors import InputError
-from grounded.label.engine import Labeller, prepare
-from grounded.label.modelview import MAX_SIDE
+from grounded.label.engine import Labeller
+from grounded.label.modelview import MODEL_SIDE, MaxSide
 from grounded.label.records import write_record_text
 from grounded.ontology import Ontology
 
@@ -94,12 +94,12 @@ def describe_on_cluster(ray: Any, factory: Callable[[], Any], options: RayOption
 class LabelActor:
     """The Ray Data UDF: builds the predictor once per actor, labels a batch of relative paths."""
 
-    def __init__(self, factory: Callable[[], Any], ontology: Ontology, root: str, max_side: int | None) -> None:
-        self.labeller = Labeller(factory(), ontology)
-        self.root, self.max_side = root, max_side
+    def __init__(self, factory: Callable[[], Any], ontology: Ontology, root: str, max_side: MaxSide) -> None:
+        self.labeller = Labeller(factory(), ontology, max_side)
+        self.root = root
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = [prepare(self.root, str(rel), self.max_side) for rel in batch["image"]]
+        items = [self.labeller.prepare(self.root, str(rel)) for rel in batch["image"]]
         rows = self.labeller.label(items)
         return {
             "image": np.array([r[0] for r in rows], dtype=object),
@@ -109,7 +109,7 @@ class LabelActor:
 
 
 def label_ray(out: Path, root: Path, todo: list[str], ray: Any, factory: Callable[[], Any], ontology: Ontology,
-              options: RayOptions, *, batch_size: int = 1, max_side: int | None = MAX_SIDE, progress: bool = False,
+              options: RayOptions, *, batch_size: int = 1, max_side: MaxSide = MODEL_SIDE, progress: bool = False,
               on_done: Callable[[], None] = lambda: None) -> float:
     """Label ``todo`` on the cluster; write every record on this (the driver's) side; return model seconds."""
     if not todo:

@@ -40,7 +40,7 @@ from grounded.formats.files import disk_full_guard
 from grounded.label.engine import Given, Labeller, TeacherFactory, label_local
 from grounded.label.export import check_formats, export_locked
 from grounded.label.manifest import build_manifest, run_lock, start_run
-from grounded.label.modelview import MAX_SIDE
+from grounded.label.modelview import MODEL_SIDE, MaxSide, check_max_side
 from grounded.label.preview import write_preview
 from grounded.label.records import RESUME_HINT, image_relatives, read_record, remove_stale_temporaries
 from grounded.label.reviews import review_counts
@@ -100,8 +100,9 @@ class LabelConfig:
     progress: bool = True  # a progress bar (rate and ETA)
     batch_size: int = 1  # images per model call (records are still written one per image, same bytes)
     prefetch: int = 2  # batches decoded ahead on a background thread (local engine; 0: none)
-    max_side: int | None = MAX_SIDE  # longer images reach the models reduced to this, results come back at the
-    #                                  original size (grounded.label.modelview; None: never reduce)
+    max_side: MaxSide = MODEL_SIDE  # large images reach the models reduced, results come back at the original
+    #   size (grounded.label.modelview): "model" to what the predictor's models see of each image, an int to that
+    #   long side, None: never reduce
     engine: str = "local"  # "local" (this process) or "ray" (Ray Data; pip install "grounded[ray]")
     ray_address: str | None = None  # the Ray cluster to join (None: start a local one)
     workers: int = 1  # Ray actors, each with its own models
@@ -111,6 +112,7 @@ class LabelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(check_formats(list(self.formats))))
         parse_split(self.split)  # refused here, before any work
+        check_max_side(self.max_side)
         if self.engine not in ENGINES:
             raise InputError(f"engine {self.engine!r}: choose 'local' (this process) or 'ray' (a Ray cluster)")
         for name in ("batch_size", "workers"):
@@ -175,12 +177,12 @@ def label(
                                                          batch_size=batch_size, max_side=max_side, on_done=done)
         else:
             instance = factory()
-            labeller = Labeller(instance, ontology)  # refuses what the models cannot do before run.json is written
+            labeller = Labeller(instance, ontology, max_side)  # refuses what the models cannot do before run.json is written
             todo, resumed = _start(out, root, relatives, ontology, instance.describe(), fractions, seed, force,
                                    retry_errors)
             with _progress(len(relatives), len(relatives) - len(todo), progress) as done:
-                model_seconds = label_local(out, root, todo, labeller, batch_size=batch_size,
-                                            max_side=max_side, prefetch=prefetch, on_done=done)
+                model_seconds = label_local(out, root, todo, labeller, batch_size=batch_size, prefetch=prefetch,
+                                            on_done=done)
         stats = export_locked(out, formats, copy_images, progress=False)
         preview_path = write_preview(out, root, relatives, count=preview, seed=seed) if preview > 0 else None
     seconds = time.perf_counter() - started

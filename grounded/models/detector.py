@@ -31,7 +31,7 @@ from torch import nn
 from grounded.config import SegmentOptions
 from grounded.models.acceleration import autocast_context, set_detector_size
 from grounded.models.captions import Caption, caption_detections, plan_captions
-from grounded.models.interfaces import Detector, Features
+from grounded.models.interfaces import Detector, Features, InputSize
 from grounded.ontology import Ontology
 
 
@@ -99,6 +99,16 @@ class GroundingDinoDetector(Detector):
         if key not in self._captions:
             self._captions[key] = plan_captions(ontology, self.tokenizer, self.max_text_len)
         return self._captions[key]
+
+    def input_size(self, hw: tuple[int, int]) -> InputSize:
+        """The processor's resize (short side ``shortest_edge``, long side at most ``longest_edge``: 800 / 1333
+        for the released checkpoints, or ``set_input_size``'s); a batch is padded to its largest image, so an
+        image alone is given at its resized size."""
+        from transformers.image_transforms import get_size_with_aspect_ratio
+
+        size = self.processor.image_processor.size
+        resized = get_size_with_aspect_ratio(tuple(hw), int(size["shortest_edge"]), int(size["longest_edge"]))
+        return InputSize(resized, resized)
 
     def set_input_size(self, short_side: int) -> None:
         """Resize inputs to ``short_side`` on the short side, the long side capped at 1333/800 of it."""

@@ -21,12 +21,19 @@ Conventions for every role:
   stages, named ``"<role>.<stage>"`` (Grounding DINO + SAM keep the names benchmarks/pipeline.py reports).
 - Images too small or too thin for a model are padded (bottom-right, black) by the Predictor before
   ``encode``; backends see and report the padded size, and the Predictor crops results back.
+- ``input_size((H, W))`` says, from the backend's processor settings, how an (H, W) image reaches the model
+  (:class:`InputSize`): the labeller reduces large images to no less than any loaded model sees of them
+  (:mod:`grounded.label.modelview`).
+- A batch may pad its images to one size and round floats otherwise than a batch of one; where results must
+  not depend on the other images of a call (the Predictor, every labelling engine), images are encoded and
+  prompted one at a time (:mod:`grounded.models.batching`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,8 +41,29 @@ import supervision as sv
 import torch
 
 from grounded.config import SegmentOptions
+from grounded.errors import InputError
 from grounded.models.base import PretrainedPair
 from grounded.ontology import Ontology
+
+
+@dataclass(frozen=True)
+class InputSize:
+    """How a backend's processor gives one (H, W) image to its model (sizes (h, w) in pixels).
+
+    ``resized``: the image's own pixels after the processor's resize, before any padding (the model sees the
+    image at the scale h / H, w / W; aspect kept or not, as the processor does). ``padded``: the model's input
+    for this image alone, after the processor's own padding (to a square, to a fixed size; = ``resized`` where
+    a batch is padded to its largest image instead). Images of equal ``padded`` batch without padding one another.
+    """
+
+    resized: tuple[int, int]
+    padded: tuple[int, int]
+
+    @classmethod
+    def fixed(cls, size: Any) -> InputSize:
+        """A processor that resizes every image to ``size`` (``{"height": h, "width": w}``), aspect not kept."""
+        hw = (int(size["height"]), int(size["width"]))
+        return cls(hw, hw)
 
 
 class Features(ABC):
@@ -46,8 +74,24 @@ class Features(ABC):
     def __len__(self) -> int:
         return len(self.image_sizes)
 
+    def single(self, index: int) -> Features:
+        """Image ``index``'s features as a batch of one. Backends' features are one batch, which is not taken
+        apart: they are encoded one image at a time where that matters (:mod:`grounded.models.batching`)."""
+        if len(self) == 1 and index == 0:
+            return self
+        raise InputError(f"{type(self).__name__} of {len(self)} images is one batch: encode the images one at a "
+                         "time to use them apart (grounded.models.batching.encode_each)")
 
-class Detector(PretrainedPair, ABC):
+
+class Backend(PretrainedPair, ABC):
+    """What every role has: the size its processor gives the model for an image."""
+
+    @abstractmethod
+    def input_size(self, hw: tuple[int, int]) -> InputSize:
+        """How an (H, W) image reaches the model, from the processor's own settings (see :class:`InputSize`)."""
+
+
+class Detector(Backend):
     """Open-vocabulary detector: image features once, then ontologies -> labelled boxes.
 
     Per image, :meth:`detect` returns ``sv.Detections`` with ``xyxy`` (N, 4) XYXY pixels, ``confidence``
@@ -67,7 +111,7 @@ class Detector(PretrainedPair, ABC):
         """Boxes for every image of ``features`` (one Detections per image, in order)."""
 
 
-class Segmenter(PretrainedPair, ABC):
+class Segmenter(Backend):
     """Promptable mask decoder: image embeddings once, then boxes -> masks + predicted IoU.
 
     ``decode`` returns low-resolution mask logits ``(N, K, h, w)`` float32 and predicted IoU ``(N, K)``,
@@ -93,7 +137,7 @@ class Segmenter(PretrainedPair, ABC):
         """Logits (N, h, w) of image ``index`` -> (N, H, W) bool masks at its original size."""
 
 
-class ConceptSegmenter(PretrainedPair, ABC):
+class ConceptSegmenter(Backend):
     """Text-promptable segmenter (SAM 3): image + ontology -> instance masks directly.
 
     Per image, :meth:`segment` returns ``sv.Detections`` as a Detector does, plus ``mask`` (N, H, W) bool at

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from grounded.models.acceleration import autocast_context
-from grounded.models.interfaces import Features, Segmenter
+from grounded.models.interfaces import Features, InputSize, Segmenter
 
 
 @dataclass
@@ -33,11 +33,17 @@ class SamFeatures(Features):
     reshaped_sizes: list[tuple[int, int]]  # (h, w) of each image inside SAM's padded square input
 
 
+def sam_resized(hw: tuple[int, int], longest_edge: int) -> tuple[int, int]:
+    """(H, W) -> (h, w) SAM's processor resizes an image to: the long side ``longest_edge``, aspect kept."""
+    h, w = hw
+    scale = longest_edge / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
 def boxes_to_sam_frame(boxes_xyxy: np.ndarray, original_hw: tuple[int, int], longest_edge: int) -> np.ndarray:
     """Scale XYXY pixel boxes (N, 4) of an (H, W) image into SAM's resized frame (long side = longest_edge)."""
     h, w = original_hw
-    scale = longest_edge / max(h, w)
-    new_h, new_w = int(h * scale + 0.5), int(w * scale + 0.5)
+    new_h, new_w = sam_resized(original_hw, longest_edge)
     factors = np.array([new_w / w, new_h / h, new_w / w, new_h / h], dtype=np.float64)
     return np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4) * factors
 
@@ -58,6 +64,12 @@ class SamSegmenter(Segmenter):
     @property
     def longest_edge(self) -> int:
         return int(self.processor.image_processor.size["longest_edge"])
+
+    def input_size(self, hw: tuple[int, int]) -> InputSize:
+        """The long side resized to ``longest_edge``, then padded to ``pad_size`` (1024 x 1024 for the released
+        SAMs): every image is given at the same size."""
+        pad = self.processor.image_processor.pad_size
+        return InputSize(sam_resized(hw, self.longest_edge), (int(pad["height"]), int(pad["width"])))
 
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, int]], list[tuple[int, int]]]:
         """-> pixel_values (B, 3, S, S), original sizes [(H, W)], reshaped input sizes [(h, w)]."""

@@ -7,7 +7,7 @@ Usage::
     predictor.set_image("truck.jpg")             # SAM image embedding + Grounding DINO backbone, once
     wheels = predictor.segment("a wheel")        # sv.Detections
     parts = predictor.segment(["car", "headlight"], box_threshold=0.3)
-    batch = predictor.segment_batch(["a.jpg", "b.jpg"], "car . wheel .")   # one batched pass per model
+    batch = predictor.segment_batch(["a.jpg", "b.jpg"], "car . wheel .")   # each image as if alone
 
     Predictor(detector="google/owlv2-base-patch16-ensemble", segmenter="facebook/sam2.1-hiera-tiny")
     Predictor(model="facebook/sam3")             # a concept segmenter: image + text -> masks, no detector
@@ -45,12 +45,13 @@ import torch
 from grounded.config import Acceleration, ModelConfig, SegmentOptions, as_kwargs, split_kwargs
 from grounded.errors import InputError, OrderError
 from grounded.models.acceleration import apply_acceleration, resolve_acceleration
+from grounded.models.batching import encode_each
 from grounded.models.detections import empty_detections
 from grounded.models.interfaces import Features
 from grounded.models.loading import resolve_device, resolve_dtype
 from grounded.models.registry import load_backend
 from grounded.ontology import Ontology
-from grounded.pipeline.padding import crop_detections, pad_image
+from grounded.pipeline.padding import crop_detections, pad_image, padded_size
 from grounded.pipeline.selection import select_boxes, select_masks
 from grounded.utils.images import ImageInput, load_image
 from grounded.utils.timing import StageTimer
@@ -62,7 +63,8 @@ Prompt = str | Sequence[str] | Ontology
 
 @dataclass
 class ImageEncoding:
-    """What the models compute from B images alone, per role; reusable for any prompt."""
+    """What the models compute from B images alone, per role; reusable for any prompt. Each role's features
+    hold every image encoded on its own: ``encoding.detector.single(i)`` is image i's."""
 
     image_sizes: list[tuple[int, int]]  # (H, W) of each original image
     detector: Features | None = None  # the detector's features (None with a concept segmenter)
@@ -183,10 +185,11 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------- encoding
     def encode(self, images: Sequence[ImageInput]) -> ImageEncoding:
-        """Run every image encoder once over a batch of images (paths, PIL, RGB arrays, tensors).
+        """Run every image encoder once on each of several images (paths, PIL, RGB arrays, tensors).
 
         Images too small or too thin for the models are padded first (grounded/pipeline/padding.py); results
-        are cropped back to the original size.
+        are cropped back to the original size. Each image is encoded on its own (grounded/models/batching.py):
+        ``encoding.<role>.single(i)`` is image i's features.
         """
         if not images:
             raise InputError("no images given: pass at least one image")
@@ -196,8 +199,22 @@ class Predictor:
         encoding = ImageEncoding([a.shape[:2] for a in arrays], images=arrays,
                                  padded_sizes=[p.shape[:2] for p in padded])
         for role, backend in self.backends():  # each backend times its own stages (self.timer)
-            setattr(encoding, role, backend.encode(padded))
+            setattr(encoding, role, encode_each(backend, padded))
         return encoding
+
+    def model_side(self, hw: tuple[int, int]) -> int:
+        """The long side an (H, W) image can be reduced to and still give every loaded model all the pixels it
+        uses: on both axes no fewer than any of them resizes it to (their ``input_size``); at most max(H, W).
+
+        Grounding DINO + SAM (800 / 1333 and 1024): an H x W = 3000 x 4000 photo -> 1067 (Grounding DINO's
+        800 x 1066), 2000 x 6000 -> 1333. grounded.label decodes large images reduced to it.
+        """
+        h, w = hw
+        ph, pw = padded_size((h, w))
+        side = max(h, w)
+        needed = max(max(-(-rh * side // ph), -(-rw * side // pw))  # ceil, in integers
+                     for _, backend in self.backends() for rh, rw in [backend.input_size((ph, pw)).resized])
+        return min(side, needed)
 
     def set_image(self, image: ImageInput) -> None:
         """Compute and keep the encodings of ``image``; later ``segment`` calls reuse them."""
@@ -219,7 +236,8 @@ class Predictor:
         return self.segment_encoded(self._encoding, prompt, **options)[0]
 
     def segment_batch(self, images: Sequence[ImageInput], prompt: Prompt, **options: Any) -> list[sv.Detections]:
-        """Segment ``prompt`` in several images, batched through every image encoder and the detector."""
+        """Segment ``prompt`` in several images in one call; each image's result is exactly what it gets alone
+        (its own forward passes: grounded/models/batching.py)."""
         return self.segment_encoded(self.encode(images), prompt, **options)
 
     def segment_encoded(self, encoding: ImageEncoding, prompt: Prompt, **options: Any) -> list[sv.Detections]:
@@ -229,18 +247,19 @@ class Predictor:
         self.check_options(opts, ontology)
         if opts.text_tokens or opts.verify:
             self.clip_tools(opts)  # refuse text tokens without an adapter before any work
+        return [self._finished(self._found(encoding, i, ontology, opts), encoding, i, ontology, opts)
+                for i in range(len(encoding))]
+
+    def _found(self, encoding: ImageEncoding, i: int, ontology: Ontology, opts: SegmentOptions) -> sv.Detections:
+        """Image ``i``'s detections, computed on its own (grounded/models/batching.py)."""
         if opts.text_tokens == "only":  # whole-image text queries through the adapter: no detector
-            tools = self.clip_tools(opts)
-            found = [tools.segment_text(encoding.segmenter, i, ontology, opts.multimask, opts.mask_threshold)
-                     for i in range(len(encoding))]
-        elif self.model is not None:
-            found = [select_masks(select_boxes(f, opts), opts)
-                     for f in self.model.segment(encoding.model, ontology, opts)]
-        else:
-            boxes = self.detector.detect(encoding.detector, ontology, opts)
-            found = [select_masks(self._add_masks(encoding, i, select_boxes(f, opts), opts), opts)
-                     for i, f in enumerate(boxes)]
-        return [self._finished(f, encoding, i, ontology, opts) for i, f in enumerate(found)]
+            return self.clip_tools(opts).segment_text(encoding.segmenter.single(i), 0, ontology, opts.multimask,
+                                                      opts.mask_threshold)
+        if self.model is not None:
+            return select_masks(select_boxes(self.model.segment(encoding.model.single(i), ontology, opts)[0], opts),
+                                opts)
+        boxes = select_boxes(self.detector.detect(encoding.detector.single(i), ontology, opts)[0], opts)
+        return select_masks(self._add_masks(encoding.segmenter.single(i), boxes, opts), opts)
 
     def clip_tools(self, opts: SegmentOptions | None = None):
         """CLIP + text-prompt adapter (:class:`grounded.clip.runtime.ClipTools`), built on first use."""
@@ -264,23 +283,23 @@ class Predictor:
         with self.timer("clip.verify"):
             return self.clip_tools().verify(found, encoding.images[i] if encoding.images else None, ontology)
 
-    def _add_masks(self, encoding: ImageEncoding, i: int, found: sv.Detections, opts: SegmentOptions) -> sv.Detections:
-        """The segmenter's mask for each box (the best of K by predicted IoU), ``sam_box_batch`` boxes a call."""
-        features = encoding.segmenter
+    def _add_masks(self, features: Features, found: sv.Detections, opts: SegmentOptions) -> sv.Detections:
+        """The segmenter's mask for each box on one image's ``features`` (the best of K by predicted IoU),
+        ``sam_box_batch`` boxes a call."""
         if len(found) == 0:
-            return empty_detections(features.image_sizes[i])
+            return empty_detections(features.image_sizes[0])
         masks, scores = [], []
         for start in range(0, len(found), opts.sam_box_batch):
             chunk = found.xyxy[start : start + opts.sam_box_batch]
             if opts.text_tokens:  # box + the adapter's tokens for each detection's phrase (grounded.clip)
                 phrases = list(found.data["phrase"][start : start + opts.sam_box_batch])
-                logits, iou = self.clip_tools().decode(features, i, chunk, phrases, opts.multimask)
+                logits, iou = self.clip_tools().decode(features, 0, chunk, phrases, opts.multimask)
             else:
-                logits, iou = self.segmenter.decode(features, i, chunk, opts.multimask)
+                logits, iou = self.segmenter.decode(features, 0, chunk, opts.multimask)
             best = iou.argmax(dim=1)  # K = 1 without multimask
             pick = torch.arange(len(best))
             logits, iou = logits[pick, best], iou[pick, best]
-            masks.append(self.segmenter.upscale(features, i, logits, opts.mask_threshold))
+            masks.append(self.segmenter.upscale(features, 0, logits, opts.mask_threshold))
             scores.append(iou.cpu().numpy())
         found.mask = np.concatenate(masks, axis=0)
         found.data["mask_score"] = np.concatenate(scores).astype(np.float32)

@@ -167,3 +167,65 @@ def test_fast_preset_is_the_fast_settings_each_backend_has(model_dirs, model_typ
         if image_role(model_type) != "segmenter":
             with pytest.raises(InputError, match="detector_size .* not supported"):
                 Predictor(**models, detector_size=512, local_files_only=True)
+
+
+# batch invariance: an image's result never depends on the other images of its call (grounded/models/batching.py)
+ROLES = {kind: image_role(kind) for kind in (*DETECTORS, *SEGMENTERS, "sam3")}
+MIXED = [(60, 96), (88, 56), (60, 96), (150, 110)]  # two of one size (one batch), two others
+
+
+def _predictor(model_dirs, kind):
+    """A Predictor with ``kind`` in its role: a detector with SAM, a segmenter with Grounding DINO, or SAM 3."""
+    from grounded import Predictor
+
+    options = dict(local_files_only=True, box_threshold=0.0, max_detections=5)
+    if ROLES[kind] == "model":
+        return Predictor(model=model_dirs[kind], **options)
+    if kind not in ("owlv2", "omdet-turbo"):  # Grounding DINO's family: a per-token score to pass too
+        options["text_threshold"] = 0.0
+    pair = {"detector": model_dirs["grounding-dino"], "segmenter": model_dirs["sam"], ROLES[kind]: model_dirs[kind]}
+    return Predictor(**pair, **options)
+
+
+@pytest.mark.parametrize("kind", list(ROLES))
+def test_input_size_is_what_the_processor_gives_the_model(model_dirs, kind):
+    backend = dict(_predictor(model_dirs, kind).backends())[ROLES[kind]]
+    for hw in [(60, 96), (88, 56), (301, 300), (12, 500)]:
+        size = backend.input_size(hw)
+        out = backend.processor.image_processor(images=[np.zeros((*hw, 3), np.uint8)], return_tensors="pt")
+        assert tuple(out["pixel_values"].shape[-2:]) == size.padded
+        if "pixel_mask" in out:  # Grounding DINO's family: the real pixels of the padded input
+            mask = out["pixel_mask"][0].bool()
+            assert (int(mask.any(1).sum()), int(mask.any(0).sum())) == size.resized
+        if "reshaped_input_sizes" in out:  # SAM's family: the resized image inside its padded square
+            assert tuple(out["reshaped_input_sizes"][0].tolist()) == size.resized
+
+
+@pytest.mark.parametrize("kind", list(ROLES))
+def test_batch_of_mixed_sizes_equals_each_image_alone(model_dirs, kind):
+    predictor = _predictor(model_dirs, kind)
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for hw in MIXED]
+    together = predictor.segment_batch(images, "car, wheel, dog")
+    assert sum(map(len, together)) > 0, "nothing found: the comparison would be empty"
+    for image, ours in zip(images, together, strict=True):
+        alone = predictor.segment_batch([image], "car, wheel, dog")[0]
+        for a, b in [(ours.xyxy, alone.xyxy), (ours.confidence, alone.confidence), (ours.class_id, alone.class_id),
+                     (ours.mask, alone.mask), (ours.data["mask_score"], alone.data["mask_score"]),
+                     (ours.data["phrase"], alone.data["phrase"])]:
+            np.testing.assert_array_equal(a, b)  # bit for bit, not within a tolerance
+
+
+@pytest.mark.parametrize("hw", [(3000, 4000), (2000, 6000), (4000, 1000), (90, 120)])
+def test_model_side_is_the_least_every_model_needs(model_dirs, hw):
+    predictor = _predictor(model_dirs, "owlv2")  # OWLv2 (a 64 px square) + SAM (128 px long side)
+
+    def fits(long_side: int) -> bool:  # reduced to it, the image is no smaller than any model resizes it to
+        reduced = np.round(np.array(hw) * long_side / max(hw))
+        return all((reduced >= backend.input_size(hw).resized).all() for _, backend in predictor.backends())
+
+    side = predictor.model_side(hw)
+    if hw == (90, 120):  # the models enlarge it: nothing to reduce
+        assert side == 120 and not fits(side)
+    else:  # the least long side that fits, or one pixel more (a ceiling, not the decoder's rounding)
+        assert side < max(hw) and fits(side) and not fits(side - 2)

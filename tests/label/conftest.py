@@ -26,6 +26,16 @@ def image_folder(tmp_path) -> Path:
     return root
 
 
+@pytest.fixture
+def mixed_images(tmp_path) -> Path:
+    """Images of four sizes (landscape, portrait, square, one larger than the tiny models see: reduced)."""
+    root = tmp_path / "mixed"
+    for seed, (name, size, count) in enumerate([("wide", (72, 96), 3), ("tall", (96, 60), 2), ("square", (80, 80), 1),
+                                                ("large", (400, 560), 2)]):
+        make_images(root / name, count, size=size, seed=seed)
+    return root
+
+
 def _tree_bytes(folder: Path, skip: tuple[str, ...] = ("summary.json",)) -> dict[str, bytes]:
     """Every file below ``folder`` (links followed, their targets recorded) -> its bytes."""
     out = {}

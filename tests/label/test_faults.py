@@ -203,14 +203,13 @@ def test_batches_and_prefetch_write_the_same_bytes(image_folder, tmp_path, tree_
     assert tree_bytes(tmp_path / "batched") == tree_bytes(tmp_path / "one")
 
 
-def test_tiny_models_batch_of_4_equals_batch_of_1(tiny_model_dirs, tmp_path, tree_bytes):
+def test_tiny_models_batch_of_4_equals_batch_of_1(tiny_model_dirs, mixed_images, tmp_path, tree_bytes):
     detector, segmenter = tiny_model_dirs
-    make_images(tmp_path / "images", 8, size=(72, 96))
     teacher = dict(detector=str(detector), segmenter=str(segmenter), local_files_only=True, box_threshold=0.2,
-                   text_threshold=0.0, max_detections=5, threads=1)  # a fixed thread count: same float sums
-    one = label(tmp_path / "images", CLASSES, tmp_path / "one", formats=FORMATS, progress=False, **teacher)
-    label(tmp_path / "images", CLASSES, tmp_path / "four", formats=FORMATS, progress=False, batch_size=4, **teacher)
-    assert sum(one.instances.values()) > 0
+                   text_threshold=0.0, max_detections=5)
+    one = label(mixed_images, CLASSES, tmp_path / "one", formats=FORMATS, progress=False, **teacher)
+    label(mixed_images, CLASSES, tmp_path / "four", formats=FORMATS, progress=False, batch_size=4, **teacher)
+    assert one.labelled == 8 and sum(one.instances.values()) > 0
     assert tree_bytes(tmp_path / "four") == tree_bytes(tmp_path / "one")
 
 

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from grounded.label.modelview import ModelView, restore, to_model
+from grounded.errors import InputError
+from grounded.label import label
+from grounded.label.modelview import ModelView, check_max_side, restore, side_limit, to_model
+from grounded.testing.fake import FakePredictor, make_images
 from grounded.utils.masks import rle_to_mask
 
 
@@ -50,3 +53,35 @@ def test_restore_drops_what_lies_outside_the_image():
     back, rles = restore(_boxes((16, 40), [[5, 0, 10, 4], [0, 8, 40, 16]]), view)
     assert len(back) == 1 and back.xyxy.tolist() == [[10, 0, 20, 4]]
     assert [rle_to_mask(r).sum() for r in rles] == [40]
+
+
+class _Sees(FakePredictor):
+    """A fake predictor whose models see at most ``side`` px of an image's long side; records what it is given."""
+
+    def __init__(self, side: int):
+        super().__init__()
+        self.side, self.seen = side, []
+
+    def model_side(self, hw):
+        return min(max(hw), self.side)
+
+    def _detect(self, image, ontology):
+        self.seen.append(image.shape[:2])
+        return super()._detect(image, ontology)
+
+
+@pytest.mark.parametrize("max_side, given", [("model", [(45, 60), (30, 40)]), (50, [(38, 50), (30, 40)]),
+                                             (None, [(300, 400), (30, 40)])])
+def test_the_reduction_comes_from_the_models_unless_set(tmp_path, max_side, given):
+    make_images(tmp_path / "images" / "a", 1, size=(300, 400))
+    make_images(tmp_path / "images" / "b", 1, size=(30, 40))
+    predictor = _Sees(60)
+    label(tmp_path / "images", "car", tmp_path / "out", predictor=predictor, max_side=max_side, progress=False, preview=0)
+    assert predictor.seen == given
+    assert side_limit(max_side, FakePredictor())((300, 400)) == (None if max_side == "model" else max_side)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "auto", True])
+def test_a_bad_max_side_is_refused_saying_what_is_accepted(bad):
+    with pytest.raises(InputError, match="max_side must be 'model'"):
+        check_max_side(bad)

@@ -65,6 +65,21 @@ def test_ray_with_two_workers_writes_the_in_process_files(ray_cluster, tiny_mode
     assert tree_bytes(tmp_path / "ray") == tree_bytes(tmp_path / "local")
 
 
+def test_cli_batch_of_4_and_ray_write_the_batch_of_1_records(ray_cluster, tiny_model_dirs, mixed_images, tmp_path):
+    detector, segmenter = tiny_model_dirs
+    common = [str(mixed_images), "--classes", CLASSES, "--detector", str(detector), "--segmenter", str(segmenter),
+              "--offline", "--box-threshold", "0.05", "--text-threshold", "0.05", "--no-progress", "--preview", "0",
+              "--threads", "1"]  # one thread everywhere (Ray gives actors one): this is about batches, not threads
+    runs = {"one": ["--batch-size", "1"], "four": ["--batch-size", "4"],
+            "ray": ["--batch-size", "4", "--engine", "ray", "--workers", "2"]}
+    for name, flags in runs.items():
+        assert main(["label", *common, "--out", str(tmp_path / name), *flags]) == 0
+    records = {name: {p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name / "records").rglob("*.json")}
+               for name in runs}
+    assert len(records["one"]) == 8 and any(b'"detections": [{' in text for text in records["one"].values())
+    assert records["four"] == records["one"] and records["ray"] == records["one"]
+
+
 def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(ray_cluster, tmp_path, tree_bytes):
     images = tmp_path / "images"
     make_images(images, 24)

@@ -48,7 +48,7 @@ from grounded.config import SegmentOptions
 from grounded.errors import InputError
 from grounded.models.acceleration import autocast_context
 from grounded.models.detections import class_thresholds, labelled_boxes
-from grounded.models.interfaces import Detector, Features
+from grounded.models.interfaces import Detector, Features, InputSize
 from grounded.ontology import Ontology
 
 _NO_TOKEN_SCORE = ("OmDet-Turbo scores a box against a whole phrase (one query per phrase); "
@@ -75,6 +75,10 @@ class OmDetTurboDetector(Detector):
         from transformers import AutoProcessor, OmDetTurboForObjectDetection
 
         return AutoProcessor, OmDetTurboForObjectDetection
+
+    def input_size(self, hw: tuple[int, int]) -> InputSize:
+        """Resized to ``size`` (640 x 640 for the released checkpoint), aspect not kept."""
+        return InputSize.fixed(self.processor.image_processor.size)
 
     @torch.inference_mode()
     def encode(self, images: Sequence[np.ndarray]) -> OmDetTurboFeatures:

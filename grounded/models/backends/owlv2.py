@@ -42,7 +42,7 @@ from grounded.config import SegmentOptions
 from grounded.errors import InputError
 from grounded.models.acceleration import autocast_context
 from grounded.models.detections import class_thresholds, labelled_boxes
-from grounded.models.interfaces import Detector, Features
+from grounded.models.interfaces import Detector, Features, InputSize
 from grounded.ontology import Ontology
 
 _NO_TOKEN_SCORE = "OWLv2 scores a box against a whole phrase (one query per phrase); no per-token score"
@@ -73,6 +73,12 @@ class Owlv2Detector(Detector):
     def max_text_len(self) -> int:
         """Tokens per phrase the text tower reads, start and end included (16 in released checkpoints)."""
         return int(self.model.config.text_config.max_position_embeddings)
+
+    def input_size(self, hw: tuple[int, int]) -> InputSize:
+        """Padded to a square of its long side, then resized to ``size`` (960 x 960 for the base checkpoints)."""
+        fixed = InputSize.fixed(self.processor.image_processor.size)
+        (h, w), (sh, sw), side = hw, fixed.padded, max(hw)
+        return InputSize((round(h * sh / side), round(w * sw / side)), fixed.padded)
 
     @torch.inference_mode()
     def encode(self, images: Sequence[np.ndarray]) -> Owlv2Features:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from grounded.models.acceleration import autocast_context
-from grounded.models.interfaces import Features, Segmenter
+from grounded.models.interfaces import Features, InputSize, Segmenter
 
 
 def writable(images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -78,6 +78,10 @@ class Sam2Segmenter(Segmenter):
         from transformers import Sam2Processor
 
         return Sam2Processor, cls.model_class()
+
+    def input_size(self, hw: tuple[int, int]) -> InputSize:
+        """Resized to ``size`` (1024 x 1024 for the released checkpoints), aspect not kept, no padding."""
+        return InputSize.fixed(self.processor.image_processor.size)
 
     @torch.inference_mode()
     def encode(self, images: Sequence[np.ndarray]) -> Sam2Features:

@@ -49,7 +49,7 @@ from grounded.errors import InputError
 from grounded.models.acceleration import autocast_context
 from grounded.models.backends.sam2 import writable
 from grounded.models.detections import class_thresholds, empty_detections
-from grounded.models.interfaces import ConceptSegmenter, Features
+from grounded.models.interfaces import ConceptSegmenter, Features, InputSize
 from grounded.ontology import Ontology
 
 _NO_TOKEN_SCORES = "SAM 3 scores each instance against the whole phrase; it has no per-token text score"
@@ -97,6 +97,10 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
         from transformers import Sam3Model, Sam3Processor
 
         return Sam3Processor, Sam3Model
+
+    def input_size(self, hw: tuple[int, int]) -> InputSize:
+        """Resized to ``size`` (1008 x 1008 for facebook/sam3), aspect not kept, no padding."""
+        return InputSize.fixed(self.processor.image_processor.size)
 
     @torch.inference_mode()
     def encode(self, images: Sequence[np.ndarray]) -> Sam3Features:
