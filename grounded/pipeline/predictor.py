@@ -42,13 +42,11 @@ import numpy as np
 import supervision as sv
 import torch
 
-from grounded.config import Acceleration, ModelConfig, SegmentOptions, as_kwargs, split_kwargs
+from grounded.config import Acceleration, ModelConfig, SegmentOptions, as_kwargs, option_names, split_kwargs
 from grounded.errors import InputError, OrderError
-from grounded.models.acceleration import apply_acceleration, resolve_acceleration
+from grounded.models.acceleration import resolve_acceleration
 from grounded.models.detections import empty_detections
 from grounded.models.interfaces import Features
-from grounded.models.loading import resolve_device, resolve_dtype
-from grounded.models.registry import load_backend
 from grounded.ontology import Ontology
 from grounded.pipeline.padding import crop_detections, pad_image
 from grounded.pipeline.selection import select_boxes, select_masks
@@ -80,39 +78,47 @@ class Predictor:
 
     def __init__(
         self,
-        detector: str | None = None,
-        segmenter: str | None = None,
+        detector: Any = None,
+        segmenter: Any = None,
         *,
-        model: str | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        local_files_only: bool = False,
+        model: Any = None,
+        options: SegmentOptions | None = None,
         clip: Any = None,
         adapter: Any = None,
-        **options: Any,
+        acceleration: Acceleration | None = None,
+        **kwargs: Any,
     ) -> None:
-        """Load the backends (names or local folders) and keep ``options`` (fields of SegmentOptions).
+        """Use built backends: ``detector`` (a :class:`~grounded.models.interfaces.Detector`) + ``segmenter`` (a
+        :class:`~grounded.models.interfaces.Segmenter`), or ``model`` (a ConceptSegmenter) alone.
 
-        ``detector`` / ``segmenter`` default to Grounding DINO tiny + SAM ViT-B; ``model`` (a concept segmenter,
-        e.g. ``"facebook/sam3"``) replaces both and excludes them. Speed options (fields of ModelConfig; those that
-        change results are off by default): ``preset`` ("fast"/"accurate"), ``autocast``, ``quantize``,
-        ``detector_size``, ``threads``, and ``retain_memory`` / ``cpu_kernels`` (same maths; on for CPU models
-        unless False); see grounded/models/acceleration.py. ``clip`` / ``adapter``: grounded/clip/runtime.py.
+        ``options`` / keyword fields of SegmentOptions: the defaults of every :meth:`segment` call. ``clip`` /
+        ``adapter``: grounded/clip/runtime.py. ``acceleration``: the speed settings the backends were built with
+        (recorded by :meth:`describe`; the Predictor applies nothing to a backend).
+
+        A role given as a name or folder, or left empty (Grounding DINO tiny + SAM ViT-B), is built first by
+        :func:`grounded.pipeline.build.build_backends` from the keyword fields of ModelConfig (device, dtype,
+        ``local_files_only``, ``preset``, ``autocast``, ...): ``Predictor("name", segmenter="folder")`` works as
+        :meth:`from_pretrained`. A backend passed in as an object keeps whatever its caller did to it.
         """
-        model_options, self.options = split_kwargs(options)
-        self.model_config = ModelConfig(**{**as_kwargs(model_options), "detector": detector, "segmenter": segmenter,
-                                           "model": model, "device": device, "dtype": dtype,
-                                           "local_files_only": local_files_only, "clip": clip,
-                                           "adapter": adapter}).resolved()
-        mc = self.model_config
-        self.acceleration = resolve_acceleration(mc.preset, **as_kwargs(mc.acceleration))
-        dev, dt = resolve_device(device), resolve_dtype(dtype)
-        self.detector = self.segmenter = self.model = None
-        if mc.model is not None:
-            self.model = load_backend(mc.model, "model", dev, dt, local_files_only)
-        else:
-            self.detector = load_backend(mc.detector, "detector", dev, dt, local_files_only)
-            self.segmenter = load_backend(mc.segmenter, "segmenter", dev, dt, local_files_only)
+        from grounded.pipeline.build import build_backends, is_built
+
+        model_fields, options_given = split_kwargs(kwargs)
+        self.options = options.updated(**{k: v for k, v in kwargs.items() if k in option_names(SegmentOptions)}) \
+            if options is not None else options_given
+        self.local_files_only = model_fields.local_files_only
+        roles = {"detector": detector, "segmenter": segmenter, "model": model}
+        if not (is_built(model) or (is_built(detector) and is_built(segmenter))):  # names, folders or defaults
+            built = build_backends(ModelConfig(**{**as_kwargs(model_fields), **roles, "clip": clip, "adapter": adapter}))
+            roles, acceleration = built.roles(), built.acceleration
+        elif {k for k in kwargs if k in option_names(ModelConfig)} - {"local_files_only"}:
+            raise InputError(f"{sorted(set(kwargs) & option_names(ModelConfig))} configure loading, and the backends "
+                             f"given are already built: pass names or folders instead, or build the backends with "
+                             f"grounded.pipeline.build.build_backends(ModelConfig(...))")
+        elif model is not None and (detector is not None or segmenter is not None):
+            raise InputError("a concept segmenter (model=) replaces the detector and the segmenter; give either "
+                             "model or detector + segmenter, not both")
+        self.detector, self.segmenter, self.model = (roles.get(r) for r in ("detector", "segmenter", "model"))
+        self.acceleration = acceleration if acceleration is not None else resolve_acceleration()
         self.timer = StageTimer()
         for _, backend in self.backends():
             backend.timer = self.timer
@@ -123,8 +129,16 @@ class Predictor:
             self.check_options(SegmentOptions(text_tokens=True))  # the adapter is for text tokens
         if adapter is not None or self.options.text_tokens:
             self.clip_tools(self.options)  # text tokens without an adapter are refused now, not per image
-        apply_acceleration(self.acceleration, *(b for _, b in self.backends()))
         self._encoding: ImageEncoding | None = None
+
+    @classmethod
+    def from_pretrained(cls, detector: str | None = None, segmenter: str | None = None, *, model: str | None = None,
+                        **kwargs: Any) -> Predictor:
+        """Load backends by name or folder (fields of ModelConfig in ``kwargs``) and keep the SegmentOptions
+        fields of ``kwargs``: :func:`grounded.pipeline.build.load_predictor`."""
+        from grounded.pipeline.build import load_predictor
+
+        return load_predictor(ModelConfig(detector=detector, segmenter=segmenter, model=model), **kwargs)
 
     def backends(self) -> list[tuple[str, Any]]:
         """(role, backend) of the loaded models: detector + segmenter, or the concept segmenter."""
@@ -155,8 +169,7 @@ class Predictor:
     # ------------------------------------------------------------------------------------- identity
     def describe(self) -> dict[str, Any]:
         """JSON-able identity of the models and options (for manifests and resume checks)."""
-        mc = self.model_config
-        models = {"model": mc.model} if mc.model is not None else {"detector": mc.detector, "segmenter": mc.segmenter}
+        models = {role: backend.name for role, backend in self.backends()}
         return {
             **models,
             "dtype": str(self.backends()[0][1].dtype).replace("torch.", ""),
@@ -248,7 +261,7 @@ class Predictor:
             from grounded.clip.runtime import ClipTools
 
             self._clip_tools = ClipTools(self.segmenter, *self._clip_args, device=self.device,
-                                         local_files_only=self.model_config.local_files_only)
+                                         local_files_only=self.local_files_only)
         if opts is not None:
             self._clip_tools.check(opts.text_tokens)
         return self._clip_tools
