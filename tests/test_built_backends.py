@@ -138,3 +138,18 @@ def test_settings_for_loading_are_refused_with_built_backends(tiny_model_dirs):
         Predictor(detector=backends.detector, segmenter=backends.segmenter, device="cpu")
     with pytest.raises(InputError, match="replaces the detector"):
         Predictor(detector=backends.detector, model=backends.segmenter)
+
+
+def test_a_backend_class_by_name_is_built_as_a_checkpoint_is(photo):
+    from grounded.errors import ModelLoadError
+    from grounded.testing.fake import FAKE_DETECTOR, FAKE_SEGMENTER, FakePredictor
+
+    by_name = Predictor(FAKE_DETECTOR, FAKE_SEGMENTER)
+    in_process = FakePredictor()
+    assert by_name.describe() == in_process.describe()
+    got, want = by_name.segment_batch([photo], CLASSES)[0], in_process.segment_batch([photo], CLASSES)[0]
+    np.testing.assert_array_equal(got.mask, want.mask)
+    with pytest.raises(ModelLoadError, match="is not a Detector"):
+        Predictor(FAKE_SEGMENTER, FAKE_SEGMENTER)
+    with pytest.raises(ModelLoadError, match="cannot be imported"):
+        Predictor("grounded.testing.fake:NoSuchClass", FAKE_SEGMENTER)
