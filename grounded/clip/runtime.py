@@ -1,4 +1,4 @@
-"""What a :class:`grounded.Predictor` holds when CLIP is in the loop: a CLIP encoder and a text-prompt adapter.
+"""CLIP in the loop's tools: a CLIP encoder and a text-prompt adapter (the stages of grounded/clip/stage.py use them).
 
 ``Predictor(..., adapter="ADAPTER_DIR", clip=None)``:
 

@@ -31,11 +31,9 @@ segmenter's predicted IoU), most confident first.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,12 +121,9 @@ class Predictor:
         for _, backend in self.backends():
             backend.timer = self.timer
         self.check_options(self.options)
-        # CLIP in the loop (grounded.clip), imported only when used; an adapter for another SAM is refused now
-        self._clip_args, self._clip_tools = (clip, adapter), None
-        if adapter is not None:
-            self.check_options(SegmentOptions(text_tokens=True))  # the adapter is for text tokens
-        if adapter is not None or self.options.text_tokens:
-            self.clip_tools(self.options)  # text tokens without an adapter are refused now, not per image
+        self._clip_args, self._clip = (clip, adapter), None  # CLIP stages (grounded/clip/stage.py), built when wanted
+        if adapter is not None or self.options.text_tokens:  # a wrong adapter, or text tokens without one: now
+            self.clip_stage(self.options).check(self.options)
         self._encoding: ImageEncoding | None = None
 
     @classmethod
@@ -175,24 +170,8 @@ class Predictor:
             "dtype": str(self.backends()[0][1].dtype).replace("torch.", ""),
             "options": asdict(self.options),
             **({"acceleration": asdict(speed)} if (speed := self.acceleration.result_settings()) != Acceleration() else {}),
-            **self._clip_identity(),
+            **(clip.identity() if (clip := self.clip_stage()) is not None else {}),
         }
-
-    def _clip_identity(self) -> dict[str, Any]:
-        """CLIP / adapter settings for :meth:`describe`; the adapter by its weights' sha256, not its path."""
-        clip, adapter = self._clip_args
-        out: dict[str, Any] = {}
-        if clip is not None:
-            out["clip"] = clip if isinstance(clip, str) else type(clip).__name__
-        if adapter is not None:
-            if isinstance(adapter, (str, Path)):
-                from grounded.clip.adapter import read_adapter_record
-
-                weights = read_adapter_record(adapter)[1]
-                out["adapter"] = hashlib.sha256(weights.read_bytes()).hexdigest()
-            else:
-                out["adapter"] = type(adapter).__name__
-        return out
 
     # ------------------------------------------------------------------------------------- encoding
     def encode(self, images: Sequence[ImageInput]) -> ImageEncoding:
@@ -240,54 +219,52 @@ class Predictor:
         opts = self.options.updated(**options)
         ontology = Ontology.from_prompt(prompt)
         self.check_options(opts, ontology)
-        if opts.text_tokens or opts.verify:
-            self.clip_tools(opts)  # refuse text tokens without an adapter before any work
+        clip = self.clip_stage(opts)
+        if clip is not None:
+            clip.check(opts)  # refuse text tokens without an adapter before any work
         if opts.text_tokens == "only":  # whole-image text queries through the adapter: no detector
-            tools = self.clip_tools(opts)
-            found = [tools.segment_text(encoding.segmenter, i, ontology, opts.multimask, opts.mask_threshold)
-                     for i in range(len(encoding))]
+            found = clip.text_only(encoding, ontology, opts)
         elif self.model is not None:
             found = [select_masks(select_boxes(f, opts), opts)
                      for f in self.model.segment(encoding.model, ontology, opts)]
         else:
             boxes = self.detector.detect(encoding.detector, ontology, opts)
-            found = [select_masks(self._add_masks(encoding, i, select_boxes(f, opts), opts), opts)
+            decode = clip.decoder(opts) if clip is not None else None
+            found = [select_masks(self._add_masks(encoding, i, select_boxes(f, opts), opts, decode), opts)
                      for i, f in enumerate(boxes)]
-        return [self._finished(f, encoding, i, ontology, opts) for i, f in enumerate(found)]
+        found = [self._cropped(f, encoding, i) for i, f in enumerate(found)]
+        return [clip.verified(f, encoding, i, ontology, opts) for i, f in enumerate(found)] if clip else found
 
-    def clip_tools(self, opts: SegmentOptions | None = None):
-        """CLIP + text-prompt adapter (:class:`grounded.clip.runtime.ClipTools`), built on first use."""
-        if self._clip_tools is None:
-            from grounded.clip.runtime import ClipTools
+    def clip_stage(self, opts: SegmentOptions | None = None):
+        """The CLIP stages (:class:`grounded.clip.stage.ClipStage`) when ``opts`` (default this predictor's) or
+        the predictor's clip / adapter call for them, built on first use; else None."""
+        opts = self.options if opts is None else opts
+        if self._clip is None and (opts.text_tokens or opts.verify or self._clip_args != (None, None)):
+            from grounded.clip.stage import ClipStage  # imported only when used
 
-            self._clip_tools = ClipTools(self.segmenter, *self._clip_args, device=self.device,
-                                         local_files_only=self.local_files_only)
-        if opts is not None:
-            self._clip_tools.check(opts.text_tokens)
-        return self._clip_tools
+            self._clip = ClipStage(self, *self._clip_args)
+        return self._clip
 
-    def _finished(self, found: sv.Detections, encoding: ImageEncoding, i: int, ontology: Ontology,
-                  opts: SegmentOptions) -> sv.Detections:
-        """Back to the original image size (when it was padded), then CLIP verification when asked."""
+    def _cropped(self, found: sv.Detections, encoding: ImageEncoding, i: int) -> sv.Detections:
+        """Back to the original image size when it was padded."""
         hw = encoding.image_sizes[i]
         if encoding.padded_sizes is not None and tuple(encoding.padded_sizes[i]) != tuple(hw):
             found = crop_detections(found, hw)
-        if opts.verify != "clip":
-            return found
-        with self.timer("clip.verify"):
-            return self.clip_tools().verify(found, encoding.images[i] if encoding.images else None, ontology)
+        return found
 
-    def _add_masks(self, encoding: ImageEncoding, i: int, found: sv.Detections, opts: SegmentOptions) -> sv.Detections:
-        """The segmenter's mask for each box (the best of K by predicted IoU), ``sam_box_batch`` boxes a call."""
+    def _add_masks(self, encoding: ImageEncoding, i: int, found: sv.Detections, opts: SegmentOptions,
+                   decode=None) -> sv.Detections:
+        """The segmenter's mask for each box (the best of K by predicted IoU), ``sam_box_batch`` boxes a call;
+        ``decode(features, i, boxes, phrases, multimask)``: a stage's decoder (box + text prompts) instead."""
         features = encoding.segmenter
         if len(found) == 0:
             return empty_detections(features.image_sizes[i])
         masks, scores = [], []
         for start in range(0, len(found), opts.sam_box_batch):
             chunk = found.xyxy[start : start + opts.sam_box_batch]
-            if opts.text_tokens:  # box + the adapter's tokens for each detection's phrase (grounded.clip)
+            if decode is not None:  # e.g. box + the adapter's tokens for each detection's phrase (grounded.clip)
                 phrases = list(found.data["phrase"][start : start + opts.sam_box_batch])
-                logits, iou = self.clip_tools().decode(features, i, chunk, phrases, opts.multimask)
+                logits, iou = decode(features, i, chunk, phrases, opts.multimask)
             else:
                 logits, iou = self.segmenter.decode(features, i, chunk, opts.multimask)
             best = iou.argmax(dim=1)  # K = 1 without multimask
