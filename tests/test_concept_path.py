@@ -30,7 +30,6 @@ class StandIn(ConceptSegmenter):
     """Per class: a square at the image's top left (score 0.9 - 0.1 * class id) and the same square one pixel
     to the right (score 0.05 lower), so class-wise NMS keeps one per class."""
 
-    model_types = ()
 
     def __init__(self):
         super().__init__(torch.nn.Linear(1, 1), processor=None, name="stand-in")

@@ -36,12 +36,12 @@ _EDGETAM = "grounded.models.backends.sam2:EdgeTamSegmenter"
 _SAM3 = "grounded.models.backends.sam3:Sam3ConceptSegmenter"
 BACKENDS: dict[str, dict[str, str | None]] = {
     # open-vocabulary detectors
-    "grounding-dino": {"detector": "grounded.models.detector:GroundingDinoDetector"},
+    "grounding-dino": {"detector": "grounded.models.backends.grounding_dino:GroundingDinoDetector"},
     "mm-grounding-dino": {"detector": "grounded.models.backends.mm_grounding_dino:MMGroundingDinoDetector"},
     "owlv2": {"detector": "grounded.models.backends.owlv2:Owlv2Detector"},
     "omdet-turbo": {"detector": "grounded.models.backends.omdet_turbo:OmDetTurboDetector"},
     # promptable segmenters (boxes -> masks); the video checkpoints through the image class, as transformers allows
-    "sam": {"segmenter": "grounded.models.segmenter:SamSegmenter"},
+    "sam": {"segmenter": "grounded.models.backends.sam:SamSegmenter"},
     "sam_hq": {"segmenter": "grounded.models.backends.sam_hq:SamHQSegmenter"},
     "sam2": {"segmenter": _SAM2},
     "sam2_video": {"segmenter": _SAM2, "tracker": None},
@@ -74,6 +74,22 @@ class _ConfigDict:
 def supported_types(role: str) -> list[str]:
     """The ``model_type`` values with a backend for ``role`` here, in the table's order."""
     return [t for t, roles in BACKENDS.items() if roles.get(role)]
+
+
+def image_role(model_type: str) -> str:
+    """The image role (detector, segmenter or model) ``model_type`` has a backend for."""
+    return next(role for role, target in BACKENDS[model_type].items() if target and role in FLAGS)
+
+
+def image_types(role: str) -> list[str]:
+    """The image checkpoints' types with a backend for ``role`` (the video checkpoints, which also track, left out)."""
+    return [t for t in supported_types(role) if "tracker" not in BACKENDS[t]]
+
+
+def types_served_by(cls: type) -> tuple[str, ...]:
+    """The ``model_type`` values whose row names backend class ``cls`` (in any role), in the table's order."""
+    target = f"{cls.__module__}:{cls.__qualname__}"
+    return tuple(t for t, roles in BACKENDS.items() if target in roles.values())
 
 
 def roles_of(model_type: str) -> list[str]:

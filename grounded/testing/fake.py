@@ -94,7 +94,6 @@ class _Fake:
 class FakeDetector(_Fake, Detector):
     """0..max_objects boxes per image, at least 4 px a side, from the pixels' CRC32 (see the module docstring)."""
 
-    model_types = ()
 
     def __init__(self, delay: float | None = None, max_objects: int = 3, exit_once: str | None = None) -> None:
         self._init(FAKE_DETECTOR)
@@ -148,7 +147,6 @@ def fake_masks(boxes_xyxy: np.ndarray, height: int, width: int) -> np.ndarray:
 class FakeSegmenter(_Fake, Segmenter):
     """:func:`fake_masks` as full-size logits (+/-10), predicted IoU 0.9."""
 
-    model_types = ()
 
     def __init__(self) -> None:
         self._init(FAKE_SEGMENTER)
@@ -170,7 +168,6 @@ class FakeConceptSegmenter(_Fake, ConceptSegmenter):
     """The fake detector's boxes with the fake segmenter's masks in one backend; tests override :meth:`_detect`
     (one image -> Detections with masks) to add masks no box gives (empty, one pixel, ...)."""
 
-    model_types = ()
 
     def __init__(self, delay: float | None = None, max_objects: int = 3, exit_once: str | None = None) -> None:
         self._init(FAKE_MODEL)

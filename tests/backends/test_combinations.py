@@ -17,10 +17,9 @@ from grounded.cli import main
 from grounded.config import RESIZABLE_INPUT
 from grounded.errors import InputError
 from grounded.models import acceleration
-from grounded.models.registry import BACKENDS, backend_class
+from grounded.models.registry import backend_class, image_role, image_types
 
-DETECTORS = ("grounding-dino", "mm-grounding-dino", "owlv2", "omdet-turbo")
-SEGMENTERS = ("sam", "sam_hq", "sam2", "edgetam")
+DETECTORS, SEGMENTERS, MODELS = (image_types(role) for role in ("detector", "segmenter", "model"))  # the registry's
 SIZES = {"a.png": (96, 128), "sub/b.jpg": (120, 90)}  # (H, W)
 CLASSES = ("car", "wheel")
 MAX = 3
@@ -28,7 +27,7 @@ MAX = 3
 
 def loose(model_type: str) -> dict[str, float | int]:
     """Options that keep a few boxes from random weights: thresholds at 0 where the backend takes them."""
-    refused = backend_class(model_type, BACKENDS[model_type][0]).refused_options
+    refused = backend_class(model_type, image_role(model_type)).refused_options
     return {"box_threshold": 0.0, "max_detections": MAX, **({} if "text_threshold" in refused else {"text_threshold": 0.0})}
 
 
@@ -52,7 +51,7 @@ def model_dirs(tmp_path_factory, tiny_model_dirs, bert_vocab, clip_vocab) -> dic
     root = tmp_path_factory.mktemp("all_backends")
     vocab = clip_vocab or tiny_detectors.write_clip_vocab(root / "clip_vocab")
     detector, segmenter = tiny_model_dirs
-    return {
+    dirs = {
         "grounding-dino": str(detector),
         "sam": str(segmenter),
         "mm-grounding-dino": str(tiny_detectors.build_tiny_mm_grounding_dino(root / "mm_gdino", bert_vocab)),
@@ -63,6 +62,8 @@ def model_dirs(tmp_path_factory, tiny_model_dirs, bert_vocab, clip_vocab) -> dic
         "edgetam": str(tiny_segmenters.build_tiny_edgetam(root / "edgetam")),
         "sam3": str(tiny_segmenters.build_tiny_sam3(root / "sam3", vocab)),
     }
+    assert set(dirs) == {*DETECTORS, *SEGMENTERS, *MODELS}  # every image backend of the registry, and no other
+    return dirs
 
 
 @pytest.fixture(scope="module")
@@ -137,14 +138,14 @@ def test_concept_segmenter_through_cli_segment_and_label(model_dirs, images, tmp
 
 def _models(model_dirs: dict[str, str], model_type: str) -> dict[str, str]:
     """Predictor keywords loading ``model_type`` in its role, beside the default pair's other half."""
-    role = BACKENDS[model_type][0]
+    role = image_role(model_type)
     if role == "model":
         return {"model": model_dirs[model_type]}
     pair = {"detector": model_dirs["grounding-dino"], "segmenter": model_dirs["sam"]}
     return {**pair, role: model_dirs[model_type]}
 
 
-@pytest.mark.parametrize("model_type", list(BACKENDS))
+@pytest.mark.parametrize("model_type", [*DETECTORS, *SEGMENTERS, *MODELS])
 def test_fast_preset_is_the_fast_settings_each_backend_has(model_dirs, model_type, native_bf16):
     from transformers import AutoProcessor
 
@@ -159,6 +160,6 @@ def test_fast_preset_is_the_fast_settings_each_backend_has(model_dirs, model_typ
         assert size["shortest_edge"] == 512
     else:  # the checkpoint's own input size, and --detector-size itself is still refused where nothing takes it
         assert size == AutoProcessor.from_pretrained(model_dirs[model_type]).image_processor.size
-        if BACKENDS[model_type][0] != "segmenter":
+        if image_role(model_type) != "segmenter":
             with pytest.raises(InputError, match="detector_size .* not supported"):
                 Predictor(**models, detector_size=512, local_files_only=True)
