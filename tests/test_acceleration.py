@@ -167,12 +167,12 @@ def test_cli_speed_flags_build_the_predictors_settings(folders, flags, expected)
 def test_help_says_what_each_preset_does_for_each_backend():
     from grounded.cli.common import preset_help
     from grounded.config import PRESETS, RESIZABLE_INPUT
-    from grounded.models.registry import BACKENDS, backend_class
+    from grounded.models.registry import BACKENDS, backend_class, image_role
 
     text = preset_help()
     assert "accurate: float32" in text and "fast: autocast=auto on every backend" in text
     assert f"detector_size={PRESETS['fast'].detector_size} on grounding-dino and mm-grounding-dino only" in text
-    resizable = {t for t, (role, _) in BACKENDS.items() if hasattr(backend_class(t, role), "set_input_size")}
+    resizable = {t for t in BACKENDS if hasattr(backend_class(t, image_role(t)), "set_input_size")}
     assert resizable == set(RESIZABLE_INPUT)  # the help's list is the backends that take detector_size
 
 
