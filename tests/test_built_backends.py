@@ -153,3 +153,25 @@ def test_a_backend_class_by_name_is_built_as_a_checkpoint_is(photo):
         Predictor(FAKE_SEGMENTER, FAKE_SEGMENTER)
     with pytest.raises(ModelLoadError, match="cannot be imported"):
         Predictor("grounded.testing.fake:NoSuchClass", FAKE_SEGMENTER)
+
+
+def test_the_default_builds_fingerprint_is_unchanged(tiny_model_dirs, monkeypatch):
+    """describe() of the default build (the resume fingerprint of label runs and distill), byte for byte: the
+    default names, float32, every option, nothing else (the tiny models stand in for the hub's)."""
+    from dataclasses import asdict
+
+    from grounded.config import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, SegmentOptions
+
+    folders = dict(zip(("detector", "segmenter"), (str(d) for d in tiny_model_dirs), strict=True))
+    original = registry.load_backend
+
+    def tiny_in_place_of_the_hub(name, role, *args, **kwargs):
+        backend = original(folders[role], role, *args, **kwargs)
+        backend.name = name
+        return backend
+
+    monkeypatch.setattr(registry, "load_backend", tiny_in_place_of_the_hub)
+    expected = {"detector": DEFAULT_DETECTOR, "segmenter": DEFAULT_SEGMENTER, "dtype": "float32",
+                "options": asdict(SegmentOptions())}
+    for predictor in (Predictor(), load_predictor(), Predictor.from_pretrained()):
+        assert json.dumps(predictor.describe()) == json.dumps(expected)
