@@ -89,9 +89,13 @@ def test_one_segmenter_two_predictors_two_detectors(tiny_model_dirs, second_dete
         np.testing.assert_array_equal(got.mask, want.mask)
         np.testing.assert_array_equal(got.data["mask_score"], want.data["mask_score"])
         assert predictor.describe() == own.describe()
+    first.timer.reset()
+    second.timer.reset()
     first_found = first.segment_batch([photo], CLASSES)[0]
     second_found = second.segment_batch([photo], CLASSES)[0]
     assert not np.array_equal(first_found.xyxy, second_found.xyxy)  # two detectors indeed
+    for predictor in (first, second):  # the shared segmenter timed each predictor's own stages
+        assert "sam.prompt_mask_decoder" in predictor.timer.seconds, predictor.timer.seconds
 
 
 def test_shared_segmenter_is_not_copied_in_memory(tiny_model_dirs, large_sam):

@@ -118,8 +118,7 @@ class Predictor:
         self.detector, self.segmenter, self.model = (roles.get(r) for r in ("detector", "segmenter", "model"))
         self.acceleration = acceleration if acceleration is not None else resolve_acceleration()
         self.timer = StageTimer()
-        for _, backend in self.backends():
-            backend.timer = self.timer
+        self._own_timers()
         self.check_options(self.options)
         self._clip_args, self._clip = (clip, adapter), None  # CLIP stages (grounded/clip/stage.py), built when wanted
         if adapter is not None or self.options.text_tokens:  # a wrong adapter, or text tokens without one: now
@@ -139,6 +138,12 @@ class Predictor:
         """(role, backend) of the loaded models: detector + segmenter, or the concept segmenter."""
         roles = (("detector", self.detector), ("segmenter", self.segmenter), ("model", self.model))
         return [(role, backend) for role, backend in roles if backend is not None]
+
+    def _own_timers(self) -> None:
+        """Point the backends' stage timers at this predictor's (a backend shared by several predictors times
+        the stages of the one using it)."""
+        for _, backend in self.backends():
+            backend.timer = self.timer
 
     @property
     def device(self) -> torch.device:
@@ -182,6 +187,7 @@ class Predictor:
         """
         if not images:
             raise InputError("no images given: pass at least one image")
+        self._own_timers()
         with self.timer("load_images"):
             arrays = [load_image(im) for im in images]
             padded = [pad_image(a) for a in arrays]
@@ -218,6 +224,7 @@ class Predictor:
         """Stateless form: segment ``prompt`` in every image of ``encoding``; one Detections per image."""
         opts = self.options.updated(**options)
         ontology = Ontology.from_prompt(prompt)
+        self._own_timers()
         self.check_options(opts, ontology)
         clip = self.clip_stage(opts)
         if clip is not None:
