@@ -142,7 +142,7 @@ def _failing(kind: str, tmp_path, monkeypatch) -> str:
     Image.fromarray(pixels).save(path)
     is_bad = lambda image: image.shape[:2] == (40, 60) and bool((image == 7).all())  # noqa: E731
     if kind == "model":
-        from grounded.models.segmenter import SamSegmenter
+        from grounded.models.backends.sam import SamSegmenter
 
         encode = SamSegmenter.encode
 

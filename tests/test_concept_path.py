@@ -1,15 +1,12 @@
-"""The Predictor's concept-segmenter path (``model=``) through the real registry, with a stand-in backend.
+"""The Predictor's concept-segmenter path (``model=``) with a stand-in backend passed in already built.
 
-SAM 3's own backend lives in grounded/models/backends/ and has its parity test there; this file checks what
-the pipeline does around any concept segmenter: loading by model_type, NMS and max_detections, cropping
-padded images back, CLIP verification without a SAM, and the refusals.
+SAM 3's own backend lives in grounded/models/backends/ and has its parity test there; loading by model_type
+is tests/test_registry.py's. This file checks what the pipeline does around any concept segmenter: NMS and
+max_detections, cropping padded images back, CLIP verification without a SAM, and the refusals.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +16,7 @@ import torch
 
 from grounded import Predictor
 from grounded.errors import InputError
-from grounded.models import registry
+from grounded.models.acceleration import apply_acceleration, resolve_acceleration
 from grounded.models.detections import class_thresholds
 from grounded.models.interfaces import ConceptSegmenter, Features, InputSize
 
@@ -33,11 +30,9 @@ class StandIn(ConceptSegmenter):
     """Per class: a square at the image's top left (score 0.9 - 0.1 * class id) and the same square one pixel
     to the right (score 0.05 lower), so class-wise NMS keeps one per class."""
 
-    model_types = ("stand-in-concept",)
 
-    @classmethod
-    def from_pretrained(cls, name, device, dtype, local_files_only=False):
-        return cls(torch.nn.Linear(1, 1).to(device, dtype), processor=None, name=name)
+    def __init__(self):
+        super().__init__(torch.nn.Linear(1, 1), processor=None, name="stand-in")
 
     def input_size(self, hw):
         return InputSize(tuple(hw), tuple(hw))  # images as given: no resize, no padding
@@ -71,22 +66,17 @@ class StandIn(ConceptSegmenter):
 
 
 @pytest.fixture
-def concept_dir(tmp_path, monkeypatch):
-    module = types.ModuleType("grounded_test_stand_in")
-    module.StandIn = StandIn
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setitem(registry.BACKENDS, "stand-in-concept", {"model": f"{module.__name__}:StandIn"})
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "stand-in-concept"}))
-    return str(tmp_path)
+def stand_in():
+    return StandIn()
 
 
 IMAGE = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
 
 
-def test_model_path_loads_by_model_type_and_runs_the_pipeline(concept_dir):
-    predictor = Predictor(model=concept_dir)
-    assert predictor.detector is None and predictor.segmenter is None and isinstance(predictor.model, StandIn)
-    assert predictor.describe()["model"] == concept_dir and "detector" not in predictor.describe()
+def test_a_built_concept_segmenter_runs_the_pipeline(stand_in):
+    predictor = Predictor(model=stand_in)
+    assert predictor.detector is None and predictor.segmenter is None and predictor.model is stand_in
+    assert predictor.describe()["model"] == "stand-in" and "detector" not in predictor.describe()
     predictor.set_image(IMAGE)
     found = predictor.segment(["car", "wheel"])
     assert found.data["class_name"].tolist() == ["car", "wheel"]  # class-wise NMS dropped the shifted copies
@@ -99,27 +89,29 @@ def test_model_path_loads_by_model_type_and_runs_the_pipeline(concept_dir):
     assert [b.mask.shape for b in batch] == [(1, 40, 60), (1, 20, 60)]
 
 
-def test_padded_images_come_back_at_their_size(concept_dir):
-    predictor = Predictor(model=concept_dir)
+def test_padded_images_come_back_at_their_size(stand_in):
+    predictor = Predictor(model=stand_in)
     predictor.set_image(np.zeros((3, 500, 3), np.uint8))  # padded to 8 x 500 for the model
     found = predictor.segment("car")
     assert found.mask.shape[1:] == (3, 500) and np.all(found.xyxy[:, 3] <= 3)
 
 
-def test_options_a_concept_segmenter_cannot_take_are_refused(concept_dir):
-    predictor = Predictor(model=concept_dir)
+def test_options_a_concept_segmenter_cannot_take_are_refused(stand_in):
+    predictor = Predictor(model=stand_in)
     predictor.set_image(IMAGE)
     with pytest.raises(InputError, match=r"text_tokens=True is not supported by the model .* \(StandIn\)"):
         predictor.segment("car", text_tokens=True)
     with pytest.raises(InputError, match="detector_size .* is not supported by StandIn"):
-        Predictor(model=concept_dir, detector_size=512)
+        apply_acceleration(resolve_acceleration(detector_size=512), stand_in)  # what the builder would apply
+    with pytest.raises(InputError, match="already built"):
+        Predictor(model=stand_in, detector_size=512)
 
 
-def test_clip_verification_works_without_a_sam(concept_dir, tmp_path):
+def test_clip_verification_works_without_a_sam(stand_in, tmp_path):
     from grounded.testing.tiny_clip import build_tiny_clip
 
     clip = build_tiny_clip(tmp_path / "clip")
-    predictor = Predictor(model=concept_dir, clip=str(clip))
+    predictor = Predictor(model=stand_in, clip=str(clip))
     predictor.set_image(IMAGE)
     found = predictor.segment(["car", "wheel"], verify="clip")
     assert {"verify", "clip_prob", "class_name_detector"} <= set(found.data)

@@ -15,9 +15,9 @@ from grounded import Predictor
 from grounded.cli import main
 from grounded.errors import InputError, ModelLoadError
 from grounded.models import registry
-from grounded.models.detector import GroundingDinoDetector
+from grounded.models.backends.grounding_dino import GroundingDinoDetector
+from grounded.models.backends.sam import SamSegmenter
 from grounded.models.interfaces import ROLES, Segmenter
-from grounded.models.segmenter import SamSegmenter
 
 CPU = torch.device("cpu")
 

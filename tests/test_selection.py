@@ -8,7 +8,7 @@ import torch
 from transformers import BertTokenizer
 
 from grounded.config import SegmentOptions
-from grounded.models.captions import caption_detections, plan_captions
+from grounded.models.backends.captions import caption_detections, plan_captions
 from grounded.models.detections import cxcywh_to_xyxy
 from grounded.ontology import Ontology
 from grounded.pipeline import selection

@@ -72,7 +72,6 @@ def recorded(monkeypatch):
             raise Stop
 
     monkeypatch.setattr(module, "Predictor", Recorder)
-    monkeypatch.delenv("GROUNDED_FAKE_PREDICTOR", raising=False)
     return calls
 
 
@@ -235,7 +234,6 @@ def trainer(monkeypatch):
     monkeypatch.setattr(grounded.distill.data, "open_dataset", lambda *args, **kwargs: None)
     monkeypatch.setattr(grounded.distill.workflow, "train_run", record_train)
     monkeypatch.setattr(grounded.distill.workflow, "distill", record_distill)
-    monkeypatch.delenv("GROUNDED_FAKE_PREDICTOR", raising=False)
     return calls
 
 
@@ -298,7 +296,6 @@ def labeller(monkeypatch):
         raise Stop
 
     monkeypatch.setattr(grounded.label, "label", record)
-    monkeypatch.delenv("GROUNDED_FAKE_PREDICTOR", raising=False)
     return calls
 
 

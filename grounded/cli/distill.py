@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from grounded.cli.common import add_model_arguments, teacher_kwargs
@@ -50,15 +49,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.images.is_dir():
         raise InputError(f"IMAGES_DIR {str(args.images)!r} is not a folder; give the folder of images to label")
     student, config = configs_from_args(args)
-    teacher, options = None, {}
-    if os.environ.get("GROUNDED_FAKE_PREDICTOR") == "1":  # testing only: no models (as in grounded label)
-        from grounded.testing.fake import FakePredictor
-
-        teacher = FakePredictor()
-    else:  # loaded by distill() from every teacher flag: its describe() is checked against the labels'
-        options = teacher_kwargs(args)
+    options = teacher_kwargs(args)  # distill() loads the teacher: its describe() is checked against the labels'
     ontology = args.ontology if args.ontology is not None else args.classes
-    summary = distill(args.images, ontology, args.out, student, config, predictor=teacher,
+    summary = distill(args.images, ontology, args.out, student, config,
                       resume=not args.no_resume, force=args.force, **options)
     print(json.dumps(summary, indent=2))
     return 0

@@ -7,16 +7,11 @@ Every entry named like an image ends as a record or an error row (unreadable, a 
 out of memory, ...); one bad file never ends the run, and error rows are tried again only with
 --retry-errors. --batch-size N runs N images per model call while a background thread decodes the next
 ones; --engine ray runs the same on a Ray cluster (``pip install "grounded[ray]"``) and writes the same files.
-
-Testing only: with the environment variable ``GROUNDED_FAKE_PREDICTOR=1`` the models are replaced by
-:class:`grounded.testing.fake.FakePredictor` (known detections, no weights; ``GROUNDED_FAKE_DELAY`` slows it,
-``GROUNDED_FAKE_EXIT_ONCE`` makes one worker die once).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from functools import partial
 from pathlib import Path
 
@@ -97,15 +92,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _predictor(args: argparse.Namespace) -> dict:
-    """``label`` keyword arguments naming the predictor; it is built after the run's lock is taken."""
-    if os.environ.get("GROUNDED_FAKE_PREDICTOR") == "1":  # testing only: no models
-        from grounded.testing.fake import fake_factory_from_env
-
-        return {"predictor": fake_factory_from_env()}
-    return teacher_kwargs(args)
-
-
 def run(args: argparse.Namespace) -> int:
     from grounded.label import label
     from grounded.label.runner import as_ontology
@@ -113,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.images.is_dir():
         raise InputError(f"IMAGES_DIR {str(args.images)!r} is not a folder; give the folder of images to label")
     ontology = as_ontology(args.ontology if args.ontology is not None else args.classes)
-    summary = label(args.images, ontology, args.out, config=LabelConfig(**LABEL.read(args)), **_predictor(args))
+    summary = label(args.images, ontology, args.out, config=LabelConfig(**LABEL.read(args)), **teacher_kwargs(args))
     print(summary.table())
     print(f"dataset: {', '.join(summary.exports.values())}; preview: {summary.preview}; summary: {args.out / 'summary.json'}")
     return 0

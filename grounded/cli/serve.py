@@ -12,9 +12,8 @@ import argparse
 from functools import partial
 from pathlib import Path
 
-from grounded.cli.common import add_model_arguments, predictor_from_args
-from grounded.errors import InputError
-from grounded.serve.admission import DEFAULT_MAX_QUEUE
+from grounded.cli.common import Flags, add_model_arguments, predictor_from_args, teacher_kwargs
+from grounded.serve.settings import ServeConfig
 
 EXAMPLES = """examples:
   grounded serve                                       # http://127.0.0.1:8000 (API docs: /docs)
@@ -30,22 +29,25 @@ def _default_prompts() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+SERVER = {  # ServeConfig field -> argparse keywords (grounded/cli/common.py's Flags)
+    "host": {"help": "address to bind (default %(default)s: this machine only)"},
+    "port": {"help": "port (default %(default)s)"},
+    "run": {"type": Path, "metavar": "OUT", "help": "a `grounded label` output folder to review"},
+    "token": {"help": "required on every request (default: $GROUNDED_SERVE_TOKEN); needed to bind anything but "
+                      "127.0.0.1"},
+    "prompts": {"type": Path, "help": "folder of ontology YAML files offered by name (default: the checkout's prompts/)"},
+    "max_upload_mb": {"help": "largest image upload (default %(default)s MB)"},
+    "max_megapixels": {"help": "largest image, width x height, checked before decoding (default %(default)s)"},
+    "max_queue": {"metavar": "N", "help": "segment requests admitted at once, the running one included; more are "
+                                          "answered 503 with Retry-After before their upload is read (default %(default)s)"},
+}
+SERVE = Flags("serve_fields", (ServeConfig,), (("server", SERVER),))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="web page + REST API: segment by text, review a labelled run",
                        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
-    p.add_argument("--run", type=Path, default=None, metavar="OUT", help="a `grounded label` output folder to review")
-    p.add_argument("--token", default=None, help="required on every request (default: $GROUNDED_SERVE_TOKEN); "
-                                                 "needed to bind anything but 127.0.0.1")
-    p.add_argument("--prompts", type=Path, default=None, help="folder of ontology YAML files offered by name "
-                                                              "(default: the checkout's prompts/)")
-    p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest image upload (default %(default)s MB)")
-    p.add_argument("--max-megapixels", type=float, default=50.0,
-                   help="largest image, width x height, checked before decoding (default %(default)s)")
-    p.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, metavar="N",
-                   help="segment requests admitted at once, the running one included; more are answered 503 "
-                        "with Retry-After before their upload is read (default %(default)s)")
+    SERVE.add(p)
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -55,30 +57,26 @@ def run(args: argparse.Namespace) -> int:
     from grounded.serve.security import LOOPBACK_HOSTS, bind_token
 
     require_serve_extra()
-    token = bind_token(args.host, args.token)
-    if args.max_upload_mb <= 0 or args.max_megapixels <= 0 or args.max_queue < 1:
-        raise InputError("--max-upload-mb, --max-megapixels and --max-queue must be positive")
+    settings = ServeConfig(**SERVE.read(args))
+    token = bind_token(settings.host, settings.token)
 
     import uvicorn
 
-    from grounded.config import ModelConfig, SegmentOptions
-    from grounded.serve.app import Limits, create_app
+    from grounded.config import split_kwargs
+    from grounded.serve.app import create_app
     from grounded.serve.engine import Engine, probe_backends
     from grounded.serve.runs import RunView
 
-    run_view = RunView(args.run) if args.run is not None else None  # refuses a folder that is not a run
-    defaults = SegmentOptions(box_threshold=args.box_threshold, text_threshold=args.text_threshold, nms=args.nms,
-                              nms_iou=args.nms_iou, max_detections=args.max_detections)
-    config = ModelConfig(detector=args.detector, segmenter=args.segmenter, model=args.model).resolved()
+    run_view = RunView(Path(settings.run)) if settings.run is not None else None  # refuses a folder that is not a run
+    model_config, defaults = split_kwargs(teacher_kwargs(args))  # every teacher flag: models and default options
+    config = model_config.resolved()
     models = {"model": config.model} if config.model else {"detector": config.detector, "segmenter": config.segmenter}
     engine = Engine(lambda: predictor_from_args(args), models,
-                    probe=partial(probe_backends, models, args.local_files_only))
-    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
-                    max_queue=args.max_queue)
-    app = create_app(engine, run_view, token=token, prompts_dir=args.prompts or _default_prompts(),
-                     defaults=defaults, limits=limits,
+                    probe=partial(probe_backends, models, config.local_files_only))
+    prompts = Path(settings.prompts) if settings.prompts is not None else _default_prompts()
+    app = create_app(engine, run_view, token=token, prompts_dir=prompts, defaults=defaults, limits=settings.limits,
                      allowed_hosts=None if token else list(LOOPBACK_HOSTS))
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"grounded serve: http://{host}:{args.port}/{'?token=...' if token else ''} (API docs: /docs)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"grounded serve: http://{host}:{settings.port}/{'?token=...' if token else ''} (API docs: /docs)", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     return 0

@@ -13,7 +13,7 @@ With no extra tokens the result equals ``SamModel(image_embeddings=..., input_bo
 Shapes (one image, ``C`` = SAM's prompt hidden size, 256 for released SAMs; ``h, w`` = its embedding grid):
 
 - ``embedding``: (1, C', h, w) image embedding from ``SamModel.get_image_embeddings``;
-- ``boxes``: (N, 4) **XYXY in SAM's resized input frame** (:func:`grounded.models.segmenter.boxes_to_sam_frame`
+- ``boxes``: (N, 4) **XYXY in SAM's resized input frame** (:func:`grounded.models.backends.sam.boxes_to_sam_frame`
   maps pixel boxes of the original image there), or ``None``;
 - ``extra_tokens``: (N, k, C), one set per box (or per text query when ``boxes`` is None);
 - returns low-resolution mask logits (N, K, 4h, 4w) (256x256 for SAM ViT) and predicted IoU (N, K), with
@@ -31,7 +31,7 @@ from torch import nn
 
 from grounded.errors import InputError
 from grounded.models.acceleration import autocast_context
-from grounded.models.segmenter import boxes_to_sam_frame
+from grounded.models.backends.sam import boxes_to_sam_frame
 
 
 def decode_tokens(model: nn.Module, embedding: torch.Tensor, boxes: torch.Tensor | None,
@@ -62,7 +62,7 @@ def decode_tokens(model: nn.Module, embedding: torch.Tensor, boxes: torch.Tensor
 def decode_with_text(segmenter, embedding: torch.Tensor, boxes_xyxy: np.ndarray | None,
                      original_hw: tuple[int, int], text_tokens: torch.Tensor,
                      multimask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """:class:`~grounded.models.segmenter.SamSegmenter` form: pixel boxes of the original image (or None) +
+    """:class:`~grounded.models.backends.sam.SamSegmenter` form: pixel boxes of the original image (or None) +
     (N, k, C) text tokens -> float32 (N, K, 4h, 4w) logits and (N, K) predicted IoU (as ``SamSegmenter.decode``)."""
     boxes = None
     if boxes_xyxy is not None:

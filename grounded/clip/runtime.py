@@ -1,4 +1,4 @@
-"""What a :class:`grounded.Predictor` holds when CLIP is in the loop: a CLIP encoder and a text-prompt adapter.
+"""CLIP in the loop's tools: a CLIP encoder and a text-prompt adapter (the stages of grounded/clip/stage.py use them).
 
 ``Predictor(..., adapter="ADAPTER_DIR", clip=None)``:
 
@@ -37,14 +37,14 @@ NO_ADAPTER = ("text_tokens needs a trained text-prompt adapter, and none was giv
 
 
 def sam_identity(segmenter) -> dict[str, Any]:
-    """Identity (:mod:`grounded.clip.identity`) of a :class:`~grounded.models.segmenter.SamSegmenter`'s model."""
+    """Identity (:mod:`grounded.clip.identity`) of a :class:`~grounded.models.backends.sam.SamSegmenter`'s model."""
     return model_identity(segmenter.name, segmenter.model, segmenter.model.config)
 
 
 class ClipTools:
     """CLIP encoder + optional adapter; see the module docstring.
 
-    ``segmenter``: the predictor's SAM-style segmenter (:class:`~grounded.models.segmenter.SamSegmenter`),
+    ``segmenter``: the predictor's SAM-style segmenter (:class:`~grounded.models.backends.sam.SamSegmenter`),
     needed by the adapter's text tokens only; ``verify="clip"`` works on masks and crops alone, with any
     backend (``segmenter=None``, ``device`` given).
     """

@@ -46,7 +46,7 @@ from grounded.clip.encoders import ClipEncoder
 from grounded.clip.runtime import sam_identity
 from grounded.errors import InputError
 from grounded.formats.checkpoint import load_state, load_weights, save_state
-from grounded.models.segmenter import boxes_to_sam_frame
+from grounded.models.backends.sam import boxes_to_sam_frame
 from grounded.ontology import Ontology
 from grounded.utils.images import find_images, load_image
 from grounded.utils.schedule import warmup_cosine

@@ -12,10 +12,10 @@ from grounded.utils.timing import StageTimer
 
 
 class PretrainedPair:
-    """Holds ``model`` (eval mode) and its ``processor``; subclasses name the classes, role and model types."""
+    """Holds ``model`` (eval mode) and its ``processor``; subclasses name the classes and the role. The model
+    types a backend accepts are its rows of the registry's table (grounded/models/registry.py), declared there once."""
 
     role: ClassVar[str]  # "detector", "segmenter": names the CLI flag in load errors
-    model_types: ClassVar[tuple[str, ...]]  # accepted config.model_type values
     requires: ClassVar[tuple[str, ...]] = ()  # optional packages it imports (e.g. torchvision): the extra's
 
     def __init__(self, model: nn.Module, processor: Any, name: str = "") -> None:
@@ -32,10 +32,12 @@ class PretrainedPair:
 
     @classmethod
     def from_pretrained(cls, name: str, device: torch.device, dtype: torch.dtype, local_files_only: bool = False):
+        from grounded.models.registry import types_served_by
+
         processor_cls, model_cls = cls.classes()
         processor = load_pretrained(processor_cls, name, cls.role, local_files_only=local_files_only)
         model = load_pretrained(model_cls, name, cls.role, local_files_only=local_files_only,
-                                model_types=cls.model_types)
+                                model_types=types_served_by(cls) or None)
         return cls(model.to(device=device, dtype=dtype), processor, name)
 
     @property

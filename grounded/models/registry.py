@@ -9,6 +9,9 @@ the hub publishes SAM 2.1, EdgeTAM and SAM 3 as video checkpoints (``sam2_video`
 tests/backends/test_published_shapes.py). A role whose class is ``None`` is one the checkpoint serves but this
 grounded version has no backend for: loading it there is an error saying so.
 
+A backend without a config.json (one of the caller's own, or the test doubles of grounded/testing/fake.py) is
+named by its class, ``"package.module:Class"`` (:func:`class_spec`), and built by its ``from_pretrained``.
+
 ``load_backend(name, role, device, dtype, local_files_only)`` reads the checkpoint's config (a local folder or
 a cached / downloadable Hugging Face name), looks its ``model_type`` up here and loads the backend; an
 unsupported type, or a checkpoint of another role, is an error that lists the supported ones.
@@ -17,6 +20,8 @@ unsupported type, or a checkpoint of another role, is an error that lists the su
 from __future__ import annotations
 
 import importlib
+import os
+import re
 from typing import Any
 
 import torch
@@ -31,12 +36,12 @@ _EDGETAM = "grounded.models.backends.sam2:EdgeTamSegmenter"
 _SAM3 = "grounded.models.backends.sam3:Sam3ConceptSegmenter"
 BACKENDS: dict[str, dict[str, str | None]] = {
     # open-vocabulary detectors
-    "grounding-dino": {"detector": "grounded.models.detector:GroundingDinoDetector"},
+    "grounding-dino": {"detector": "grounded.models.backends.grounding_dino:GroundingDinoDetector"},
     "mm-grounding-dino": {"detector": "grounded.models.backends.mm_grounding_dino:MMGroundingDinoDetector"},
     "owlv2": {"detector": "grounded.models.backends.owlv2:Owlv2Detector"},
     "omdet-turbo": {"detector": "grounded.models.backends.omdet_turbo:OmDetTurboDetector"},
     # promptable segmenters (boxes -> masks); the video checkpoints through the image class, as transformers allows
-    "sam": {"segmenter": "grounded.models.segmenter:SamSegmenter"},
+    "sam": {"segmenter": "grounded.models.backends.sam:SamSegmenter"},
     "sam_hq": {"segmenter": "grounded.models.backends.sam_hq:SamHQSegmenter"},
     "sam2": {"segmenter": _SAM2},
     "sam2_video": {"segmenter": _SAM2, "tracker": None},
@@ -71,14 +76,25 @@ def supported_types(role: str) -> list[str]:
     return [t for t, roles in BACKENDS.items() if roles.get(role)]
 
 
+def image_role(model_type: str) -> str:
+    """The image role (detector, segmenter or model) ``model_type`` has a backend for."""
+    return next(role for role, target in BACKENDS[model_type].items() if target and role in FLAGS)
+
+
+def image_types(role: str) -> list[str]:
+    """The image checkpoints' types with a backend for ``role`` (the video checkpoints, which also track, left out)."""
+    return [t for t in supported_types(role) if "tracker" not in BACKENDS[t]]
+
+
+def types_served_by(cls: type) -> tuple[str, ...]:
+    """The ``model_type`` values whose row names backend class ``cls`` (in any role), in the table's order."""
+    target = f"{cls.__module__}:{cls.__qualname__}"
+    return tuple(t for t, roles in BACKENDS.items() if target in roles.values())
+
+
 def roles_of(model_type: str) -> list[str]:
     """Every role ``model_type`` serves (a backend here or not), in the table's order."""
     return list(BACKENDS.get(model_type, {}))
-
-
-def image_role(model_type: str) -> str:
-    """The role ``model_type`` is loaded in for still images ("detector", "segmenter" or "model")."""
-    return next(role for role, target in BACKENDS[model_type].items() if target and role in FLAGS)
 
 
 def checkpoint_model_type(name: str, role: str, local_files_only: bool = False) -> str:
@@ -135,6 +151,29 @@ def check_requirements(cls: type, model_type: str) -> None:
                                  f"install the backends extra: {EXTRA_HINT}") from exc
 
 
+_CLASS_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # "package.module:Class" (no hub name has a colon)
+
+
+def class_spec(name: str, role: str) -> type | None:
+    """The backend class ``name`` spells as ``"package.module:Class"`` (None for a checkpoint name or folder);
+    it must implement ``role``'s interface (grounded/models/interfaces.py)."""
+    if not _CLASS_SPEC.match(name) or os.path.exists(name):
+        return None
+    from grounded.models.interfaces import ROLES
+
+    module_name, class_name = name.split(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ModelLoadError(f"{role} {name!r} names a backend class that cannot be imported "
+                             f"({type(exc).__name__}: {exc}); give a checkpoint name or folder, or an importable "
+                             f"'package.module:Class'") from exc
+    if not (isinstance(cls, type) and issubclass(cls, ROLES[role])):
+        raise ModelLoadError(f"{role} {name!r} is not a {ROLES[role].__name__} (grounded.models.interfaces); "
+                             f"pass a class implementing it")
+    return cls
+
+
 def load_backend(name: str, role: str, device: torch.device, dtype: torch.dtype, local_files_only: bool = False):
     """Load checkpoint ``name`` (Hugging Face name or folder) as the backend of ``role`` its model_type names.
 
@@ -142,6 +181,8 @@ def load_backend(name: str, role: str, device: torch.device, dtype: torch.dtype,
     missing checkpoint, an unsupported model_type (listing the supported ones), a checkpoint of another role
     (naming the flag to use) and a backend whose optional packages are missing (naming the extra).
     """
+    if (cls := class_spec(name, role)) is not None:
+        return cls.from_pretrained(name, device, dtype, local_files_only)
     model_type = checkpoint_model_type(name, role, local_files_only)
     cls = backend_class(model_type, role, name)
     check_requirements(cls, model_type)

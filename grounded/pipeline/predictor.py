@@ -31,25 +31,21 @@ segmenter's predicted IoU), most confident first.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import supervision as sv
 import torch
 
-from grounded.config import Acceleration, ModelConfig, SegmentOptions, as_kwargs, split_kwargs
+from grounded.config import Acceleration, ModelConfig, SegmentOptions, as_kwargs, option_names, split_kwargs
 from grounded.errors import InputError, OrderError
-from grounded.models.acceleration import apply_acceleration, resolve_acceleration
+from grounded.models.acceleration import resolve_acceleration
 from grounded.models.batching import encode_each
 from grounded.models.detections import empty_detections
 from grounded.models.interfaces import Features
-from grounded.models.loading import resolve_device, resolve_dtype
-from grounded.models.registry import load_backend
 from grounded.ontology import Ontology
 from grounded.pipeline.padding import crop_detections, pad_image, padded_size
 from grounded.pipeline.selection import select_boxes, select_masks
@@ -82,56 +78,74 @@ class Predictor:
 
     def __init__(
         self,
-        detector: str | None = None,
-        segmenter: str | None = None,
+        detector: Any = None,
+        segmenter: Any = None,
         *,
-        model: str | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        local_files_only: bool = False,
+        model: Any = None,
+        options: SegmentOptions | None = None,
         clip: Any = None,
         adapter: Any = None,
-        **options: Any,
+        acceleration: Acceleration | None = None,
+        **kwargs: Any,
     ) -> None:
-        """Load the backends (names or local folders) and keep ``options`` (fields of SegmentOptions).
+        """Use built backends: ``detector`` (a :class:`~grounded.models.interfaces.Detector`) + ``segmenter`` (a
+        :class:`~grounded.models.interfaces.Segmenter`), or ``model`` (a ConceptSegmenter) alone.
 
-        ``detector`` / ``segmenter`` default to Grounding DINO tiny + SAM ViT-B; ``model`` (a concept segmenter,
-        e.g. ``"facebook/sam3"``) replaces both and excludes them. Speed options (fields of ModelConfig; those that
-        change results are off by default): ``preset`` ("fast"/"accurate"), ``autocast``, ``quantize``,
-        ``detector_size``, ``threads``, and ``retain_memory`` / ``cpu_kernels`` (same maths; on for CPU models
-        unless False); see grounded/models/acceleration.py. ``clip`` / ``adapter``: grounded/clip/runtime.py.
+        ``options`` / keyword fields of SegmentOptions: the defaults of every :meth:`segment` call. ``clip`` /
+        ``adapter``: grounded/clip/runtime.py. ``acceleration``: the speed settings the backends were built with
+        (recorded by :meth:`describe`; the Predictor applies nothing to a backend).
+
+        A role given as a name or folder, or left empty (Grounding DINO tiny + SAM ViT-B), is built first by
+        :func:`grounded.pipeline.build.build_backends` from the keyword fields of ModelConfig (device, dtype,
+        ``local_files_only``, ``preset``, ``autocast``, ...): ``Predictor("name", segmenter="folder")`` works as
+        :meth:`from_pretrained`. A backend passed in as an object keeps whatever its caller did to it.
         """
-        model_options, self.options = split_kwargs(options)
-        self.model_config = ModelConfig(**{**as_kwargs(model_options), "detector": detector, "segmenter": segmenter,
-                                           "model": model, "device": device, "dtype": dtype,
-                                           "local_files_only": local_files_only, "clip": clip,
-                                           "adapter": adapter}).resolved()
-        mc = self.model_config
-        self.acceleration = resolve_acceleration(mc.preset, **as_kwargs(mc.acceleration))
-        dev, dt = resolve_device(device), resolve_dtype(dtype)
-        self.detector = self.segmenter = self.model = None
-        if mc.model is not None:
-            self.model = load_backend(mc.model, "model", dev, dt, local_files_only)
-        else:
-            self.detector = load_backend(mc.detector, "detector", dev, dt, local_files_only)
-            self.segmenter = load_backend(mc.segmenter, "segmenter", dev, dt, local_files_only)
+        from grounded.pipeline.build import build_backends, is_built
+
+        model_fields, options_given = split_kwargs(kwargs)
+        self.options = options.updated(**{k: v for k, v in kwargs.items() if k in option_names(SegmentOptions)}) \
+            if options is not None else options_given
+        self.local_files_only = model_fields.local_files_only
+        roles = {"detector": detector, "segmenter": segmenter, "model": model}
+        if not (is_built(model) or (is_built(detector) and is_built(segmenter))):  # names, folders or defaults
+            built = build_backends(ModelConfig(**{**as_kwargs(model_fields), **roles, "clip": clip, "adapter": adapter}))
+            roles, acceleration = built.roles(), built.acceleration
+        elif {k for k in kwargs if k in option_names(ModelConfig)} - {"local_files_only"}:
+            raise InputError(f"{sorted(set(kwargs) & option_names(ModelConfig))} configure loading, and the backends "
+                             f"given are already built: pass names or folders instead, or build the backends with "
+                             f"grounded.pipeline.build.build_backends(ModelConfig(...))")
+        elif model is not None and (detector is not None or segmenter is not None):
+            raise InputError("a concept segmenter (model=) replaces the detector and the segmenter; give either "
+                             "model or detector + segmenter, not both")
+        self.detector, self.segmenter, self.model = (roles.get(r) for r in ("detector", "segmenter", "model"))
+        self.acceleration = acceleration if acceleration is not None else resolve_acceleration()
         self.timer = StageTimer()
-        for _, backend in self.backends():
-            backend.timer = self.timer
+        self._own_timers()
         self.check_options(self.options)
-        # CLIP in the loop (grounded.clip), imported only when used; an adapter for another SAM is refused now
-        self._clip_args, self._clip_tools = (clip, adapter), None
-        if adapter is not None:
-            self.check_options(SegmentOptions(text_tokens=True))  # the adapter is for text tokens
-        if adapter is not None or self.options.text_tokens:
-            self.clip_tools(self.options)  # text tokens without an adapter are refused now, not per image
-        apply_acceleration(self.acceleration, *(b for _, b in self.backends()))
+        self._clip_args, self._clip = (clip, adapter), None  # CLIP stages (grounded/clip/stage.py), built when wanted
+        if adapter is not None or self.options.text_tokens:  # a wrong adapter, or text tokens without one: now
+            self.clip_stage(self.options).check(self.options)
         self._encoding: ImageEncoding | None = None
+
+    @classmethod
+    def from_pretrained(cls, detector: str | None = None, segmenter: str | None = None, *, model: str | None = None,
+                        **kwargs: Any) -> Predictor:
+        """Load backends by name or folder (fields of ModelConfig in ``kwargs``) and keep the SegmentOptions
+        fields of ``kwargs``: :func:`grounded.pipeline.build.load_predictor`."""
+        from grounded.pipeline.build import load_predictor
+
+        return load_predictor(ModelConfig(detector=detector, segmenter=segmenter, model=model), **kwargs)
 
     def backends(self) -> list[tuple[str, Any]]:
         """(role, backend) of the loaded models: detector + segmenter, or the concept segmenter."""
         roles = (("detector", self.detector), ("segmenter", self.segmenter), ("model", self.model))
         return [(role, backend) for role, backend in roles if backend is not None]
+
+    def _own_timers(self) -> None:
+        """Point the backends' stage timers at this predictor's (a backend shared by several predictors times
+        the stages of the one using it)."""
+        for _, backend in self.backends():
+            backend.timer = self.timer
 
     @property
     def device(self) -> torch.device:
@@ -157,31 +171,14 @@ class Predictor:
     # ------------------------------------------------------------------------------------- identity
     def describe(self) -> dict[str, Any]:
         """JSON-able identity of the models and options (for manifests and resume checks)."""
-        mc = self.model_config
-        models = {"model": mc.model} if mc.model is not None else {"detector": mc.detector, "segmenter": mc.segmenter}
+        models = {role: backend.name for role, backend in self.backends()}
         return {
             **models,
             "dtype": str(self.backends()[0][1].dtype).replace("torch.", ""),
             "options": asdict(self.options),
             **({"acceleration": asdict(speed)} if (speed := self.acceleration.result_settings()) != Acceleration() else {}),
-            **self._clip_identity(),
+            **(clip.identity() if (clip := self.clip_stage()) is not None else {}),
         }
-
-    def _clip_identity(self) -> dict[str, Any]:
-        """CLIP / adapter settings for :meth:`describe`; the adapter by its weights' sha256, not its path."""
-        clip, adapter = self._clip_args
-        out: dict[str, Any] = {}
-        if clip is not None:
-            out["clip"] = clip if isinstance(clip, str) else type(clip).__name__
-        if adapter is not None:
-            if isinstance(adapter, (str, Path)):
-                from grounded.clip.adapter import read_adapter_record
-
-                weights = read_adapter_record(adapter)[1]
-                out["adapter"] = hashlib.sha256(weights.read_bytes()).hexdigest()
-            else:
-                out["adapter"] = type(adapter).__name__
-        return out
 
     # ------------------------------------------------------------------------------------- encoding
     def encode(self, images: Sequence[ImageInput]) -> ImageEncoding:
@@ -193,6 +190,7 @@ class Predictor:
         """
         if not images:
             raise InputError("no images given: pass at least one image")
+        self._own_timers()
         with self.timer("load_images"):
             arrays = [load_image(im) for im in images]
             padded = [pad_image(a) for a in arrays]
@@ -244,56 +242,56 @@ class Predictor:
         """Stateless form: segment ``prompt`` in every image of ``encoding``; one Detections per image."""
         opts = self.options.updated(**options)
         ontology = Ontology.from_prompt(prompt)
+        self._own_timers()
         self.check_options(opts, ontology)
-        if opts.text_tokens or opts.verify:
-            self.clip_tools(opts)  # refuse text tokens without an adapter before any work
-        return [self._finished(self._found(encoding, i, ontology, opts), encoding, i, ontology, opts)
-                for i in range(len(encoding))]
+        clip = self.clip_stage(opts)
+        if clip is not None:
+            clip.check(opts)  # refuse text tokens without an adapter before any work
+        found = [self._cropped(self._found(encoding, i, ontology, opts, clip), encoding, i) for i in range(len(encoding))]
+        return [clip.verified(f, encoding, i, ontology, opts) for i, f in enumerate(found)] if clip else found
 
-    def _found(self, encoding: ImageEncoding, i: int, ontology: Ontology, opts: SegmentOptions) -> sv.Detections:
+    def _found(self, encoding: ImageEncoding, i: int, ontology: Ontology, opts: SegmentOptions,
+               clip: Any = None) -> sv.Detections:
         """Image ``i``'s detections, computed on its own (grounded/models/batching.py)."""
         if opts.text_tokens == "only":  # whole-image text queries through the adapter: no detector
-            return self.clip_tools(opts).segment_text(encoding.segmenter.single(i), 0, ontology, opts.multimask,
-                                                      opts.mask_threshold)
+            return clip.text_only(encoding.segmenter.single(i), ontology, opts)
         if self.model is not None:
             return select_masks(select_boxes(self.model.segment(encoding.model.single(i), ontology, opts)[0], opts),
                                 opts)
         boxes = select_boxes(self.detector.detect(encoding.detector.single(i), ontology, opts)[0], opts)
-        return select_masks(self._add_masks(encoding.segmenter.single(i), boxes, opts), opts)
+        decode = clip.decoder(opts) if clip is not None else None
+        return select_masks(self._add_masks(encoding.segmenter.single(i), boxes, opts, decode), opts)
 
-    def clip_tools(self, opts: SegmentOptions | None = None):
-        """CLIP + text-prompt adapter (:class:`grounded.clip.runtime.ClipTools`), built on first use."""
-        if self._clip_tools is None:
-            from grounded.clip.runtime import ClipTools
+    def clip_stage(self, opts: SegmentOptions | None = None):
+        """The CLIP stages (:class:`grounded.clip.stage.ClipStage`) when ``opts`` (default this predictor's) or
+        the predictor's clip / adapter call for them, built on first use; else None."""
+        opts = self.options if opts is None else opts
+        if self._clip is None and (opts.text_tokens or opts.verify or self._clip_args != (None, None)):
+            from grounded.clip.stage import ClipStage  # imported only when used
 
-            self._clip_tools = ClipTools(self.segmenter, *self._clip_args, device=self.device,
-                                         local_files_only=self.model_config.local_files_only)
-        if opts is not None:
-            self._clip_tools.check(opts.text_tokens)
-        return self._clip_tools
+            self._clip = ClipStage(self, *self._clip_args)
+        return self._clip
 
-    def _finished(self, found: sv.Detections, encoding: ImageEncoding, i: int, ontology: Ontology,
-                  opts: SegmentOptions) -> sv.Detections:
-        """Back to the original image size (when it was padded), then CLIP verification when asked."""
+    def _cropped(self, found: sv.Detections, encoding: ImageEncoding, i: int) -> sv.Detections:
+        """Back to the original image size when it was padded."""
         hw = encoding.image_sizes[i]
         if encoding.padded_sizes is not None and tuple(encoding.padded_sizes[i]) != tuple(hw):
             found = crop_detections(found, hw)
-        if opts.verify != "clip":
-            return found
-        with self.timer("clip.verify"):
-            return self.clip_tools().verify(found, encoding.images[i] if encoding.images else None, ontology)
+        return found
 
-    def _add_masks(self, features: Features, found: sv.Detections, opts: SegmentOptions) -> sv.Detections:
+    def _add_masks(self, features: Features, found: sv.Detections, opts: SegmentOptions,
+                   decode: Any = None) -> sv.Detections:
         """The segmenter's mask for each box on one image's ``features`` (the best of K by predicted IoU),
-        ``sam_box_batch`` boxes a call."""
+        ``sam_box_batch`` boxes a call; ``decode(features, 0, boxes, phrases, multimask)``: a stage's decoder
+        (box + text prompts) instead."""
         if len(found) == 0:
             return empty_detections(features.image_sizes[0])
         masks, scores = [], []
         for start in range(0, len(found), opts.sam_box_batch):
             chunk = found.xyxy[start : start + opts.sam_box_batch]
-            if opts.text_tokens:  # box + the adapter's tokens for each detection's phrase (grounded.clip)
+            if decode is not None:  # e.g. box + the adapter's tokens for each detection's phrase (grounded.clip)
                 phrases = list(found.data["phrase"][start : start + opts.sam_box_batch])
-                logits, iou = self.clip_tools().decode(features, 0, chunk, phrases, opts.multimask)
+                logits, iou = decode(features, 0, chunk, phrases, opts.multimask)
             else:
                 logits, iou = self.segmenter.decode(features, 0, chunk, opts.multimask)
             best = iou.argmax(dim=1)  # K = 1 without multimask

@@ -26,7 +26,6 @@ from __future__ import annotations
 import io
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,10 +38,11 @@ from grounded.config import NMS_MODES, SegmentOptions
 from grounded.errors import GroundedError, ModelLoadError, OrderError
 from grounded.io.detections_json import detections_to_json
 from grounded.ontology import Ontology
-from grounded.serve.admission import DEFAULT_MAX_QUEUE, Admission
+from grounded.serve.admission import Admission
 from grounded.serve.engine import Engine
 from grounded.serve.runs import RunView
 from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, megabytes, token_matches
+from grounded.serve.settings import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +57,6 @@ REQUEST_OPTIONS: dict[str, dict[str, Any]] = {
     "nms_iou": {"min": 0.0, "max": 1.0},
     "max_detections": {"min": 1},
 }
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_upload_bytes: int = 25 * 2**20  # one uploaded image file
-    max_pixels: int = 50_000_000  # width x height, checked from the header before decoding
-    max_queue: int = DEFAULT_MAX_QUEUE  # segment requests admitted at once (running + waiting); more get 503
 
 
 def _status(exc: GroundedError) -> int:
@@ -92,15 +85,23 @@ def list_ontologies(prompts_dir: Path | None) -> dict[str, Ontology]:
 
 def create_app(engine: Engine | None, run: RunView | None = None, *, token: str | None = None,
                prompts_dir: Path | None = None, defaults: SegmentOptions | None = None,
-               limits: Limits = Limits(), allowed_hosts: list[str] | None = None) -> FastAPI:
+               limits: Limits | None = None, allowed_hosts: list[str] | None = None) -> FastAPI:
     """The application. ``engine`` None: no models (review only); ``run`` None: no review endpoints."""
     app = FastAPI(title="grounded", summary="Segment by text; review a labelled run.", version="1")
-    defaults = defaults or SegmentOptions()
-    ontologies = list_ontologies(prompts_dir)
+    limits = limits or Limits()
     admission = Admission(limits.max_queue)
+    _guard(app, engine, admission, limits, token, allowed_hosts)
+    _answer_errors(app)
+    _serve_page(app)
+    _model_routes(app, engine, admission, limits, defaults or SegmentOptions(), list_ontologies(prompts_dir),
+                  reviewing=run is not None)
+    _run_routes(app, run)
+    return app
 
-    def refused() -> dict[str, str] | None:
-        return engine.refused() if engine is not None else {}
+
+def _guard(app: FastAPI, engine: Engine | None, admission: Admission, limits: Limits, token: str | None,
+           allowed_hosts: list[str] | None) -> None:
+    """What every request passes first: the host, the token, the upload size, and admission to /v1/segment."""
 
     @app.middleware("http")
     async def gatekeeper(request: Request, call_next):
@@ -128,6 +129,10 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
 
+
+def _answer_errors(app: FastAPI) -> None:
+    """Every error as JSON ``{"detail": one message}`` with its status (the module docstring lists them)."""
+
     @app.exception_handler(GroundedError)
     async def grounded_error(request: Request, exc: GroundedError):
         return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
@@ -144,17 +149,29 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}: {exc}); see the server log"},
                             status_code=500)
 
+
+def _serve_page(app: FastAPI) -> None:
+    """The page and its static files."""
+
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+
+def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, limits: Limits,
+                  defaults: SegmentOptions, ontologies: dict[str, Ontology], reviewing: bool) -> None:
+    """GET /v1/health, GET /v1/models and POST /v1/segment."""
+
+    def refused() -> dict[str, str] | None:
+        return engine.refused() if engine is not None else {}
+
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
         busy = bool(engine and engine.busy)
         return {"status": "ok", "models_loaded": bool(engine and engine.loaded), "busy": busy,
-                "run": run is not None, **admission.report(running=busy)}
+                "run": reviewing, **admission.report(running=busy)}
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -225,6 +242,10 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
             raise Refused('empty prompt: type what to find (e.g. "a wheel" or "car . wheel .") or pick an ontology')
         return Ontology.from_prompt(prompt)
 
+
+def _run_routes(app: FastAPI, run: RunView | None) -> None:
+    """The review of a labelled run (GET /v1/run, /v1/run/images, /v1/run/record, /v1/run/image; PUT /v1/run/review)."""
+
     def _run() -> RunView:
         if run is None:
             raise Refused("no run is being reviewed: start the server with --run OUT (a `grounded label` folder)", 404)
@@ -256,8 +277,6 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
         except ValueError:
             raise Refused("the review is not valid JSON") from None
         return _run().save_review(file, body)
-
-    return app
 
 
 def _honoured(refused: dict[str, str] | None) -> list[str]:

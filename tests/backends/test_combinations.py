@@ -17,10 +17,9 @@ from grounded.cli import main
 from grounded.config import RESIZABLE_INPUT
 from grounded.errors import InputError
 from grounded.models import acceleration
-from grounded.models.registry import BACKENDS, backend_class, image_role
+from grounded.models.registry import backend_class, image_role, image_types
 
-DETECTORS = ("grounding-dino", "mm-grounding-dino", "owlv2", "omdet-turbo")
-SEGMENTERS = ("sam", "sam_hq", "sam2", "edgetam")
+DETECTORS, SEGMENTERS, MODELS = (image_types(role) for role in ("detector", "segmenter", "model"))  # the registry's
 SIZES = {"a.png": (96, 128), "sub/b.jpg": (120, 90)}  # (H, W)
 CLASSES = ("car", "wheel")
 MAX = 3
@@ -47,12 +46,12 @@ def model_dirs(tmp_path_factory, tiny_model_dirs, bert_vocab, clip_vocab) -> dic
     """model_type -> a tiny checkpoint folder, for every backend of the registry."""
     pytest.importorskip("torchvision", reason="SAM 2, EdgeTAM, OmDet-Turbo and SAM 3 need the backends extra")
     pytest.importorskip("timm", reason="EdgeTAM needs the backends extra")
-    from grounded.testing import tiny_detectors, tiny_published, tiny_segmenters
+    from grounded.testing import tiny_detectors, tiny_segmenters
 
     root = tmp_path_factory.mktemp("all_backends")
     vocab = clip_vocab or tiny_detectors.write_clip_vocab(root / "clip_vocab")
     detector, segmenter = tiny_model_dirs
-    return {
+    dirs = {
         "grounding-dino": str(detector),
         "sam": str(segmenter),
         "mm-grounding-dino": str(tiny_detectors.build_tiny_mm_grounding_dino(root / "mm_gdino", bert_vocab)),
@@ -62,10 +61,9 @@ def model_dirs(tmp_path_factory, tiny_model_dirs, bert_vocab, clip_vocab) -> dic
         "sam2": str(tiny_segmenters.build_tiny_sam2(root / "sam2")),
         "edgetam": str(tiny_segmenters.build_tiny_edgetam(root / "edgetam")),
         "sam3": str(tiny_segmenters.build_tiny_sam3(root / "sam3", vocab)),
-        "sam2_video": str(tiny_published.build_tiny_sam2_video(root / "sam2_video")),
-        "edgetam_video": str(tiny_published.build_tiny_edgetam_video(root / "edgetam_video")),
-        "sam3_video": str(tiny_published.build_tiny_sam3_video(root / "sam3_video", vocab)),
     }
+    assert set(dirs) == {*DETECTORS, *SEGMENTERS, *MODELS}  # every image backend of the registry, and no other
+    return dirs
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +95,6 @@ def _check_segment_output(out: Path) -> None:
 
 
 def _check_label_run(out: Path) -> None:
-    from pycocotools import mask as mask_utils
-
     from grounded.label.records import read_record
 
     total = 0
@@ -106,7 +102,7 @@ def _check_label_run(out: Path) -> None:
         record = read_record(out, rel)
         assert record is not None
         _check_detections(record, hw)
-        total += sum(mask_utils.area(det["mask"]) > 0 for det in record["detections"])
+        total += sum(d["area"] > 0 for d in record["detections"])  # COCO leaves empty masks out (counted apart)
     coco = [json.loads(p.read_text()) for p in (out / "coco").glob("*.json")]
     assert sum(len(c["annotations"]) for c in coco) == total  # empty masks have no COCO form: left out
 
@@ -149,7 +145,7 @@ def _models(model_dirs: dict[str, str], model_type: str) -> dict[str, str]:
     return {**pair, role: model_dirs[model_type]}
 
 
-@pytest.mark.parametrize("model_type", list(BACKENDS))
+@pytest.mark.parametrize("model_type", [*DETECTORS, *SEGMENTERS, *MODELS])
 def test_fast_preset_is_the_fast_settings_each_backend_has(model_dirs, model_type, native_bf16):
     from transformers import AutoProcessor
 
@@ -170,7 +166,7 @@ def test_fast_preset_is_the_fast_settings_each_backend_has(model_dirs, model_typ
 
 
 # batch invariance: an image's result never depends on the other images of its call (grounded/models/batching.py)
-ROLES = {kind: image_role(kind) for kind in (*DETECTORS, *SEGMENTERS, "sam3")}
+ROLES = {kind: image_role(kind) for kind in (*DETECTORS, *SEGMENTERS, *MODELS)}
 MIXED = [(60, 96), (88, 56), (60, 96), (150, 110)]  # two of one size (one batch), two others
 
 

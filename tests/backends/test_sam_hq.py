@@ -32,7 +32,7 @@ def test_parity_with_transformers(tiny_dir, segmenter, multimask, threshold):
 
 def test_the_hq_features_matter(segmenter):
     """Without the early ViT features the HQ decoder gives other masks: the backend must pass them on."""
-    from grounded.models.segmenter import boxes_to_sam_frame
+    from grounded.models.backends.sam import boxes_to_sam_frame
 
     features = segmenter.encode(shared.two_images(3)[:1])
     assert features.intermediate.shape[:3] == (1, 8, 8)

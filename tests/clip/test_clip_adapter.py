@@ -12,7 +12,7 @@ from grounded.clip.adapter import TextPromptAdapter, read_adapter_record
 from grounded.clip.config import AdapterConfig
 from grounded.clip.decoding import decode_tokens, decode_with_text
 from grounded.errors import InputError, ModelLoadError
-from grounded.models.segmenter import SamSegmenter, boxes_to_sam_frame
+from grounded.models.backends.sam import SamSegmenter, boxes_to_sam_frame
 
 BOXES = np.array([[10, 10, 80, 60], [50, 20, 120, 90]], np.float32)  # XYXY pixels of a 96x128 image
 
@@ -30,7 +30,7 @@ def embedding(segmenter):
 
 def _features(segmenter, embedding):
     """SamFeatures of the (96, 128) image behind ``embedding``."""
-    from grounded.models.segmenter import SamFeatures
+    from grounded.models.backends.sam import SamFeatures
 
     return SamFeatures(embedding, [(96, 128)], [(96, 128)])
 

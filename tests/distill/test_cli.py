@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from grounded.cli import main
+from grounded.testing.fake import FAKE_FLAGS
 
 FAST = ["--size", "tiny", "--epochs", "2", "--image-size", "64", "--batch-size", "4"]
 
@@ -75,8 +76,8 @@ def test_teacher_labels_equal_to_the_truth_score_perfectly(label_run, tmp_path):
 
 
 def test_distill_labels_trains_evaluates_exports_then_reuses_labels(coco_dataset, tmp_path, monkeypatch):
-    monkeypatch.setenv("GROUNDED_FAKE_PREDICTOR", "1")
-    args = ["distill", str(coco_dataset / "images"), "--classes", "disc, square", "--out", str(tmp_path), *FAST]
+    args = ["distill", str(coco_dataset / "images"), "--classes", "disc, square", "--out", str(tmp_path), *FAST,
+            *FAKE_FLAGS]
     assert main(args) == 0
     first = json.loads((tmp_path / "distill.json").read_text())
     assert not first["labels_reused"] and (tmp_path / "labels" / "coco" / "train.json").is_file()
@@ -107,7 +108,6 @@ def fake_teacher(monkeypatch):
     import grounded.distill.workflow as workflow
     import grounded.pipeline.predictor as predictor
 
-    monkeypatch.delenv("GROUNDED_FAKE_PREDICTOR", raising=False)
     monkeypatch.setattr(predictor, "Predictor", FakeTeacher)
     resumed, train = [], workflow.train
 

@@ -10,18 +10,18 @@ import sys
 import time
 from pathlib import Path
 
-from grounded.testing.fake import make_images
+from grounded.testing.fake import FAKE_FLAGS, make_images
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _command(images: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "grounded.cli", "label", str(images), "--classes", "car, wheel, dog",
-            "--out", str(out), "--format", "coco", "yolo", "masks", "--no-progress", "--preview", "4"]
+            "--out", str(out), "--format", "coco", "yolo", "masks", "--no-progress", "--preview", "4", *FAKE_FLAGS]
 
 
 def _env(delay: float) -> dict[str, str]:
-    env = dict(os.environ, GROUNDED_FAKE_PREDICTOR="1", GROUNDED_FAKE_DELAY=str(delay))
+    env = dict(os.environ, GROUNDED_FAKE_DELAY=str(delay))
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     return env
 

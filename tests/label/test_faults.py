@@ -16,13 +16,13 @@ from grounded.cli import main
 from grounded.errors import DiskFullError, InputError
 from grounded.label import label
 from grounded.label.records import read_record, record_path
-from grounded.testing.fake import FakePredictor, make_images
+from grounded.testing.fake import FAKE_FLAGS, FakeDetector, FakePredictor, make_images
 
 CLASSES = "car, wheel, dog"
 FORMATS = ["coco", "yolo", "masks"]
 
 
-class Poisoned(FakePredictor):
+class Poisoned(FakeDetector):
     """Raises ``errors[height]`` for images of that height (batched or not); counts the images it saw."""
 
     def __init__(self, errors: dict[int, BaseException]):
@@ -36,7 +36,7 @@ class Poisoned(FakePredictor):
         return super()._detect(image, ontology)
 
 
-class NaNScores(FakePredictor):
+class NaNScores(FakeDetector):
     def _detect(self, image, ontology):
         found = super()._detect(image, ontology)
         found.confidence = np.full(len(found), np.nan, dtype=np.float32)
@@ -60,7 +60,7 @@ def test_whatever_one_image_raises_becomes_its_error_row(tmp_path, tree_bytes, b
     images = _poisoned_folder(tmp_path / "images")
     cuda_oom = type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory. Tried to allocate 2.00 GiB")
     poisoned = Poisoned({33: ValueError("mean must have 1 elements\nsecond line"), 34: MemoryError(), 35: cuda_oom})
-    summary = label(images, CLASSES, tmp_path / "out", predictor=poisoned, formats=FORMATS, progress=False,
+    summary = label(images, CLASSES, tmp_path / "out", predictor=FakePredictor(detector=poisoned), formats=FORMATS, progress=False,
                     preview=0, batch_size=batch_size)
     assert summary.labelled == 8 and summary.processed == 8
     rows = {e["file"]: e["reason"] for e in summary.errors}
@@ -78,7 +78,7 @@ def test_whatever_one_image_raises_becomes_its_error_row(tmp_path, tree_bytes, b
 
 def test_record_encoding_errors_are_caught_too(tmp_path):
     make_images(tmp_path / "images", 6)
-    summary = label(tmp_path / "images", CLASSES, tmp_path / "out", predictor=NaNScores(), progress=False, preview=0)
+    summary = label(tmp_path / "images", CLASSES, tmp_path / "out", predictor=FakePredictor(detector=NaNScores()), progress=False, preview=0)
     assert summary.errors and all(e["reason"].startswith("ValueError: Out of range float") for e in summary.errors)
     assert summary.labelled + len(summary.errors) == 6  # negatives (no score to break) stay labelled
 
@@ -87,12 +87,12 @@ def test_error_rows_are_retried_only_when_asked(tmp_path, tree_bytes):
     images = _poisoned_folder(tmp_path / "images")
     label(images, CLASSES, tmp_path / "reference", predictor=FakePredictor(), formats=FORMATS, progress=False)
     out = tmp_path / "out"
-    label(images, CLASSES, out, predictor=Poisoned({33: ValueError("bad")}), formats=FORMATS, progress=False)
+    label(images, CLASSES, out, predictor=FakePredictor(detector=Poisoned({33: ValueError("bad")})), formats=FORMATS, progress=False)
     again = Poisoned({33: ValueError("bad")})
-    summary = label(images, CLASSES, out, predictor=again, formats=FORMATS, progress=False)
+    summary = label(images, CLASSES, out, predictor=FakePredictor(detector=again), formats=FORMATS, progress=False)
     assert again.seen == 0 and summary.resumed == 10 and summary.processed == 0 and len(summary.errors) == 1
     healthy = Poisoned({})
-    summary = label(images, CLASSES, out, predictor=healthy, formats=FORMATS, progress=False, retry_errors=True)
+    summary = label(images, CLASSES, out, predictor=FakePredictor(detector=healthy), formats=FORMATS, progress=False, retry_errors=True)
     assert healthy.seen == 1 and summary.errors == [] and summary.labelled == 11
     assert tree_bytes(out) == tree_bytes(tmp_path / "reference")
 
@@ -169,8 +169,7 @@ def test_a_full_disk_is_one_clear_error_and_resume_completes(tmp_path, tree_byte
     with pytest.raises(DiskFullError, match="disk full while writing the record .* run the same command again"):
         label(images, CLASSES, out, predictor=FakePredictor(), formats=FORMATS, progress=False)
     assert len(list((out / "records").glob("*.json"))) == 4
-    monkeypatch.setenv("GROUNDED_FAKE_PREDICTOR", "1")
-    code = main(["label", str(images), "--classes", CLASSES, "--out", str(out), "--no-progress"])
+    code = main(["label", str(images), "--classes", CLASSES, "--out", str(out), "--no-progress", *FAKE_FLAGS])
     assert code == 2 and "grounded: error: disk full" in capsys.readouterr().err
     monkeypatch.setattr(records, "atomic_write_text", real_write)
     label(images, CLASSES, out, predictor=FakePredictor(), formats=FORMATS, progress=False)
@@ -221,14 +220,15 @@ def test_large_and_thin_images_come_back_at_their_displayed_size(tmp_path):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(images / name)
     seen = []
 
-    class Recording(FakePredictor):
+    class Recording(FakeDetector):
         def _detect(self, image, ontology):
             seen.append(image.shape[:2])
             return super()._detect(image, ontology)
 
-    summary = label(images, CLASSES, tmp_path / "out", predictor=Recording(), progress=False, preview=0, max_side=64)
-    # reduced to max_side (thin: 2x90 -> 1x64); padding thin images is the real Predictor's (tests/test_padding.py)
-    assert summary.errors == [] and sorted(seen) == [(1, 1), (1, 64), (46, 64)]
+    summary = label(images, CLASSES, tmp_path / "out", predictor=FakePredictor(detector=Recording()), progress=False,
+                    preview=0, max_side=64)
+    # reduced to max_side (thin: 2x90 -> 1x64), then padded by the Predictor to 8 px a side (tests/test_padding.py)
+    assert summary.errors == [] and sorted(seen) == [(8, 8), (8, 64), (46, 64)]
     for name, hw in {"large.png": (300, 420), "thin.png": (2, 90), "dot.png": (1, 1)}.items():
         record = read_record(tmp_path / "out", name)
         assert (record["height"], record["width"]) == hw

@@ -21,6 +21,7 @@ from PIL import Image
 
 from grounded.label.records import read_record
 from grounded.label.walk import walk_images
+from grounded.testing.fake import FAKE_FLAGS
 
 REPO = Path(__file__).resolve().parents[2]
 # The 10000 x 10000 bilevel PNG (100 M pixels, under the 120 M pixel cap) alone took > 8 GB before. Labelling
@@ -158,11 +159,11 @@ def test_hostile_corpus_kill_9_and_resume_give_the_same_bytes(tmp_path, tree_byt
     root = tmp_path / "corpus"
     build_corpus(root, large=False)  # the broken and odd files; the large ones only cost time here
     reference = tmp_path / "reference"
-    done = subprocess.run(_command(root, reference), env=_env(GROUNDED_FAKE_PREDICTOR="1"), capture_output=True,
+    done = subprocess.run(_command(root, reference, *FAKE_FLAGS), env=_env(), capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_command(root, killed), env=_env(GROUNDED_FAKE_PREDICTOR="1", GROUNDED_FAKE_DELAY="0.3"),
+    process = subprocess.Popen(_command(root, killed, *FAKE_FLAGS), env=_env(GROUNDED_FAKE_DELAY="0.3"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list((killed / "records").rglob("*.json"))) < 6:
@@ -171,7 +172,7 @@ def test_hostile_corpus_kill_9_and_resume_give_the_same_bytes(tmp_path, tree_byt
     process.wait(timeout=30)
     total = len(walk_images(root))
     assert 6 <= len(list((killed / "records").rglob("*.json"))) < total
-    rerun = subprocess.run(_command(root, killed), env=_env(GROUNDED_FAKE_PREDICTOR="1"), capture_output=True,
+    rerun = subprocess.run(_command(root, killed, *FAKE_FLAGS), env=_env(), capture_output=True,
                            text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert tree_bytes(killed) == tree_bytes(reference)

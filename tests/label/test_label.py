@@ -97,7 +97,7 @@ def test_changed_ontology_or_model_is_refused_unless_forced(image_folder, tmp_pa
     with pytest.raises(InputError, match="ontology was classes"):
         label(image_folder, "car, wheel", out, predictor=FakePredictor(), progress=False)
     with pytest.raises(InputError, match="model was"):
-        label(image_folder, CLASSES, out, predictor=FakePredictor(max_objects=1), progress=False)
+        label(image_folder, CLASSES, out, predictor=FakePredictor(box_threshold=0.5), progress=False)
     assert tree_bytes(out) == before  # nothing written is lost
     summary = label(image_folder, "car, wheel", out, predictor=FakePredictor(), progress=False, force=True, preview=0)
     assert summary.resumed == 0 and summary.processed == 16

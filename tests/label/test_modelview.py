@@ -9,7 +9,7 @@ import supervision as sv
 from grounded.errors import InputError
 from grounded.label import label
 from grounded.label.modelview import ModelView, check_max_side, restore, side_limit, to_model
-from grounded.testing.fake import FakePredictor, make_images
+from grounded.testing.fake import FakeDetector, FakePredictor, make_images
 from grounded.utils.masks import rle_to_mask
 
 
@@ -55,19 +55,31 @@ def test_restore_drops_what_lies_outside_the_image():
     assert [rle_to_mask(r).sum() for r in rles] == [40]
 
 
-class _Sees(FakePredictor):
-    """A fake predictor whose models see at most ``side`` px of an image's long side; records what it is given."""
+class _Seeing(FakeDetector):
+    """A fake detector that records the size of each image it is given."""
 
-    def __init__(self, side: int):
+    def __init__(self):
         super().__init__()
-        self.side, self.seen = side, []
-
-    def model_side(self, hw):
-        return min(max(hw), self.side)
+        self.seen = []
 
     def _detect(self, image, ontology):
         self.seen.append(image.shape[:2])
         return super()._detect(image, ontology)
+
+
+class _Sees(FakePredictor):
+    """A fake predictor whose models see at most ``side`` px of an image's long side; records what it is given."""
+
+    def __init__(self, side: int):
+        super().__init__(detector=_Seeing())
+        self.side = side
+
+    @property
+    def seen(self):
+        return self.detector.seen
+
+    def model_side(self, hw):
+        return min(max(hw), self.side)
 
 
 @pytest.mark.parametrize("max_side, given", [("model", [(45, 60), (30, 40)]), (50, [(38, 50), (30, 40)]),
@@ -78,7 +90,8 @@ def test_the_reduction_comes_from_the_models_unless_set(tmp_path, max_side, give
     predictor = _Sees(60)
     label(tmp_path / "images", "car", tmp_path / "out", predictor=predictor, max_side=max_side, progress=False, preview=0)
     assert predictor.seen == given
-    assert side_limit(max_side, FakePredictor())((300, 400)) == (None if max_side == "model" else max_side)
+    whole = 400  # the fakes read every image at its own size: "model" reduces nothing
+    assert side_limit(max_side, FakePredictor())((300, 400)) == (whole if max_side == "model" else max_side)
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "auto", True])

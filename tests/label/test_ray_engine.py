@@ -20,7 +20,7 @@ import pytest
 from grounded.cli import main
 from grounded.errors import InputError
 from grounded.label import label
-from grounded.testing.fake import FakePredictor, make_images
+from grounded.testing.fake import FAKE_FLAGS, FakePredictor, make_images
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = "car, wheel, dog"
@@ -33,9 +33,8 @@ def test_without_ray_the_error_names_the_extra(tmp_path, monkeypatch, capsys):
     with pytest.raises(InputError, match=r'pip install "grounded\[ray\]"'):
         label(tmp_path / "images", CLASSES, tmp_path / "out", predictor=FakePredictor(), engine="ray", progress=False)
     assert not (tmp_path / "out").exists()  # refused before anything is written
-    monkeypatch.setenv("GROUNDED_FAKE_PREDICTOR", "1")
     code = main(["label", str(tmp_path / "images"), "--classes", CLASSES, "--out", str(tmp_path / "out"),
-                 "--engine", "ray", "--no-progress"])
+                 "--engine", "ray", "--no-progress", *FAKE_FLAGS])
     assert code == 2 and 'grounded: error: engine "ray" needs Ray Data' in capsys.readouterr().err
 
 
@@ -101,8 +100,8 @@ def test_a_killed_driver_is_resumed_by_running_again(ray_cluster, tmp_path, tree
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "grounded.cli", "label", str(images), "--classes", CLASSES, "--out", str(out),
                "--format", *FORMATS, "--preview", "4", "--no-progress", "--engine", "ray", "--workers", "2",
-               "--ray-address", ray_cluster.get_runtime_context().gcs_address]
-    env = dict(os.environ, GROUNDED_FAKE_PREDICTOR="1", GROUNDED_FAKE_DELAY="0.15",
+               "--ray-address", ray_cluster.get_runtime_context().gcs_address, *FAKE_FLAGS]
+    env = dict(os.environ, GROUNDED_FAKE_DELAY="0.15",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120

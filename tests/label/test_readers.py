@@ -32,7 +32,7 @@ from grounded.formats.label_studio import IMAGE_PREFIX
 from grounded.label import label
 from grounded.label.records import read_record
 from grounded.label.walk import walk_images
-from grounded.testing.fake import FakePredictor, make_images
+from grounded.testing.fake import FakeConceptSegmenter, FakePredictor, make_images
 from grounded.utils.masks import rasterize_semantic, rle_to_mask
 
 FORMATS = ["coco", "yolo", "yolo-seg", "voc", "masks", "label-studio"]
@@ -66,8 +66,8 @@ def _edge_detections(height: int, width: int, names: list[str], classes: list[st
     )
 
 
-class EdgeCasePredictor(FakePredictor):
-    """The fake predictor's detections plus every edge-case mask (see the module docstring)."""
+class EdgeCases(FakeConceptSegmenter):
+    """The fake backend's detections plus every edge-case mask (see the module docstring)."""
 
     def _detect(self, image, ontology):
         found = super()._detect(image, ontology)
@@ -88,7 +88,7 @@ def run(tmp_path_factory):
     make_images(root, 8)
     Image.fromarray(np.full((*ONLY_EMPTY_HW, 3), 90, dtype=np.uint8)).save(root / "only_empty.png")
     out = base / "out"
-    summary = label(root, "car, wheel, dog", out, predictor=EdgeCasePredictor(), formats=FORMATS, progress=False,
+    summary = label(root, "car, wheel, dog", out, predictor=FakePredictor(model=EdgeCases()), formats=FORMATS, progress=False,
                     preview=0)
     expected, dropped = {}, 0
     for rel in walk_images(root):

@@ -9,7 +9,7 @@ read each model card for the weights' own terms. Needs nothing beyond the core i
 MM-Grounding-DINO is Grounding DINO's architecture with a biased contrastive class head and per-layer
 (unshared) decoder heads; its processor is Grounding DINO's (``GroundingDinoProcessor``: BERT tokenizer,
 800 px short side), and its inputs and outputs have the same shapes and meaning. So the Grounding DINO
-backend (:class:`grounded.models.detector.GroundingDinoDetector`) serves it with only the model class
+backend (:class:`grounded.models.backends.grounding_dino.GroundingDinoDetector`) serves it with only the model class
 changed: the Swin backbone runs once per image in ``encode``; ``detect`` packs the ontology's phrases into
 captions with exact token spans (the 256-token split), scores them in one batch and reads each box's phrase
 and class from the spans. Every option Grounding DINO honours is honoured here (``box_threshold``,
@@ -23,13 +23,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from grounded.models.detector import GroundingDinoDetector
+from grounded.models.backends.grounding_dino import GroundingDinoDetector
 
 
 class MMGroundingDinoDetector(GroundingDinoDetector):
     """MM-Grounding-DINO processor + model; everything else is the Grounding DINO backend."""
 
-    model_types = ("mm-grounding-dino",)
 
     @classmethod
     def classes(cls) -> tuple[Any, Any]:

@@ -66,7 +66,6 @@ class OmDetTurboFeatures(Features):
 class OmDetTurboDetector(Detector):
     """OmDet-Turbo processor + model; see the module docstring for shapes and box formats."""
 
-    model_types = ("omdet-turbo",)
     requires = ("torchvision", "timm")
     refused_options = {"text_threshold": _NO_TOKEN_SCORE, "class_text_thresholds": _NO_TOKEN_SCORE}
 

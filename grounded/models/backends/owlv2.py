@@ -60,7 +60,6 @@ class Owlv2Features(Features):
 class Owlv2Detector(Detector):
     """OWLv2 processor + model; see the module docstring for shapes and box formats."""
 
-    model_types = ("owlv2",)
     refused_options = {"text_threshold": _NO_TOKEN_SCORE, "class_text_thresholds": _NO_TOKEN_SCORE}
 
     @classmethod

@@ -64,7 +64,6 @@ class Sam2Features(Features):
 class Sam2Segmenter(Segmenter):
     """SAM 2 / 2.1: Hiera image encoder + FPN once per image, then box prompts; see the module docstring."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("sam2", "sam2_video")
     requires: ClassVar[tuple[str, ...]] = ("torchvision",)  # Sam2Processor is a torchvision class
 
     @classmethod
@@ -124,7 +123,6 @@ class Sam2Segmenter(Segmenter):
 class EdgeTamSegmenter(Sam2Segmenter):
     """EdgeTAM: SAM 2's prompt encoder and mask decoder on a timm RepViT backbone; same API as SAM 2."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("edgetam", "edgetam_video")
     requires: ClassVar[tuple[str, ...]] = ("torchvision", "timm")  # + the timm backbone
 
     @classmethod

@@ -77,7 +77,6 @@ class Sam3Features(Features):
 class Sam3ConceptSegmenter(ConceptSegmenter):
     """SAM 3 processor + model; see the module docstring."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("sam3", "sam3_video")
     requires: ClassVar[tuple[str, ...]] = ("torchvision",)  # Sam3ImageProcessor is a torchvision class
     refused_options: ClassVar[dict[str, str]] = {
         **ConceptSegmenter.refused_options,

@@ -4,7 +4,7 @@ Checkpoints (``model_type`` ``sam_hq``): ``syscv-community/sam-hq-vit-base`` / `
 (Apache-2.0; the HQ-SAM weights of SysCV on SAM's own). ``SamHQModel`` + ``SamHQProcessor`` (SAM's image
 processor, PIL or torchvision: no extra needed).
 
-Everything is :class:`grounded.models.segmenter.SamSegmenter`'s (preprocessing, box frame, decoding in
+Everything is :class:`grounded.models.backends.sam.SamSegmenter`'s (preprocessing, box frame, decoding in
 batches, ``post_process_masks``) except what the HQ mask decoder reads besides SAM's embedding:
 ``SamHQFeatures.intermediate``, the output of the ViT's first global-attention block, (B, 64, 64, 768) for
 ViT-B (1024 for ViT-L, 1280 for ViT-H), kept once per image with the embedding (B, 256, 64, 64). The HQ
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from grounded.models.acceleration import autocast_context
+from grounded.models.backends.sam import SamFeatures, SamSegmenter
 from grounded.models.interfaces import Segmenter
-from grounded.models.segmenter import SamFeatures, SamSegmenter
 
 
 @dataclass
@@ -38,7 +38,6 @@ class SamHQFeatures(SamFeatures):
 class SamHQSegmenter(SamSegmenter):
     """SAM-HQ processor + model; see the module docstring."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("sam_hq",)
     refused_options: ClassVar[dict[str, str]] = Segmenter.refused_options  # text_tokens: SAM's adapters only
 
     @classmethod

@@ -2,7 +2,7 @@
 
 ``GroundingDinoDetector`` splits the model's forward pass at the only part that does not depend on the text:
 the Swin backbone. :meth:`encode` runs it once; :meth:`detect` plans the ontology's captions
-(:mod:`grounded.models.captions`: token spans, the ``max_text_len`` split), runs the text encoder, the
+(:mod:`grounded.models.backends.captions`: token spans, the ``max_text_len`` split), runs the text encoder, the
 text-fused deformable encoder/decoder and the heads for all of them in one batch (:meth:`score_captions`),
 reusing those features, and reads each box's phrase and class back from the token spans
 (``text_threshold`` applies there). Everything after the backbone depends on the text, so that is all that
@@ -30,7 +30,7 @@ from torch import nn
 
 from grounded.config import SegmentOptions
 from grounded.models.acceleration import autocast_context, set_detector_size
-from grounded.models.captions import Caption, caption_detections, plan_captions
+from grounded.models.backends.captions import Caption, caption_detections, plan_captions
 from grounded.models.interfaces import Detector, Features, InputSize
 from grounded.ontology import Ontology
 
@@ -72,7 +72,6 @@ class _FixedBackbone(nn.Module):
 class GroundingDinoDetector(Detector):
     """Grounding DINO processor + model; see the module docstring for shapes."""
 
-    model_types = ("grounding-dino",)
 
     def __init__(self, model: nn.Module, processor: Any, name: str = "") -> None:
         super().__init__(model, processor, name)

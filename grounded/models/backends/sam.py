@@ -52,7 +52,6 @@ class SamSegmenter(Segmenter):
     """SAM processor + model; see the module docstring for shapes. Takes SAM-style sparse prompt tokens too
     (``text_tokens`` through a :mod:`grounded.clip` adapter: :meth:`embedding` gives the adapter its input)."""
 
-    model_types = ("sam",)
     refused_options = {}  # text_tokens served through grounded.clip (decode_with_text)
 
     @classmethod
