@@ -51,7 +51,10 @@ if TYPE_CHECKING:  # pragma: no cover  (`X as X`: re-exported, for type checkers
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
+        module = import_module(_LAZY[name])
+        # grounded.label is a callable package (its __init__): the package itself, never the function, so the
+        # name keeps its submodules (grounded.label.records) whichever import comes first
+        value = module if module.__name__ == f"{__name__}.{name}" else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'grounded' has no attribute {name!r}")

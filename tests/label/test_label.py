@@ -215,3 +215,16 @@ def test_label_with_tiny_models_end_to_end(tmp_path):
     coco = COCO(str(out / "coco" / "train.json"))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["car", "wheel"]
     assert all(a["iscrowd"] == 0 and a["area"] > 0 for a in coco.dataset["annotations"])
+
+
+@pytest.mark.parametrize("first", ["from grounded import label", "import grounded; grounded.label",
+                                   "import grounded.label.records"])
+def test_grounded_label_is_callable_and_keeps_its_submodules_whatever_comes_first(first):
+    """``grounded.label`` names the callable package in every import order (a cached function would hide
+    ``grounded.label.records`` from a later ``import grounded.label.records as records``)."""
+    import subprocess
+    import sys
+
+    code = (f"{first}\nimport grounded\nimport grounded.label.records as records\nfrom grounded import label\n"
+            "assert callable(grounded.label) and label is grounded.label and records.read_record")
+    subprocess.run([sys.executable, "-c", code], check=True)
