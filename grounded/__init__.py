@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "segment": "grounded.pipeline.api",
     "Predictor": "grounded.pipeline.predictor",
-    "load_predictor": "grounded.pipeline.build",
+    "load_predictor": "grounded.pipeline.predictor",
     "Ontology": "grounded.ontology",
     "ModelConfig": "grounded.config",
     "SegmentOptions": "grounded.config",
@@ -44,8 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover  (`X as X`: re-exported, for type checkers
     from grounded.label import label as label
     from grounded.ontology import Ontology as Ontology
     from grounded.pipeline.api import segment as segment
-    from grounded.pipeline.build import load_predictor as load_predictor
     from grounded.pipeline.predictor import Predictor as Predictor
+    from grounded.pipeline.predictor import load_predictor as load_predictor
     from grounded.utils.images import load_image as load_image
 
 

@@ -17,7 +17,7 @@ from grounded.errors import InputError, ModelLoadError
 from grounded.models import registry
 from grounded.models.backends.grounding_dino import GroundingDinoDetector
 from grounded.models.backends.sam import SamSegmenter
-from grounded.models.interfaces import ROLES, Segmenter
+from grounded.models.interfaces import Segmenter
 
 CPU = torch.device("cpu")
 
@@ -34,10 +34,11 @@ def test_every_table_entry_names_a_role_and_a_module_class():
         assert roles and set(roles) <= set(registry.ROLE_NAMES), model_type
         for role, target in roles.items():
             if target is None:  # a role of the checkpoint without a backend here (the video roles)
-                assert role not in ROLES, model_type
+                assert role not in registry.INTERFACES, model_type
                 continue
             module, _, cls = target.partition(":")
-            assert role in ROLES and module.startswith("grounded.models.") and cls, model_type
+            assert role in registry.INTERFACES and module.startswith("grounded.models.") and cls, model_type
+            assert registry.backend_class(model_type, role).role == role, model_type  # implements that interface
 
 
 @pytest.mark.parametrize("model_type, role", [("bert", "detector"), ("no-such-model", "segmenter"),

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     token = bind_token(args.host, args.token) if args.transport == "http" else None
 
     from grounded.config import ModelConfig
-    from grounded.mcp.server import Workspace, build_server, http_app
+    from grounded.mcp.server import build_server, http_app
+    from grounded.mcp.tools import Workspace
     from grounded.serve.engine import Engine
 
     chosen = ModelConfig(**{k: v for k, v in teacher_kwargs(args).items() if k in ("detector", "segmenter", "model")})

@@ -7,7 +7,7 @@
 - :mod:`grounded.clip.verify`: ``verify="clip"``, CLIP scores each masked crop against the ontology's classes.
 - :mod:`grounded.clip.train`: training an adapter against the pipeline's own box-prompted masks.
 - :mod:`grounded.clip.runtime`: what the Predictor holds when ``clip=`` / ``adapter=`` are given.
-- :mod:`grounded.clip.stage`: the stages that take a Predictor's output (text tokens, text-only masks, verify).
+- (the stages that take a Predictor's output live in :mod:`grounded.pipeline.clip_stage` and use these.)
 
 Nothing here is imported by the pipeline unless those options are used.
 """

@@ -1,4 +1,4 @@
-"""CLIP in the loop's tools: a CLIP encoder and a text-prompt adapter (the stages of grounded/clip/stage.py use them).
+"""CLIP in the loop's tools: a CLIP encoder and a text-prompt adapter (the stages of grounded/pipeline/clip_stage.py use them).
 
 ``Predictor(..., adapter="ADAPTER_DIR", clip=None)``:
 

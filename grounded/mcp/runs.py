@@ -25,7 +25,7 @@ from grounded.mcp.schemas import (
     RunCounts,
     RunStatus,
 )
-from grounded.mcp.server import Workspace, add_tool
+from grounded.mcp.tools import Workspace, add_tool
 
 ERRORS_SHOWN = 10
 

@@ -15,7 +15,7 @@ from grounded.distill.config import ARCHS
 from grounded.mcp.jobs import Progress, follow, run_and_follow
 from grounded.mcp.runs import read_status
 from grounded.mcp.schemas import EvaluateResult, PredictedImage, PredictResult, RunStatus
-from grounded.mcp.server import Workspace, add_tool, picture
+from grounded.mcp.tools import Workspace, add_tool, picture
 
 
 def _student(ws: Workspace, path: Path, device: str, min_area: int) -> Any:

@@ -158,7 +158,6 @@ class ConceptSegmenter(Backend):
         """Instances of every ontology class in every image of ``features``."""
 
 
-ROLES: dict[str, type] = {"detector": Detector, "segmenter": Segmenter, "model": ConceptSegmenter}
 
 
 def describe_backend(backend: Any) -> dict[str, Any]:

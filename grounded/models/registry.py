@@ -56,6 +56,7 @@ EXTRA_HINT = 'pip install "grounded[backends]"'  # torchvision + timm, for the b
 ROLE_NAMES = {"detector": "an open-vocabulary detector", "segmenter": "a promptable segmenter (boxes -> masks)",
               "model": "a concept segmenter (image + text -> masks)",
               "tracker": "a video tracker (objects followed over frames)"}
+INTERFACES = {"detector": "Detector", "segmenter": "Segmenter", "model": "ConceptSegmenter"}  # each role's class
 FLAGS = {"detector": "--detector", "segmenter": "--segmenter", "model": "--model"}  # the image roles' CLI flags
 
 
@@ -159,8 +160,6 @@ def class_spec(name: str, role: str) -> type | None:
     it must implement ``role``'s interface (grounded/models/interfaces.py)."""
     if not _CLASS_SPEC.match(name) or os.path.exists(name):
         return None
-    from grounded.models.interfaces import ROLES
-
     module_name, class_name = name.split(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
@@ -168,8 +167,8 @@ def class_spec(name: str, role: str) -> type | None:
         raise ModelLoadError(f"{role} {name!r} names a backend class that cannot be imported "
                              f"({type(exc).__name__}: {exc}); give a checkpoint name or folder, or an importable "
                              f"'package.module:Class'") from exc
-    if not (isinstance(cls, type) and issubclass(cls, ROLES[role])):
-        raise ModelLoadError(f"{role} {name!r} is not a {ROLES[role].__name__} (grounded.models.interfaces); "
+    if not (isinstance(cls, type) and getattr(cls, "role", None) == role):  # each interface sets its role
+        raise ModelLoadError(f"{role} {name!r} is not a {INTERFACES[role]} (grounded.models.interfaces); "
                              f"pass a class implementing it")
     return cls
 

@@ -26,13 +26,11 @@ from grounded.config import (
     DEFAULT_SEGMENTER,
     ModelConfig,
     as_kwargs,
-    option_names,
-    split_kwargs,
 )
 from grounded.models.acceleration import ResolvedAcceleration, apply_acceleration, resolve_acceleration
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grounded.pipeline.predictor import Predictor
+    pass
 
 ROLES = ("detector", "segmenter", "model")
 
@@ -85,16 +83,3 @@ def build_backends(config: ModelConfig, roles: tuple[str, ...] = ROLES) -> Backe
     if loaded:
         apply_acceleration(acceleration, *loaded)
     return built
-
-
-def load_predictor(config: ModelConfig | None = None, /, **kwargs: Any) -> Predictor:
-    """A :class:`grounded.Predictor` built from ``config`` (+ keyword fields of ModelConfig and SegmentOptions:
-    ``kwargs`` override ``config``'s fields and set the predictor's options). See the module docstring."""
-    from grounded.pipeline.predictor import Predictor
-
-    _, options = split_kwargs(kwargs)  # validates every name and value
-    fields = option_names(ModelConfig)
-    config = ModelConfig(**{**as_kwargs(config or ModelConfig()), **{k: v for k, v in kwargs.items() if k in fields}})
-    backends = build_backends(config)
-    return Predictor(**backends.roles(), options=options, clip=config.clip, adapter=config.adapter,
-                     acceleration=backends.acceleration, local_files_only=config.local_files_only)

@@ -122,7 +122,7 @@ class Predictor:
         self.timer = StageTimer()
         self._own_timers()
         self.check_options(self.options)
-        self._clip_args, self._clip = (clip, adapter), None  # CLIP stages (grounded/clip/stage.py), built when wanted
+        self._clip_args, self._clip = (clip, adapter), None  # CLIP stages (grounded/pipeline/clip_stage.py), built when wanted
         if adapter is not None or self.options.text_tokens:  # a wrong adapter, or text tokens without one: now
             self.clip_stage(self.options).check(self.options)
         self._encoding: ImageEncoding | None = None
@@ -131,8 +131,7 @@ class Predictor:
     def from_pretrained(cls, detector: str | None = None, segmenter: str | None = None, *, model: str | None = None,
                         **kwargs: Any) -> Predictor:
         """Load backends by name or folder (fields of ModelConfig in ``kwargs``) and keep the SegmentOptions
-        fields of ``kwargs``: :func:`grounded.pipeline.build.load_predictor`."""
-        from grounded.pipeline.build import load_predictor
+        fields of ``kwargs``: :func:`load_predictor`."""
 
         return load_predictor(ModelConfig(detector=detector, segmenter=segmenter, model=model), **kwargs)
 
@@ -248,7 +247,10 @@ class Predictor:
         if clip is not None:
             clip.check(opts)  # refuse text tokens without an adapter before any work
         found = [self._cropped(self._found(encoding, i, ontology, opts, clip), encoding, i) for i in range(len(encoding))]
-        return [clip.verified(f, encoding, i, ontology, opts) for i, f in enumerate(found)] if clip else found
+        if clip is None:
+            return found
+        return [clip.verified(f, encoding.images[i] if encoding.images else None, ontology, opts)
+                for i, f in enumerate(found)]
 
     def _found(self, encoding: ImageEncoding, i: int, ontology: Ontology, opts: SegmentOptions,
                clip: Any = None) -> sv.Detections:
@@ -263,11 +265,11 @@ class Predictor:
         return select_masks(self._add_masks(encoding.segmenter.single(i), boxes, opts, decode), opts)
 
     def clip_stage(self, opts: SegmentOptions | None = None):
-        """The CLIP stages (:class:`grounded.clip.stage.ClipStage`) when ``opts`` (default this predictor's) or
+        """The CLIP stages (:class:`grounded.pipeline.clip_stage.ClipStage`) when ``opts`` (default this predictor's) or
         the predictor's clip / adapter call for them, built on first use; else None."""
         opts = self.options if opts is None else opts
         if self._clip is None and (opts.text_tokens or opts.verify or self._clip_args != (None, None)):
-            from grounded.clip.stage import ClipStage  # imported only when used
+            from grounded.pipeline.clip_stage import ClipStage  # imported only when used
 
             self._clip = ClipStage(self, *self._clip_args)
         return self._clip
@@ -303,3 +305,16 @@ class Predictor:
         found.data["mask_score"] = np.concatenate(scores).astype(np.float32)
         return found
 
+
+def load_predictor(config: ModelConfig | None = None, /, **kwargs: Any) -> Predictor:
+    """A :class:`grounded.Predictor` built from ``config`` (+ keyword fields of ModelConfig and SegmentOptions:
+    ``kwargs`` override ``config``'s fields and set the predictor's options); grounded/pipeline/build.py
+    says how names, folders and settings become backends."""
+    from grounded.pipeline.build import build_backends
+
+    _, options = split_kwargs(kwargs)  # validates every name and value
+    fields = option_names(ModelConfig)
+    config = ModelConfig(**{**as_kwargs(config or ModelConfig()), **{k: v for k, v in kwargs.items() if k in fields}})
+    backends = build_backends(config)
+    return Predictor(**backends.roles(), options=options, clip=config.clip, adapter=config.adapter,
+                     acceleration=backends.acceleration, local_files_only=config.local_files_only)

@@ -14,7 +14,8 @@ PROMPTS = REPO / "prompts"
 
 def make_server(factory, roots, prompts=PROMPTS):
     """An MCP server whose teacher ``factory()`` builds (once, on first use), allowed ``roots``."""
-    from grounded.mcp.server import Workspace, build_server
+    from grounded.mcp.server import build_server
+    from grounded.mcp.tools import Workspace
     from grounded.serve.engine import Engine
 
     return build_server(Workspace.create(Engine(factory), list(roots), prompts))

@@ -29,15 +29,19 @@ from grounded.config import SegmentOptions
 from grounded.ontology import Ontology
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
     from grounded.clip.runtime import ClipTools
     from grounded.models.interfaces import Features
-    from grounded.pipeline.predictor import ImageEncoding, Predictor
 
 
 class ClipStage:
-    """CLIP (+ a text-prompt adapter) for one Predictor; see the module docstring."""
+    """CLIP (+ a text-prompt adapter) for one Predictor; see the module docstring.
 
-    def __init__(self, predictor: Predictor, clip: Any = None, adapter: Any = None) -> None:
+    ``predictor``: the :class:`grounded.Predictor` it serves (its segmenter, device, timer and option checks).
+    """
+
+    def __init__(self, predictor: Any, clip: Any = None, adapter: Any = None) -> None:
         from grounded.clip.runtime import ClipTools
 
         self.clip, self.adapter = clip, adapter
@@ -76,10 +80,11 @@ class ClipStage:
         prompts; None otherwise (the segmenter's own boxes-only decoder)."""
         return self.tools.decode if options.text_tokens else None
 
-    def verified(self, found: sv.Detections, encoding: ImageEncoding, i: int, ontology: Ontology,
+    def verified(self, found: sv.Detections, image: np.ndarray | None, ontology: Ontology,
                  options: SegmentOptions) -> sv.Detections:
-        """``verify="clip"`` on image ``i``'s detections (at its original size); unchanged otherwise."""
+        """``verify="clip"`` on one image's detections (at its original size; ``image``: its RGB uint8 pixels
+        (H, W, 3)); unchanged otherwise."""
         if options.verify != "clip":
             return found
         with self.timer("clip.verify"):
-            return self.tools.verify(found, encoding.images[i] if encoding.images else None, ontology)
+            return self.tools.verify(found, image, ontology)
