@@ -31,6 +31,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "sam_hq": ("segmenter", "grounded.models.backends.sam_hq:SamHQSegmenter"),
     "sam2": ("segmenter", "grounded.models.backends.sam2:Sam2Segmenter"),
     "edgetam": ("segmenter", "grounded.models.backends.sam2:EdgeTamSegmenter"),
+    "sam3_tracker": ("segmenter", "grounded.models.backends.sam2:Sam3TrackerSegmenter"),
     # concept segmenters (image + text -> masks)
     "sam3": ("model", "grounded.models.backends.sam3:Sam3ConceptSegmenter"),
 }

@@ -9,6 +9,8 @@ Shapes and formats:
   -> low-resolution mask logits (N, K, 256, 256) and predicted IoU (N, K), with K = 3 when ``multimask`` else 1.
 - ``upscale``: low-resolution logits (N, 256, 256) -> boolean masks (N, H, W) at the original resolution,
   through the processor's ``post_process_masks`` (remove padding, bilinear resize, threshold).
+- ``decode_points``: one object's clicks (XY pixels, labels 1 / 0), optional box and previous low-res logits
+  (:class:`~grounded.models.interfaces.PointPrompt`) -> logits (1, K, 256, 256) and predicted IoU (1, K).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from grounded.models.acceleration import autocast_context
-from grounded.models.interfaces import Features, Segmenter
+from grounded.models.interfaces import Features, PointPrompt, Segmenter
 
 
 @dataclass
@@ -33,13 +35,19 @@ class SamFeatures(Features):
     reshaped_sizes: list[tuple[int, int]]  # (h, w) of each image inside SAM's padded square input
 
 
-def boxes_to_sam_frame(boxes_xyxy: np.ndarray, original_hw: tuple[int, int], longest_edge: int) -> np.ndarray:
-    """Scale XYXY pixel boxes (N, 4) of an (H, W) image into SAM's resized frame (long side = longest_edge)."""
+def points_to_sam_frame(points_xy: np.ndarray, original_hw: tuple[int, int], longest_edge: int) -> np.ndarray:
+    """Scale XY pixel points (N, 2) of an (H, W) image into SAM's resized frame (long side = longest_edge),
+    as SAM's processor does (``_normalize_coordinates``)."""
     h, w = original_hw
     scale = longest_edge / max(h, w)
     new_h, new_w = int(h * scale + 0.5), int(w * scale + 0.5)
-    factors = np.array([new_w / w, new_h / h, new_w / w, new_h / h], dtype=np.float64)
-    return np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4) * factors
+    return np.asarray(points_xy, dtype=np.float64).reshape(-1, 2) * np.array([new_w / w, new_h / h])
+
+
+def boxes_to_sam_frame(boxes_xyxy: np.ndarray, original_hw: tuple[int, int], longest_edge: int) -> np.ndarray:
+    """Scale XYXY pixel boxes (N, 4) of an (H, W) image into SAM's resized frame (long side = longest_edge)."""
+    corners = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 2)
+    return points_to_sam_frame(corners, original_hw, longest_edge).reshape(-1, 4)
 
 
 class SamSegmenter(Segmenter):
@@ -94,6 +102,27 @@ class SamSegmenter(Segmenter):
         input_boxes = torch.as_tensor(boxes, dtype=self.dtype, device=self.device)[None]  # (1, N, 4)
         with self.timer("sam.prompt_mask_decoder"), autocast_context(self.device, self.autocast):
             out = self.model(**self.image_inputs(features, index), input_boxes=input_boxes, multimask_output=multimask)
+        return out.pred_masks[0].float(), out.iou_scores[0].float()
+
+    takes_points = True
+
+    @torch.inference_mode()
+    def decode_points(self, features: SamFeatures, index: int, prompt: PointPrompt, multimask: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One object's clicks (+ box, + previous low-res logits) on image ``index`` -> logits (1, K, 256, 256),
+        predicted IoU (1, K); as ``model(input_points=, input_labels=, input_boxes=, input_masks=)``."""
+        hw, kwargs = features.image_sizes[index], self.image_inputs(features, index)
+        if len(prompt.points):
+            points = points_to_sam_frame(prompt.points, hw, self.longest_edge)
+            kwargs["input_points"] = torch.as_tensor(points, dtype=self.dtype, device=self.device)[None, None]
+            kwargs["input_labels"] = torch.as_tensor(prompt.labels, device=self.device)[None, None]  # (1, 1, P)
+        if prompt.box is not None:
+            box = boxes_to_sam_frame(prompt.box, hw, self.longest_edge)
+            kwargs["input_boxes"] = torch.as_tensor(box, dtype=self.dtype, device=self.device)[None]  # (1, 1, 4)
+        if prompt.mask_logits is not None:
+            kwargs["input_masks"] = prompt.mask_logits.to(self.device, self.dtype)[None, None]  # (1, 1, h, w)
+        with self.timer("sam.prompt_mask_decoder"), autocast_context(self.device, self.autocast):
+            out = self.model(**kwargs, multimask_output=multimask)
         return out.pred_masks[0].float(), out.iou_scores[0].float()
 
     def image_inputs(self, features: SamFeatures, index: int) -> dict[str, Any]:
