@@ -159,6 +159,11 @@ class Segmenter(PretrainedPair, ABC):
         raise InputError(f"the segmenter {self.name!r} ({type(self).__name__}) takes no point prompts; "
                          "choose a SAM-family segmenter (SAM, SAM-HQ, SAM 2, EdgeTAM)")
 
+    def mask_prior(self, features: Features, index: int, mask: np.ndarray) -> torch.Tensor:
+        """An existing mask (H, W) bool of image ``index`` -> low-res logits (h, w) in ``decode_points``' frame,
+        the ``mask_logits`` of a fix that starts from that mask."""
+        raise InputError(f"the segmenter {self.name!r} ({type(self).__name__}) takes no point prompts")
+
 
 class ConceptSegmenter(PretrainedPair, ABC):
     """Text-promptable segmenter (SAM 3): image + ontology -> instance masks directly.

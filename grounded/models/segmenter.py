@@ -50,6 +50,19 @@ def boxes_to_sam_frame(boxes_xyxy: np.ndarray, original_hw: tuple[int, int], lon
     return points_to_sam_frame(corners, original_hw, longest_edge).reshape(-1, 4)
 
 
+PRIOR_LOGIT = 10.0  # an existing mask as a prior: this logit inside, its negative outside
+
+
+def mask_to_prior(mask: np.ndarray, inner_hw: tuple[int, int], frame_hw: tuple[int, int]) -> torch.Tensor:
+    """A (H, W) bool mask -> (h, w) float32 logits: resized (bilinear) to ``inner_hw`` at the top left of a
+    ``frame_hw`` frame (the rest is outside), +PRIOR_LOGIT inside, -PRIOR_LOGIT outside."""
+    inner = torch.nn.functional.interpolate(torch.as_tensor(mask, dtype=torch.float32)[None, None], size=inner_hw,
+                                            mode="bilinear", align_corners=False)[0, 0]
+    prior = torch.full(frame_hw, -PRIOR_LOGIT)
+    prior[: inner_hw[0], : inner_hw[1]] = (inner * 2 - 1) * PRIOR_LOGIT
+    return prior
+
+
 class SamSegmenter(Segmenter):
     """SAM processor + model; see the module docstring for shapes. Takes SAM-style sparse prompt tokens too
     (``text_tokens`` through a :mod:`grounded.clip` adapter: :meth:`embedding` gives the adapter its input)."""
@@ -124,6 +137,13 @@ class SamSegmenter(Segmenter):
         with self.timer("sam.prompt_mask_decoder"), autocast_context(self.device, self.autocast):
             out = self.model(**kwargs, multimask_output=multimask)
         return out.pred_masks[0].float(), out.iou_scores[0].float()
+
+    def mask_prior(self, features: SamFeatures, index: int, mask: np.ndarray) -> torch.Tensor:
+        """(H, W) bool -> (256, 256) logits: the image fills the top-left (h, w) * 256 / 1024 of SAM's frame."""
+        side = 4 * features.embeddings.shape[-1]  # the low-res masks are 4x the embedding
+        rh, rw = features.reshaped_sizes[index]
+        inner = (max(1, round(rh * side / self.longest_edge)), max(1, round(rw * side / self.longest_edge)))
+        return mask_to_prior(mask, inner, (side, side))
 
     def image_inputs(self, features: SamFeatures, index: int) -> dict[str, Any]:
         """What the model's forward reads of image ``index`` besides the prompts (SAM-HQ adds its own)."""

@@ -8,7 +8,9 @@ Endpoints (OpenAPI at ``/docs``)::
     GET  /v1/models              the models (described; loaded or not), the options they honour (with defaults)
                                  and those they refuse (why), ontologies, limits
     POST /v1/segment             multipart: image + prompt | ontology (+ thresholds, nms ...) -> the JSON of
-                                 `grounded segment` (boxes XYXY pixels, masks as COCO RLE), or output=png
+                                 `grounded segment` (boxes XYXY pixels, masks as COCO RLE) + image_id, or output=png
+    POST /v1/segment/points      multipart: image | image_id, points [[x, y], ...], labels [1, 0, ...] (+ box,
+                                 mask_id, mask) -> one mask in the same JSON + image_id, mask_id (clicks)
     GET  /v1/run                 the run under review (--run OUT): classes, images root
     GET  /v1/run/images          every image: status (labelled / missing / error), class ids, scores, review
     GET  /v1/run/record?file=    one image's detections (segment's JSON schema) + its review
@@ -16,7 +18,8 @@ Endpoints (OpenAPI at ``/docs``)::
     PUT  /v1/run/review?file=    JSON {"reviewed": bool, "detections": {index: {"status", "class_id"}}}
 
 Errors are JSON ``{"detail": "one clear message"}``: 400 bad input, 401 no/wrong token, 403 path refused,
-404 not found, 413 too large, 422 malformed form fields, 503 models cannot be loaded, or 503 with
+404 not found, 413 too large, 422 malformed form fields, 501 clicks without a segmenter that takes them,
+503 models cannot be loaded, or 503 with
 ``Retry-After`` when ``max_queue`` segment requests are already in flight (answered before the upload is
 read); an unexpected error is a 500 with its type and message, never a traceback (that goes to the server's log).
 """
@@ -24,6 +27,7 @@ read); an unexpected error is a 500 with its type and message, never a traceback
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -40,6 +44,8 @@ from grounded.errors import GroundedError, ModelLoadError, OrderError
 from grounded.io.detections_json import detections_to_json
 from grounded.ontology import Ontology
 from grounded.serve.admission import DEFAULT_MAX_QUEUE, Admission
+from grounded.serve.cache import image_key
+from grounded.serve.clicks import describe_clicks
 from grounded.serve.engine import Engine
 from grounded.serve.runs import RunView
 from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, megabytes, token_matches
@@ -48,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 SEGMENT_PATH = "/v1/segment"
+POINTS_PATH = "/v1/segment/points"
 # The option fields of POST /v1/segment (SegmentOptions fields), with the bounds its form checks; GET /v1/models
 # lists those the models honour, with this server's defaults, and the page builds its controls from that list.
 REQUEST_OPTIONS: dict[str, dict[str, Any]] = {
@@ -64,6 +71,7 @@ class Limits:
     max_upload_bytes: int = 25 * 2**20  # one uploaded image file
     max_pixels: int = 50_000_000  # width x height, checked from the header before decoding
     max_queue: int = DEFAULT_MAX_QUEUE  # segment requests admitted at once (running + waiting); more get 503
+    max_points: int = 64  # clicks in one POST /v1/segment/points
 
 
 def _status(exc: GroundedError) -> int:
@@ -102,6 +110,9 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
     def refused() -> dict[str, str] | None:
         return engine.refused() if engine is not None else {}
 
+    def clicks() -> dict[str, Any]:
+        return engine.clicks() if engine is not None else describe_clicks([])
+
     @app.middleware("http")
     async def gatekeeper(request: Request, call_next):
         if allowed_hosts and request.headers.get("host", "").rsplit(":", 1)[0].strip("[]") not in allowed_hosts:
@@ -113,7 +124,7 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
         if length.isdigit() and int(length) > limits.max_upload_bytes + 2**16:
             return JSONResponse({"detail": f"request of {megabytes(int(length))} refused; uploads are limited "
                                            f"to {megabytes(limits.max_upload_bytes)}"}, status_code=413)
-        admitted = request.method == "POST" and request.url.path == SEGMENT_PATH
+        admitted = request.method == "POST" and request.url.path in (SEGMENT_PATH, POINTS_PATH)
         if admitted and not admission.enter():  # before the body is read: a refused upload costs no memory
             wait = admission.retry_after(engine.seconds if engine else None)
             return JSONResponse({"detail": f"busy: {admission.in_flight} segment requests are in flight, the most "
@@ -154,7 +165,8 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
     def health() -> dict[str, Any]:
         busy = bool(engine and engine.busy)
         return {"status": "ok", "models_loaded": bool(engine and engine.loaded), "busy": busy,
-                "run": run is not None, **admission.report(running=busy)}
+                "run": run is not None, **admission.report(running=busy),
+                "encoding_cache": engine.cache.report() if engine else None}
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -164,9 +176,10 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
             "options": {name: {"default": getattr(defaults, name), **spec}
                         for name, spec in REQUEST_OPTIONS.items() if name in _honoured(refused())},
             "refused": refused(),  # option -> why; None: not known until the models load (then all are offered)
+            "clicks": clicks(),  # whether POST /v1/segment/points is served, and by which segmenter
             "ontologies": {name: ontology.class_names for name, ontology in ontologies.items()},
             "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
-                       "max_queue": limits.max_queue},
+                       "max_queue": limits.max_queue, "max_points": limits.max_points},
         }
 
     @app.post(SEGMENT_PATH, responses={200: {"content": {"image/png": {}}}})
@@ -210,8 +223,51 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
             return Response(buffer.getvalue(), media_type="image/png")
         body = detections_to_json(detections, array.shape[:2], name)
         body.update(classes=classes.class_names, seconds=round(time.perf_counter() - tick, 3),
-                    reused_image_encoding=reused,
+                    reused_image_encoding=reused, image_id=image_key(data),
                     options=_applied(defaults, options, refused()))
+        return body
+
+    @app.post(POINTS_PATH, responses={200: {"description": "one mask, in the JSON of POST /v1/segment",
+                                            "content": {"application/json": {"example": POINTS_EXAMPLE}}}})
+    def segment_points(
+        image: Annotated[UploadFile | None, File(description="the image; or give image_id instead")] = None,
+        image_id: Annotated[str, Form(description="image_id of an earlier answer (its encoding is reused)")] = "",
+        points: Annotated[str, Form(description="JSON [[x, y], ...] in pixels of the image",
+                                    examples=["[[212, 140], [260, 190]]"])] = "[]",
+        labels: Annotated[str, Form(description="JSON [1, 0, ...]: 1 foreground, 0 background, one per point",
+                                    examples=["[1, 0]"])] = "[]",
+        box: Annotated[str, Form(description="JSON [x0, y0, x1, y1] in pixels (optional)",
+                                 examples=["[150, 90, 330, 260]"])] = "",
+        mask_id: Annotated[str, Form(description="mask_id of the answer being refined (its logits are the prior)")] = "",
+        mask: Annotated[str, Form(description="JSON COCO RLE of an existing mask being fixed (the prior when no "
+                                              "mask_id)")] = "",
+    ) -> dict[str, Any]:
+        """Clicks on one object -> its mask (only the prompt encoder and mask decoder run on a cached image).
+
+        Send the image once (or its ``image_id``), then each click with all the object's points so far and the
+        previous answer's ``mask_id``: SAM's iterative refinement."""
+        if engine is None:
+            raise Refused("this server has no models", 503)
+        clicks_xy, click_labels = _json_field("points", points, []), _json_field("labels", labels, [])
+        if isinstance(clicks_xy, list) and len(clicks_xy) > limits.max_points:
+            raise Refused(f"{len(clicks_xy)} points refused; at most {limits.max_points} per request", 413)
+        array, name, key = None, "image", image_id.strip()
+        if image is not None:
+            data = image.file.read(limits.max_upload_bytes + 1)
+            name, key = image.filename or "upload", image_key(data)
+            array = decode_upload(data, name, limits.max_upload_bytes, limits.max_pixels)
+        elif not key:
+            raise Refused("send the image, or the image_id of an earlier answer")
+        prior = None
+        if mask.strip() and not mask_id:
+            prior = _rle_field(mask)
+        tick = time.perf_counter()
+        answer, new_id, reused = engine.click(key, array, clicks_xy, click_labels, _json_field("box", box, None),
+                                              mask_id.strip() or None, prior)
+        found = _one_mask(answer.mask, answer.score)
+        body = detections_to_json(found, answer.mask.shape, name)
+        body.update(image_id=key, mask_id=new_id, seconds=round(time.perf_counter() - tick, 3),
+                    reused_image_encoding=reused)
         return body
 
     def _ontology(prompt: str, name: str) -> Ontology:
@@ -258,6 +314,47 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
         return _run().save_review(file, body)
 
     return app
+
+
+POINTS_EXAMPLE = {
+    "schema": 2, "image": "car.jpg", "width": 512, "height": 512, "image_id": "9f2c...e1", "mask_id": "4b1d0c2a9e7f3a10",
+    "seconds": 0.041, "reused_image_encoding": True,
+    "detections": [{"bbox_xyxy": [151.0, 92.0, 329.0, 258.0], "class_id": None, "class_name": None, "phrase": None,
+                    "confidence": None, "mask_score": 0.93, "area": 21034,
+                    "mask": {"size": [512, 512], "counts": "Tl`11o?1O1N..."}}],
+}
+
+
+def _json_field(name: str, text: str, default: Any) -> Any:
+    if not text.strip():
+        return default
+    if len(text) > 65536:
+        raise Refused(f"{name} is {len(text)} characters long; at most 65536", 413)
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise Refused(f"{name} is not valid JSON: {text[:60]!r}") from None
+
+
+def _rle_field(text: str):
+    from grounded.utils.masks import rle_to_mask
+
+    rle = _json_field("mask", text, None)
+    try:
+        return rle_to_mask(rle)
+    except Exception:  # noqa: BLE001  (any malformed RLE)
+        raise Refused('mask must be a COCO RLE {"size": [H, W], "counts": "..."} of the image') from None
+
+
+def _one_mask(mask, score: float):
+    """One click answer as sv.Detections: its mask, the box around it (zeros when empty), the predicted IoU."""
+    import numpy as np
+    import supervision as sv
+
+    ys, xs = np.nonzero(mask)
+    box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [0, 0, 0, 0]
+    return sv.Detections(xyxy=np.asarray([box], dtype=np.float32), mask=mask[None],
+                         data={"mask_score": np.asarray([score], dtype=np.float32)})
 
 
 def _honoured(refused: dict[str, str] | None) -> list[str]:

@@ -13,6 +13,7 @@ Object counts are uniform in 0..max_objects, so about one image in four is a neg
     predictor.set_image(image)               # path / PIL / RGB uint8 array
     predictor.segment(ontology) -> sv.Detections
     predictor.segment_batch(images, ontology) -> list[sv.Detections]   # the same, image by image
+    predictor.encode(images) -> FakeEncoding; predictor.segment_encoded(encoding, ontology)  # the stateless form
     predictor.describe() -> dict
 
 ``delay`` (seconds per image) slows it down for interruption tests. ``exit_once`` (a marker file path)
@@ -27,6 +28,7 @@ from __future__ import annotations
 import os
 import time
 import zlib
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -64,6 +66,17 @@ def _box(mask: np.ndarray) -> list[float]:
     return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
+@dataclass
+class FakeEncoding:
+    """What FakePredictor.encode keeps: the images themselves."""
+
+    images: list[np.ndarray]
+
+    @property
+    def image_sizes(self) -> list[tuple[int, int]]:
+        return [image.shape[:2] for image in self.images]
+
+
 class FakePredictor:
     """Deterministic stand-in for ``grounded.Predictor`` (see the module docstring)."""
 
@@ -89,8 +102,14 @@ class FakePredictor:
         return self._detect(self._image, Ontology.from_prompt(prompt))
 
     def segment_batch(self, images: list[ImageInput], prompt: Any, **options: Any) -> list[sv.Detections]:
+        return self.segment_encoded(self.encode(images), prompt, **options)
+
+    def encode(self, images: list[ImageInput]) -> FakeEncoding:
+        return FakeEncoding([load_image(image) for image in images])
+
+    def segment_encoded(self, encoding: FakeEncoding, prompt: Any, **options: Any) -> list[sv.Detections]:
         ontology = Ontology.from_prompt(prompt)
-        return [self._detect(load_image(image), ontology) for image in images]
+        return [self._detect(image, ontology) for image in encoding.images]
 
     def _detect(self, image: np.ndarray, ontology: Ontology) -> sv.Detections:
         if self.exit_once and not os.path.exists(self.exit_once):

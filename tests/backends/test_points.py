@@ -131,3 +131,16 @@ def test_a_segmenter_without_points_says_so():
     assert not segmenter.takes_points
     with pytest.raises(InputError, match="takes no point prompts"):
         segmenter.decode_points(None, 0, PointPrompt.of([[1, 1]], [1]), False)
+
+
+def test_an_existing_mask_as_prior_lies_in_the_decoders_frame(tiny):
+    """mask_prior (a fix that starts from a detection's mask) is in decode_points' frame: upscaled, it is the mask."""
+    _, _, segmenter = tiny
+    features = segmenter.encode(two_images(5)[:1])
+    mask = np.zeros((60, 96), dtype=bool)
+    mask[10:40, 20:70] = True
+    prior = segmenter.mask_prior(features, 0, mask)
+    logits, _ = segmenter.decode_points(features, 0, PointPrompt.of([[45, 25]], [1], mask_logits=prior), False)
+    assert prior.shape == logits.shape[-2:]
+    back = segmenter.upscale(features, 0, prior[None], 0.0)[0]
+    assert (back & mask).sum() / (back | mask).sum() > 0.85  # low-res quantisation only (8x8 px cells here)

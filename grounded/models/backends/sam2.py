@@ -41,6 +41,7 @@ import torch
 
 from grounded.models.acceleration import autocast_context
 from grounded.models.interfaces import Features, PointPrompt, Segmenter
+from grounded.models.segmenter import mask_to_prior
 
 
 def writable(images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -126,6 +127,11 @@ class Sam2Segmenter(Segmenter):
         with self.timer("sam.prompt_mask_decoder"), autocast_context(self.device, self.autocast):
             out = self.model(image_embeddings=features.image(index), multimask_output=multimask, **kwargs)
         return out.pred_masks[0].float(), out.iou_scores[0].float()
+
+    def mask_prior(self, features: Sam2Features, index: int, mask: np.ndarray) -> torch.Tensor:
+        """(H, W) bool -> (4h, 4w) logits: SAM 2 resizes the whole image to its square frame (no padding)."""
+        h, w = features.embeddings[-1].shape[-2:]
+        return mask_to_prior(mask, (4 * h, 4 * w), (4 * h, 4 * w))
 
     def upscale(self, features: Sam2Features, index: int, logits: torch.Tensor, threshold: float) -> np.ndarray:
         """(N, h, w) logits of image ``index`` -> (N, H, W) bool masks at its original size."""
