@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, metavar="N",
                    help="segment requests admitted at once, the running one included; more are answered 503 "
                         "with Retry-After before their upload is read (default %(default)s)")
+    p.add_argument("--max-points", type=int, default=64, metavar="N",
+                   help="clicks in one POST /v1/segment/points (default %(default)s)")
     p.add_argument("--encoding-cache-mb", type=float, default=1024.0, metavar="MB",
                    help="image encodings kept for more prompts and clicks on the same images (default %(default)s)")
     add_model_arguments(p)
@@ -58,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
 
     require_serve_extra()
     token = bind_token(args.host, args.token)
-    if args.max_upload_mb <= 0 or args.max_megapixels <= 0 or args.max_queue < 1 or args.encoding_cache_mb < 0:
-        raise InputError("--max-upload-mb, --max-megapixels and --max-queue must be positive, "
+    if (args.max_upload_mb <= 0 or args.max_megapixels <= 0 or args.max_queue < 1 or args.max_points < 1
+            or args.encoding_cache_mb < 0):
+        raise InputError("--max-upload-mb, --max-megapixels, --max-queue and --max-points must be positive, "
                          "--encoding-cache-mb at least 0")
 
     import uvicorn
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                     probe=partial(probe_backends, models, args.local_files_only),
                     cache_bytes=int(args.encoding_cache_mb * 2**20))
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6),
-                    max_queue=args.max_queue)
+                    max_queue=args.max_queue, max_points=args.max_points)
     app = create_app(engine, run_view, token=token, prompts_dir=args.prompts or _default_prompts(),
                      defaults=defaults, limits=limits,
                      allowed_hosts=None if token else list(LOOPBACK_HOSTS))

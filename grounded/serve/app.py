@@ -15,7 +15,9 @@ Endpoints (OpenAPI at ``/docs``)::
     GET  /v1/run/images          every image: status (labelled / missing / error), class ids, scores, review
     GET  /v1/run/record?file=    one image's detections (segment's JSON schema) + its review
     GET  /v1/run/image?file=     the image itself (only images of the run, inside its images root)
-    PUT  /v1/run/review?file=    JSON {"reviewed": bool, "detections": {index: {"status", "class_id"}}}
+    GET  /v1/run/queue           the images most needing a person (grounded.label.queue), most doubtful first
+    PUT  /v1/run/review?file=    JSON {"revision", "by", "reviewed", "detections": {index: {"status", "class_id",
+                                 "mask"}}, "added": [...]} (grounded.label.reviews); 409 + the current one
 
 Errors are JSON ``{"detail": "one clear message"}``: 400 bad input, 401 no/wrong token, 403 path refused,
 404 not found, 413 too large, 422 malformed form fields, 501 clicks without a segmenter that takes them,
@@ -27,7 +29,6 @@ read); an unexpected error is a 500 with its type and message, never a traceback
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -42,10 +43,11 @@ from fastapi.staticfiles import StaticFiles
 from grounded.config import NMS_MODES, SegmentOptions
 from grounded.errors import GroundedError, ModelLoadError, OrderError
 from grounded.io.detections_json import detections_to_json
+from grounded.label.reviews import ReviewConflict
 from grounded.ontology import Ontology
 from grounded.serve.admission import DEFAULT_MAX_QUEUE, Admission
 from grounded.serve.cache import image_key
-from grounded.serve.clicks import describe_clicks
+from grounded.serve.clicks import POINTS_EXAMPLE, describe_clicks, json_field, one_mask, rle_field
 from grounded.serve.engine import Engine
 from grounded.serve.runs import RunView
 from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, megabytes, token_matches
@@ -248,7 +250,7 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
         previous answer's ``mask_id``: SAM's iterative refinement."""
         if engine is None:
             raise Refused("this server has no models", 503)
-        clicks_xy, click_labels = _json_field("points", points, []), _json_field("labels", labels, [])
+        clicks_xy, click_labels = json_field("points", points, []), json_field("labels", labels, [])
         if isinstance(clicks_xy, list) and len(clicks_xy) > limits.max_points:
             raise Refused(f"{len(clicks_xy)} points refused; at most {limits.max_points} per request", 413)
         array, name, key = None, "image", image_id.strip()
@@ -260,11 +262,11 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
             raise Refused("send the image, or the image_id of an earlier answer")
         prior = None
         if mask.strip() and not mask_id:
-            prior = _rle_field(mask)
+            prior = rle_field(mask)
         tick = time.perf_counter()
-        answer, new_id, reused = engine.click(key, array, clicks_xy, click_labels, _json_field("box", box, None),
+        answer, new_id, reused = engine.click(key, array, clicks_xy, click_labels, json_field("box", box, None),
                                               mask_id.strip() or None, prior)
-        found = _one_mask(answer.mask, answer.score)
+        found = one_mask(answer.mask, answer.score)
         body = detections_to_json(found, answer.mask.shape, name)
         body.update(image_id=key, mask_id=new_id, seconds=round(time.perf_counter() - tick, 3),
                     reused_image_encoding=reused)
@@ -302,59 +304,29 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
     def run_image(file: Annotated[str, Query(description="image path relative to the images root")]) -> FileResponse:
         return FileResponse(_run().image_path(file))
 
-    @app.put("/v1/run/review")
-    async def run_review(request: Request, file: Annotated[str, Query()]) -> dict[str, Any]:
-        """Save one image's review (JSON body; see grounded/label/reviews.py). The model's record is not touched."""
+    @app.get("/v1/run/queue")
+    def run_queue(limit: Annotated[int, Query(ge=1, le=10000)] = 50,
+                  include_reviewed: Annotated[bool, Query()] = False) -> list[dict[str, Any]]:
+        """The images most needing a person, most doubtful first (grounded/label/queue.py; as `grounded review-queue`)."""
+        return _run().queue(limit, include_reviewed)
+
+    @app.put("/v1/run/review", responses={409: {"description": "edited meanwhile: {detail, current}"}})
+    async def run_review(request: Request, file: Annotated[str, Query()]) -> Any:
+        """Save one image's review (JSON body with the ``revision`` it was made on and who made it, ``by``; see
+        grounded/label/reviews.py). The model's record is not touched. 409 with the current review when someone
+        saved another revision meanwhile."""
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise Refused("send the review as JSON (Content-Type: application/json)", 415)
         try:
             body = await request.json()
         except ValueError:
             raise Refused("the review is not valid JSON") from None
-        return _run().save_review(file, body)
+        try:
+            return _run().save_review(file, body)
+        except ReviewConflict as exc:
+            return JSONResponse({"detail": str(exc), "current": exc.current}, status_code=409)
 
     return app
-
-
-POINTS_EXAMPLE = {
-    "schema": 2, "image": "car.jpg", "width": 512, "height": 512, "image_id": "9f2c...e1", "mask_id": "4b1d0c2a9e7f3a10",
-    "seconds": 0.041, "reused_image_encoding": True,
-    "detections": [{"bbox_xyxy": [151.0, 92.0, 329.0, 258.0], "class_id": None, "class_name": None, "phrase": None,
-                    "confidence": None, "mask_score": 0.93, "area": 21034,
-                    "mask": {"size": [512, 512], "counts": "Tl`11o?1O1N..."}}],
-}
-
-
-def _json_field(name: str, text: str, default: Any) -> Any:
-    if not text.strip():
-        return default
-    if len(text) > 65536:
-        raise Refused(f"{name} is {len(text)} characters long; at most 65536", 413)
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise Refused(f"{name} is not valid JSON: {text[:60]!r}") from None
-
-
-def _rle_field(text: str):
-    from grounded.utils.masks import rle_to_mask
-
-    rle = _json_field("mask", text, None)
-    try:
-        return rle_to_mask(rle)
-    except Exception:  # noqa: BLE001  (any malformed RLE)
-        raise Refused('mask must be a COCO RLE {"size": [H, W], "counts": "..."} of the image') from None
-
-
-def _one_mask(mask, score: float):
-    """One click answer as sv.Detections: its mask, the box around it (zeros when empty), the predicted IoU."""
-    import numpy as np
-    import supervision as sv
-
-    ys, xs = np.nonzero(mask)
-    box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [0, 0, 0, 0]
-    return sv.Detections(xyxy=np.asarray([box], dtype=np.float32), mask=mask[None],
-                         data={"mask_score": np.asarray([score], dtype=np.float32)})
 
 
 def _honoured(refused: dict[str, str] | None) -> list[str]:

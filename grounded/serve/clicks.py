@@ -13,10 +13,12 @@ logits are the prior (``mask_logits``) of the next click on the same object (SAM
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import supervision as sv
 import torch
 
 from grounded.models.interfaces import Features, PointPrompt
@@ -75,3 +77,41 @@ def decode_click(segmenter: Any, features: Features, prompt: PointPrompt, thresh
     best = int(iou[0].argmax())
     mask = segmenter.upscale(features, 0, logits[0, best : best + 1], threshold)[0]
     return ClickAnswer(mask, float(iou[0, best]), logits[0, best].detach().cpu())
+
+
+POINTS_EXAMPLE = {
+    "schema": 2, "image": "car.jpg", "width": 512, "height": 512, "image_id": "9f2c...e1", "mask_id": "4b1d0c2a9e7f3a10",
+    "seconds": 0.041, "reused_image_encoding": True,
+    "detections": [{"bbox_xyxy": [151.0, 92.0, 329.0, 258.0], "class_id": None, "class_name": None, "phrase": None,
+                    "confidence": None, "mask_score": 0.93, "area": 21034,
+                    "mask": {"size": [512, 512], "counts": "Tl`11o?1O1N..."}}],
+}
+
+
+def json_field(name: str, text: str, default: Any) -> Any:
+    if not text.strip():
+        return default
+    if len(text) > 65536:
+        raise Refused(f"{name} is {len(text)} characters long; at most 65536", 413)
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise Refused(f"{name} is not valid JSON: {text[:60]!r}") from None
+
+
+def rle_field(text: str):
+    from grounded.utils.masks import rle_to_mask
+
+    rle = json_field("mask", text, None)
+    try:
+        return rle_to_mask(rle)
+    except Exception:  # noqa: BLE001  (any malformed RLE)
+        raise Refused('mask must be a COCO RLE {"size": [H, W], "counts": "..."} of the image') from None
+
+
+def one_mask(mask, score: float):
+    """One click answer as sv.Detections: its mask, the box around it (zeros when empty), the predicted IoU."""
+    ys, xs = np.nonzero(mask)
+    box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [0, 0, 0, 0]
+    return sv.Detections(xyxy=np.asarray([box], dtype=np.float32), mask=mask[None],
+                         data={"mask_score": np.asarray([score], dtype=np.float32)})
