@@ -15,7 +15,7 @@ from the prior (``mask_logits`` > 0) when given, else from the object drawn on a
 is in when most of it is); then each click fixes, within ``radius`` pixels of it, the connected error region
 it lies in. A click already right changes nothing, so
 re-sending all clicks with the previous answer as prior (the page's and SAM's way) gives the same mask.
-:class:`OraclePredictor` holds it where a server expects a predictor.
+:class:`ClicksOnlyPredictor` holds it (or any segmenter) where a server expects a predictor.
 
 benchmarks/clicks.py runs the same protocol with a real SAM checkpoint and prints NoC@85 / NoC@90.
 """
@@ -166,10 +166,11 @@ class OracleSegmenter(Segmenter):
         return torch.as_tensor(np.where(mask, LOGIT, -LOGIT), dtype=torch.float32)
 
 
-class OraclePredictor:
-    """Where a server expects a predictor: the oracle as its segmenter; clicks only (no text prompts)."""
+class ClicksOnlyPredictor:
+    """Where a server expects a predictor: a segmenter alone (the oracle, or a real one for benchmarks/clicks.py);
+    clicks only (no text prompts)."""
 
-    def __init__(self, segmenter: OracleSegmenter) -> None:
+    def __init__(self, segmenter: Segmenter) -> None:
         self.segmenter, self.detector, self.model = segmenter, None, None
 
     def backends(self) -> list[tuple[str, Any]]:
@@ -181,4 +182,4 @@ class OraclePredictor:
         return ImageEncoding([tuple(im.shape[:2]) for im in images], segmenter=self.segmenter.encode(images))
 
     def segment_encoded(self, encoding: Any, prompt: Any, **options: Any) -> list:
-        raise InputError("the oracle answers clicks only; it finds nothing by text")
+        raise InputError("this server answers clicks only (a segmenter without a detector); it finds nothing by text")

@@ -16,7 +16,14 @@ import pytest
 from scipy import ndimage
 
 from grounded.formats.coco import segmentation_to_mask
-from grounded.testing.oracle import OraclePredictor, OracleSegmenter, click_curve, mask_iou, noc, pixel_key
+from grounded.testing.oracle import (
+    ClicksOnlyPredictor,
+    OracleSegmenter,
+    click_curve,
+    mask_iou,
+    noc,
+    pixel_key,
+)
 from grounded.utils.images import load_image
 from grounded.utils.masks import mask_to_rle, rle_to_mask
 
@@ -107,7 +114,7 @@ def test_a_simulated_annotator_reaches_iou_09_and_every_step_is_saved_and_export
     from grounded.serve.engine import Engine
 
     run, truth, tasks = scene
-    annotator = Annotator(make_client(run=run, engine=Engine(lambda: OraclePredictor(OracleSegmenter(truth)))), run)
+    annotator = Annotator(make_client(run=run, engine=Engine(lambda: ClicksOnlyPredictor(OracleSegmenter(truth)))), run)
     nocs = []
     for task in tasks:
         ious = annotator.work_on(*task)
