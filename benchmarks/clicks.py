@@ -31,11 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -127,17 +125,7 @@ def run_server(args: argparse.Namespace) -> None:
     print(f"load average after: {load_average()}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_browser(args: argparse.Namespace) -> None:
-    import uvicorn
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.support.ui import WebDriverWait
 
     from grounded import Predictor
@@ -145,6 +133,7 @@ def run_browser(args: argparse.Namespace) -> None:
     from grounded.serve.app import create_app
     from grounded.serve.engine import Engine
     from grounded.serve.runs import RunView
+    from grounded.testing.browser import chromium, click_image, serve_in_thread
     from grounded.testing.fake import FakePredictor
     from grounded.testing.tiny import build_tiny_models
 
@@ -158,20 +147,11 @@ def run_browser(args: argparse.Namespace) -> None:
     label(images, ["car", "wheel"], work / "run", predictor=FakePredictor(), formats=["coco"], preview=0, progress=False)
     detector, segmenter = build_tiny_models(work / "tiny", vocab_file=C.BERT_VOCAB if C.BERT_VOCAB.exists() else None)
     engine = Engine(lambda: Predictor(str(detector), str(segmenter), local_files_only=True))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, RunView(work / "run")), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.1)
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    url, server = serve_in_thread(create_app(engine, RunView(work / "run")))
+    driver = chromium()
     times = []
     try:
-        driver.get(f"http://127.0.0.1:{port}/")
+        driver.get(url)
         wait = WebDriverWait(driver, 60, poll_frequency=0.01)
         wait.until(lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "1")
         wait.until(lambda d: int(d.find_element("id", "rv-canvas").get_attribute("data-drawn") or 0) >= 0
@@ -180,11 +160,7 @@ def run_browser(args: argparse.Namespace) -> None:
         canvas = driver.find_element("id", "rv-canvas")
         h, w = photo.shape[:2]
         for n, (xy, label_) in enumerate(click_places(h, w, args.clicks + 1)):
-            cx, cy = driver.execute_script("return imageToClient(arguments[0], arguments[1]);", *xy)
-            rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); "
-                                         "return [r.left + r.width / 2, r.top + r.height / 2];", canvas)
-            chain = ActionChains(driver).move_to_element_with_offset(canvas, int(cx - rect[0]), int(cy - rect[1]))
-            (chain.context_click() if label_ == 0 else chain.click()).perform()
+            click_image(driver, *xy, background=label_ == 0)
             wait.until(lambda d, n=n: int(d.find_element("id", "rv-canvas").get_attribute("data-answers") or 0) > n)
             if n > 0:  # the first click also sends the image and runs the encoders
                 times.append(float(canvas.get_attribute("data-click-ms")))

@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 from grounded.formats.coco import CocoDataset
@@ -53,26 +50,12 @@ def import_coco(annotations: str, out: Path, count: int, first: int = 0) -> Path
 
 def _browser(run: Path, engine=None, size: str = "1280,760"):
     """(driver, url, server): a server over ``run`` on a free 127.0.0.1 port and headless Chromium."""
-    import uvicorn
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     from grounded.serve.app import create_app
     from grounded.serve.runs import RunView
+    from grounded.testing.browser import chromium, serve_in_thread
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, RunView(run)), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.1)
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={size}"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options), f"http://127.0.0.1:{port}/", server
+    url, server = serve_in_thread(create_app(engine, RunView(run)))
+    return chromium(size), url, server
 
 
 def _open(driver, url: str, image: str | None):
@@ -104,9 +87,9 @@ def fix_screenshot(run: Path, png: Path, leak: int = 12) -> None:
     """A mask being fixed by clicks on the first image, answered by the oracle segmenter (see the module docstring)."""
     import numpy as np
     from scipy import ndimage
-    from selenium.webdriver.common.action_chains import ActionChains
 
     from grounded.serve.engine import Engine
+    from grounded.testing.browser import click_image
     from grounded.testing.oracle import ClicksOnlyPredictor, OracleSegmenter, next_click, pixel_key
     from grounded.utils.masks import mask_to_rle, rle_to_mask
 
@@ -129,15 +112,10 @@ def fix_screenshot(run: Path, png: Path, leak: int = 12) -> None:
         driver.execute_script(f"rv.selected = 'd:{index}'; renderReview();")
         body = driver.find_element("tag name", "body")
         body.send_keys("f")  # fix the selected object, with the clicks tool
-        canvas = driver.find_element("id", "rv-canvas")
         current = leaking
         for n in range(2):
             (x, y), label = next_click(truth, current)
-            cx, cy = driver.execute_script("return imageToClient(arguments[0], arguments[1]);", x, y)
-            rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); "
-                                         "return [r.left + r.width / 2, r.top + r.height / 2];", canvas)
-            chain = ActionChains(driver).move_to_element_with_offset(canvas, int(cx - rect[0]), int(cy - rect[1]))
-            (chain.click() if label else chain.context_click()).perform()
+            click_image(driver, x, y, background=not label)
             wait.until(lambda d, n=n: int(d.find_element("id", "rv-canvas").get_attribute("data-answers") or 0) > n)
             current = np.array(driver.execute_script("return Array.from(rv.draft.mask);"), dtype=bool).reshape(truth.shape)
         driver.save_screenshot(str(png))

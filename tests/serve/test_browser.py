@@ -238,24 +238,6 @@ def test_page_decodes_coco_rle_as_pycocotools_does(server, browser):
         assert np.array_equal(np.asarray(decoded, dtype=bool).reshape(mask.shape), mask)
 
 
-def _click_image(driver, x: float, y: float, shift: bool = False) -> None:
-    """A real mouse click on image pixel (x, y) of the review canvas."""
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.keys import Keys
-
-    canvas = driver.find_element("id", "rv-canvas")
-    cx, cy = driver.execute_script("return imageToClient(arguments[0], arguments[1]);", x, y)
-    rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left + r.width / 2, "
-                                 "r.top + r.height / 2];", canvas)
-    chain = ActionChains(driver)
-    if shift:
-        chain.key_down(Keys.SHIFT)
-    chain.move_to_element_with_offset(canvas, int(cx - rect[0]), int(cy - rect[1])).click()
-    if shift:
-        chain.key_up(Keys.SHIFT)
-    chain.perform()
-
-
 def _draft_pixels(driver) -> int:
     return driver.execute_script("return rv.draft ? rv.draft.mask.reduce((a, b) => a + b, 0) : -1;")
 
@@ -272,6 +254,8 @@ def test_review_tab_adds_an_object_by_clicks_with_eraser_undo_and_a_409(server, 
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.support.ui import Select
 
+    from grounded.testing.browser import click_image
+
     url, run = server
     skip, _ = review_target(run)
     rel, record = next((r, rec) for r, rec in _labelled(run) if r != skip)
@@ -281,7 +265,7 @@ def test_review_tab_adds_an_object_by_clicks_with_eraser_undo_and_a_409(server, 
     body = browser.find_element("tag name", "body")
     body.send_keys("c")  # the clicks tool
     Select(browser.find_element("id", "rv-new-class")).select_by_value("2")
-    _click_image(browser, 20, 20)
+    click_image(browser, 20, 20)
     _wait(browser, lambda d: int(d.find_element("id", "rv-canvas").get_attribute("data-answers") or 0) >= 1, 60,
           "a mask for the click")
     assert browser.find_element("id", "rv-draft").is_displayed() and _draft_pixels(browser) > 0
