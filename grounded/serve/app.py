@@ -47,7 +47,7 @@ from grounded.label.reviews import ReviewConflict
 from grounded.ontology import Ontology
 from grounded.serve.admission import DEFAULT_MAX_QUEUE, Admission
 from grounded.serve.cache import image_key
-from grounded.serve.clicks import POINTS_EXAMPLE, describe_clicks, json_field, one_mask, rle_field
+from grounded.serve.clicks import POINTS_EXAMPLE, describe_clicks, json_field, one_mask
 from grounded.serve.engine import Engine
 from grounded.serve.runs import RunView
 from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, megabytes, token_matches
@@ -260,9 +260,7 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
             array = decode_upload(data, name, limits.max_upload_bytes, limits.max_pixels)
         elif not key:
             raise Refused("send the image, or the image_id of an earlier answer")
-        prior = None
-        if mask.strip() and not mask_id:
-            prior = rle_field(mask)
+        prior = json_field("mask", mask, None, limits.max_upload_bytes) if not mask_id else None
         tick = time.perf_counter()
         answer, new_id, reused = engine.click(key, array, clicks_xy, click_labels, json_field("box", box, None),
                                               mask_id.strip() or None, prior)

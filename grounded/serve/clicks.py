@@ -88,25 +88,30 @@ POINTS_EXAMPLE = {
 }
 
 
-def json_field(name: str, text: str, default: Any) -> Any:
+def json_field(name: str, text: str, default: Any, limit: int = 65536) -> Any:
+    """A JSON form field (``default`` when empty); Refused naming it when longer than ``limit`` or not JSON."""
     if not text.strip():
         return default
-    if len(text) > 65536:
-        raise Refused(f"{name} is {len(text)} characters long; at most 65536", 413)
+    if len(text) > limit:
+        raise Refused(f"{name} is {len(text)} characters long; at most {limit}", 413)
     try:
         return json.loads(text)
     except ValueError:
         raise Refused(f"{name} is not valid JSON: {text[:60]!r}") from None
 
 
-def rle_field(text: str):
+def rle_mask(rle: Any, hw: tuple[int, int]) -> np.ndarray:
+    """A client's COCO RLE of an (H, W) image -> (H, W) bool; its size is checked before anything is decoded."""
     from grounded.utils.masks import rle_to_mask
 
-    rle = json_field("mask", text, None)
+    if not isinstance(rle, dict) or set(rle) != {"size", "counts"}:
+        raise Refused('mask must be a COCO RLE {"size": [H, W], "counts": "..."} of the image')
+    if list(rle["size"]) != list(hw):
+        raise Refused(f"mask size {rle['size']} is not the image's [{hw[0]}, {hw[1]}]")
     try:
         return rle_to_mask(rle)
-    except Exception:  # noqa: BLE001  (any malformed RLE)
-        raise Refused('mask must be a COCO RLE {"size": [H, W], "counts": "..."} of the image') from None
+    except Exception:  # noqa: BLE001  (any malformed counts)
+        raise Refused("mask counts cannot be decoded as COCO RLE") from None
 
 
 def one_mask(mask, score: float):

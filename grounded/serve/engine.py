@@ -26,7 +26,7 @@ import supervision as sv
 
 from grounded.errors import GroundedError
 from grounded.serve.cache import DEFAULT_CACHE_BYTES, CachedImage, EncodingCache, image_key
-from grounded.serve.clicks import ClickAnswer, click_segmenter, decode_click, describe_clicks
+from grounded.serve.clicks import ClickAnswer, click_segmenter, decode_click, describe_clicks, rle_mask
 from grounded.serve.security import Refused
 
 logger = logging.getLogger(__name__)
@@ -110,13 +110,13 @@ class Engine:
         return entry, cached
 
     def click(self, key: str, image: np.ndarray | None, points: Any, labels: Any, box: Any = None,
-              mask_id: str | None = None, mask: np.ndarray | None = None) -> tuple[ClickAnswer, str, bool]:
+              mask_id: str | None = None, mask: dict | None = None) -> tuple[ClickAnswer, str, bool]:
         """One click on the image of ``key`` (``image``: its pixels when it may not be cached) -> (the answer,
         cropped to the image, its new mask id, whether the image encoding was reused).
 
         ``points`` [[x, y], ...] pixels, ``labels`` [1, 0, ...], ``box`` [x0, y0, x1, y1] or None; the prior is the
-        low-res logits of an earlier answer ``mask_id`` on this image, else ``mask`` (H, W) bool, an existing mask
-        being fixed (:meth:`Segmenter.mask_prior`), else none."""
+        low-res logits of an earlier answer ``mask_id`` on this image, else ``mask`` (COCO RLE of the image's size),
+        an existing mask being fixed (:meth:`Segmenter.mask_prior`), else none."""
         from grounded.models.interfaces import PointPrompt
         from grounded.pipeline.padding import pad_image
 
@@ -143,10 +143,8 @@ class Engine:
                     raise Refused(f"mask id {mask_id!r} is not known for this image (from an earlier answer on it, "
                                   "or evicted): leave mask_id out to start the object again", 404)
             elif mask is not None:
-                if mask.shape != hw:
-                    raise Refused(f"mask is {mask.shape[1]}x{mask.shape[0]}; the image is {hw[1]}x{hw[0]}")
                 padded = np.zeros(features.image_sizes[0], dtype=bool)
-                padded[: hw[0], : hw[1]] = mask
+                padded[: hw[0], : hw[1]] = rle_mask(mask, hw)
                 prior = segmenter.mask_prior(features, 0, padded)
             prompt = PointPrompt.of(points, labels, box, prior, image_hw=hw)
             threshold = float(getattr(getattr(predictor, "options", None), "mask_threshold", 0.0))

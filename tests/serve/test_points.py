@@ -98,7 +98,10 @@ def test_a_fix_starts_from_the_box_and_mask_of_a_detection(make_client, tiny_pre
     ({"points": "[[1, 1]", "labels": [1]}, 400, "points is not valid JSON"),
     ({"points": [], "labels": []}, 400, "at least one point"),
     ({"points": [[1, 1]], "labels": [1], "mask_id": "nope"}, 404, "mask id 'nope' is not known"),
-    ({"points": [[1, 1]], "labels": [1], "mask": {"size": [2, 2], "counts": "zz"}}, 400, "mask"),
+    ({"points": [[1, 1]], "labels": [1], "mask": {"size": [100000, 100000], "counts": "zz"}}, 400,
+     "mask size [100000, 100000] is not the image's [72, 96]"),  # refused before anything is decoded
+    ({"points": [[1, 1]], "labels": [1], "mask": {"size": [72, 96], "counts": 5}}, 400, "cannot be decoded"),
+    ({"points": [[1, 1]], "labels": [1], "mask": [1, 2]}, 400, "mask must be a COCO RLE"),
 ])
 def test_bad_clicks_are_refused_with_the_fix(make_client, image, form, status, message):
     response = _click(make_client(), _png(image), **form)
