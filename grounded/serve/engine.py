@@ -182,7 +182,10 @@ class Engine:
         """Whether clicks are served (``available`` None: known once tried), by which segmenter, else why not."""
         if self._no_clicks is not None:
             return {"available": False, "segmenter": None, "why": self._no_clicks}
-        return describe_clicks(self._backends() or [])
+        found = self._backends()
+        if found is None:
+            return {"available": None, "segmenter": None, "why": "not known until the models load"}
+        return describe_clicks(found)
 
 
 def refusals(backends: list[tuple[str, str, Any]]) -> dict[str, str]:

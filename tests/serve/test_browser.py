@@ -353,3 +353,20 @@ def test_find_more_adds_candidates_and_the_queue_orders_the_images(server, brows
     expected = [q.file for q in run_review_queue(run, None)]
     _wait(browser, lambda d: [li.text.split("\n")[0] for li in d.find_elements("css selector", "#rv-images .file")]
           == expected, 30, "the queue's order")
+
+
+def test_a_server_without_a_segmenter_turns_the_click_tools_off(browser, tmp_path):
+    from grounded.serve.app import create_app
+    from grounded.serve.runs import RunView
+    from grounded.testing.browser import serve_in_thread
+
+    url, server = serve_in_thread(create_app(None, RunView(make_run(tmp_path))))  # review only: no models
+    try:
+        _open(browser, url)
+        note = browser.find_element("id", "rv-clicks-note")
+        _wait(browser, lambda d: note.is_displayed(), 30, "the note")
+        assert "clicks need a segmenter" in note.text
+        assert not browser.find_element("css selector", "#rv-tools button[data-tool=click]").is_enabled()
+        assert browser.find_element("css selector", "#rv-tools button[data-tool=brush]").is_enabled()
+    finally:
+        server.should_exit = True

@@ -136,6 +136,7 @@ async function askMask(d, retried = false) {
       rv.imageId = null; d.maskId = null;
       return askMask(d, true);
     }
+    if (err.status === 501) noClicks(err.message);
     showMessage("rv-message", `no mask: ${err.message}`, true);
     return;
   }
@@ -289,7 +290,7 @@ function onEditKey(ev) {
   if ((ev.ctrlKey || ev.metaKey) && key.toLowerCase() === "z") { undoRedo(!ev.shiftKey); return true; }
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return false;
   const tools = { v: "select", c: "click", b: "box", p: "brush", e: "eraser" };
-  if (tools[key]) setTool(tools[key]);
+  if (tools[key] && !document.querySelector(`#rv-tools button[data-tool=${tools[key]}]`).disabled) setTool(tools[key]);
   else if (key === "z") undoRedo(true);
   else if (key === "y") undoRedo(false);
   else if (key === "n" && rv.record) { newDraft("add", null); if (rv.tool === "select") setTool("click"); }
@@ -301,6 +302,21 @@ function onEditKey(ev) {
     $("rv-new-class").value = String(Number(key) - 1); renderReview();
   } else return false;
   return true;
+}
+
+// This server's models take no clicks (GET /v1/models "clicks", or a 501): the click and box tools are off.
+function noClicks(why) {
+  for (const tool of ["click", "box"]) document.querySelector(`#rv-tools button[data-tool=${tool}]`).disabled = true;
+  if (rv.tool === "click" || rv.tool === "box") setTool("select");
+  $("rv-clicks-note").textContent = why;
+  $("rv-clicks-note").hidden = false;
+}
+
+async function checkClicks() {
+  try {
+    const clicks = (await api("/v1/models")).clicks;
+    if (clicks && clicks.available === false) noClicks(clicks.why);
+  } catch (err) { /* told again on the first click */ }
 }
 
 function initEditing() {
@@ -319,4 +335,5 @@ function initEditing() {
   $("rv-find-phrase").addEventListener("keydown", (ev) => { if (ev.key === "Enter") findMore(); });
   $("rv-by").addEventListener("change", () => localStorage.setItem("grounded-reviewer", $("rv-by").value.trim()));
   setTool("select");
+  checkClicks();
 }
