@@ -182,7 +182,7 @@ class Engine:
         """Whether clicks are served (``available`` None: known once tried), by which segmenter, else why not."""
         if self._no_clicks is not None:
             return {"available": False, "segmenter": None, "why": self._no_clicks}
-        found = self._backends()
+        found = self._backends() if self.predictor is not None or self.probe is not None else None
         if found is None:
             return {"available": None, "segmenter": None, "why": "not known until the models load"}
         return describe_clicks(found)

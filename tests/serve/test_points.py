@@ -132,6 +132,13 @@ def test_models_say_whether_clicks_are_served(make_client, tiny_model_dirs):
     engine = Engine(lambda: None, models, probe=partial(probe_backends, models, True))
     clicks = make_client(engine=engine).get("/v1/models").json()["clicks"]
     assert clicks == {"available": True, "segmenter": str(tiny_model_dirs[1]), "why": None}
+    unknown = make_client(engine=Engine(lambda: None)).get("/v1/models").json()["clicks"]  # no probe, not loaded
+    assert unknown["available"] is None
+    from fastapi.testclient import TestClient
+
+    from grounded.serve.app import create_app
+
+    assert TestClient(create_app(None)).get("/v1/models").json()["clicks"]["available"] is False  # review only
 
 
 def test_a_concept_segmenter_without_tracker_weights_says_clicks_need_a_segmenter(make_client, tmp_path, clip_vocab):
