@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "segment",
     "label",
     "export",
+    "review_queue",
     "train",
     "evaluate",
     "predict",

@@ -26,9 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from grounded.label import export_run
+    from grounded.label.reviews import summarise_reviews
 
     formats = parse_formats(args.formats, [])
     stats = export_run(args.out, formats, copy_images=args.copy_images, progress=True)
     print(f"exported {stats.labelled} images ({stats.empty} empty, {len(stats.errors)} errors, "
           f"{stats.missing} not labelled yet) to " + ", ".join(str(args.out / f) for f in formats))
+    reviews = summarise_reviews(args.out)  # also into summary.json
+    if reviews["review_files"]:
+        print("reviews applied: " + ", ".join(f"{reviews[k]} {k}" for k in ("accepted", "rejected", "added", "fixed",
+                                                                              "relabelled", "candidates")))
     return 0

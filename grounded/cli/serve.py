@@ -40,6 +40,9 @@ SERVER = {  # ServeConfig field -> argparse keywords (grounded/cli/common.py's F
     "max_megapixels": {"help": "largest image, width x height, checked before decoding (default %(default)s)"},
     "max_queue": {"metavar": "N", "help": "segment requests admitted at once, the running one included; more are "
                                           "answered 503 with Retry-After before their upload is read (default %(default)s)"},
+    "max_points": {"metavar": "N", "help": "clicks in one POST /v1/segment/points (default %(default)s)"},
+    "encoding_cache_mb": {"metavar": "MB", "help": "image encodings kept for more prompts and clicks on the same "
+                                                   "images (default %(default)s)"},
 }
 SERVE = Flags("serve_fields", (ServeConfig,), (("server", SERVER),))
 
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     config = model_config.resolved()
     models = {"model": config.model} if config.model else {"detector": config.detector, "segmenter": config.segmenter}
     engine = Engine(lambda: predictor_from_args(args), models,
-                    probe=partial(probe_backends, models, config.local_files_only))
+                    probe=partial(probe_backends, models, config.local_files_only), cache_bytes=settings.cache_bytes)
     prompts = Path(settings.prompts) if settings.prompts is not None else _default_prompts()
     app = create_app(engine, run_view, token=token, prompts_dir=prompts, defaults=defaults, limits=settings.limits,
                      allowed_hosts=None if token else list(LOOPBACK_HOSTS))

@@ -108,11 +108,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def reviewed_export(dataset: Path) -> None:
+    """A label run whose reviews are newer than its COCO export: export it again first, so the student trains on
+    the corrected labels (``grounded export`` applies the reviews)."""
+    from grounded.label import export_run
+    from grounded.label.reviews import reviews_newer_than, summarise_reviews
+
+    if (dataset / "run.json").is_file() and reviews_newer_than(dataset, dataset / "coco" / "train.json"):
+        export_run(dataset, ["coco"])
+        counts = summarise_reviews(dataset)
+        print(f"{dataset}: COCO export rebuilt with the reviews ({counts['accepted']} accepted, {counts['rejected']} "
+              f"rejected, {counts['added']} added, {counts['fixed']} fixed)")
+
+
 def run(args: argparse.Namespace) -> int:
     from grounded.distill.data import open_dataset
     from grounded.distill.workflow import train_run
 
     student, config = configs_from_args(args)
+    reviewed_export(args.dataset)
     dataset = open_dataset(args.dataset, config.val_fraction, config.seed, strict=args.strict)
     summary = train_run(dataset, args.out, student, config, resume=not args.no_resume,
                         export=not args.no_export, evaluate=args.evaluate)

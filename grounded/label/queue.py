@@ -1,7 +1,7 @@
 """The review queue: which images of a labelling run most need a person, most doubtful first.
 
-One ordering, used by every front end (the MCP server's ``review_queue`` tool today; a command and the review
-page later). :func:`review_queue` is a pure function over records (:mod:`grounded.label.records`);
+One ordering, used by every front end (the MCP server's ``review_queue`` tool, ``grounded review-queue RUN`` and
+the review page's queue). :func:`review_queue` is a pure function over records (:mod:`grounded.label.records`);
 :func:`run_review_queue` reads a run folder and calls it.
 
 A detection is doubtful for any of these reasons, each scored in [0, 1]:
@@ -13,18 +13,30 @@ A detection is doubtful for any of these reasons, each scored in [0, 1]:
 - **CLIP disagreement**, where verification ran (``verify="clip"``): CLIP ``corrected`` the detector's label
   (``clip_corrected``) or was ``uncertain`` (``clip_uncertain``); ``confirmed`` detections add nothing.
 
-An image's doubt is its most doubtful detection's; ties go to the image with more doubtful detections, then
-to the path. Images with an error row (nothing to review), without detections, marked reviewed by a person
-(a review made on the current record), or with no doubtful detection are left out.
+And per image, once a student was trained on the run: **student / teacher disagreement**, ``1 - IoU`` of
+their masks (:func:`class_mask_iou`: per class, the union of each side's masks; the mean over the classes
+either side found) when the IoU is below ``agreement``. ``grounded review-queue RUN --student S`` runs the
+student over the run's images and keeps the IoUs in ``OUT/student_disagreement.json``
+(:func:`write_disagreement`), which every front end then reads. An image the teacher found nothing in but
+the student did is queued this way (a missed object).
+
+An image's doubt is its most doubtful signal's; ties go to the image with more doubtful detections, then
+to the path. Images with an error row (nothing to review), marked reviewed by a person (a review made on the
+current record), or with no doubtful signal are left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import json
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import supervision as sv
+
+from grounded.formats.files import atomic_write_text
 from grounded.label.manifest import read_manifest
 from grounded.label.records import image_relatives, read_record
 from grounded.label.reviews import is_stale, read_review
@@ -38,6 +50,9 @@ class QueueSettings:
     low_score: float = 0.5  # a score below this is "low"
     clip_corrected: float = 1.0  # doubt when CLIP changed the detector's label
     clip_uncertain: float = 0.75  # doubt when CLIP could not decide
+    agreement: float = 0.9  # student / teacher mask IoU below this is a disagreement (doubt 1 - IoU)
+
+DISAGREEMENT_FILE = "student_disagreement.json"
 
 
 @dataclass
@@ -59,10 +74,11 @@ class QueueItem:
     file: str
     doubt: float
     detections: list[DoubtfulDetection] = field(default_factory=list)
+    image_reasons: list[str] = field(default_factory=list)  # whole-image signals (student / teacher disagreement)
 
     @property
     def reasons(self) -> list[str]:
-        return [reason for d in self.detections for reason in d.reasons]
+        return self.image_reasons + [reason for d in self.detections for reason in d.reasons]
 
 
 def detection_doubt(item: dict[str, Any], threshold: float | None,
@@ -94,6 +110,7 @@ def review_queue(
     reviewed: Collection[str] = (),
     limit: int | None = None,
     settings: QueueSettings = QueueSettings(),
+    agreement: Mapping[str, float] | None = None,
 ) -> list[QueueItem]:
     """The images of ``records`` that most need a person, most doubtful first (see the module docstring).
 
@@ -102,22 +119,29 @@ def review_queue(
         thresholds: the box threshold of each class id, or None when unknown (then only scores and CLIP count).
         reviewed: images (record ``image`` paths) a person has already reviewed; left out.
         limit: at most this many images (None: all doubtful ones).
+        agreement: image -> student / teacher mask IoU (:func:`read_disagreement`), or None without a student.
     """
     queue = []
     for record in records:
-        if "error" in record or not record.get("detections") or record["image"] in reviewed:
+        if "error" in record or record["image"] in reviewed:
             continue
+        whole: list[str] = []
+        image_doubt = 0.0
+        iou = (agreement or {}).get(record["image"])
+        if iou is not None and iou < settings.agreement:
+            image_doubt = round(1.0 - float(iou), 4)
+            whole.append(f"student and teacher disagree (mask IoU {iou:.2f})")
         doubtful = []
-        for index, item in enumerate(record["detections"]):
+        for index, item in enumerate(record.get("detections", [])):
             class_id = item.get("class_id")
             known = thresholds is not None and isinstance(class_id, int) and 0 <= class_id < len(thresholds)
             doubt, reasons = detection_doubt(item, float(thresholds[class_id]) if known else None, settings)
             if doubt > 0:
                 doubtful.append(DoubtfulDetection(index, item.get("class_name") or "", item.get("confidence"),
                                                   doubt, reasons))
-        if doubtful:
+        if doubtful or whole:
             doubtful.sort(key=lambda d: (-d.doubt, d.index))
-            queue.append(QueueItem(record["image"], doubtful[0].doubt, doubtful))
+            queue.append(QueueItem(record["image"], max([image_doubt] + [d.doubt for d in doubtful]), doubtful, whole))
     queue.sort(key=lambda q: (-q.doubt, -len(q.detections), q.file))
     return queue if limit is None else queue[: max(0, int(limit))]
 
@@ -145,7 +169,42 @@ def run_review_queue(out: str | Path, limit: int | None = 20, include_reviewed: 
     out = Path(out)
     manifest = read_manifest(out)
     relatives = image_relatives(Path(manifest["images_root"]), out)
-    return review_queue(_records(out, relatives, include_reviewed), run_thresholds(manifest), (), limit, settings)
+    return review_queue(_records(out, relatives, include_reviewed), run_thresholds(manifest), (), limit, settings,
+                        read_disagreement(out))
+
+
+def class_mask_iou(teacher: sv.Detections, student: sv.Detections) -> float:
+    """Agreement of two detections of one image (masks (N, H, W)): per class id, the IoU of the union of each
+    side's masks; the mean over the classes either side found (1.0 when neither found anything)."""
+    classes = sorted(set(np.asarray(teacher.class_id).tolist()) | set(np.asarray(student.class_id).tolist()))
+    if not classes:
+        return 1.0
+    ious = []
+    for class_id in classes:
+        a, b = (np.any(d.mask[d.class_id == class_id], axis=0) if (d.class_id == class_id).any() else None
+                for d in (teacher, student))
+        if a is None or b is None:
+            ious.append(0.0)
+            continue
+        union = np.logical_or(a, b).sum()
+        ious.append(float(np.logical_and(a, b).sum() / union) if union else 1.0)
+    return float(np.mean(ious))
+
+
+def write_disagreement(out: str | Path, student: str, agreement: Mapping[str, float]) -> Path:
+    """Keep the student / teacher mask IoU of each image (``OUT/student_disagreement.json``) for the queue."""
+    path = Path(out) / DISAGREEMENT_FILE
+    body = {"student": str(student), "images": {k: round(float(v), 4) for k, v in sorted(agreement.items())}}
+    atomic_write_text(path, json.dumps(body, indent=1) + "\n")
+    return path
+
+
+def read_disagreement(out: str | Path) -> dict[str, float] | None:
+    """Image -> student / teacher mask IoU, when a student's agreement was computed for the run; else None."""
+    path = Path(out) / DISAGREEMENT_FILE
+    if not path.is_file():
+        return None
+    return {str(k): float(v) for k, v in json.loads(path.read_text(encoding="utf-8"))["images"].items()}
 
 
 def _records(out: Path, relatives: list[str], include_reviewed: bool) -> Iterator[dict[str, Any]]:

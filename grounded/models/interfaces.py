@@ -111,12 +111,68 @@ class Detector(Backend):
         """Boxes for every image of ``features`` (one Detections per image, in order)."""
 
 
+@dataclass(frozen=True)
+class PointPrompt:
+    """Clicks on one object of one image, SAM's interactive prompt: points, optionally a box and the mask so far.
+
+    ``points`` (P, 2) float32 XY **pixels of the original image**; ``labels`` (P,) int64, 1 foreground,
+    0 background; ``box`` (4,) float32 XYXY pixels or None; ``mask_logits`` (h, w) float32 low-resolution logits
+    of the previous step (one mask of :meth:`Segmenter.decode_points` ``[0, k]``: SAM's iterative refinement)
+    or None. At least one point or a box. Build with :meth:`of`, which checks every field.
+    """
+
+    points: np.ndarray
+    labels: np.ndarray
+    box: np.ndarray | None = None
+    mask_logits: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, points: Any = (), labels: Any = (), box: Any = None, mask_logits: Any = None,
+           image_hw: tuple[int, int] | None = None) -> PointPrompt:
+        """A checked prompt from plain lists / arrays; InputError naming the field otherwise. With ``image_hw``
+        (H, W), points and box must lie on the image."""
+        try:
+            pts = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+            lab = np.asarray(labels, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise InputError("points must be [[x, y], ...] in pixels and labels [1, 0, ...] (numbers)") from None
+        if len(lab) != len(pts):
+            raise InputError(f"{len(pts)} point(s) but {len(lab)} label(s): give one label per point "
+                             "(1 foreground, 0 background)")
+        if not np.isin(lab, (0, 1)).all():
+            raise InputError(f"labels must be 1 (foreground) or 0 (background), got {sorted(set(lab.tolist()))}")
+        xyxy = None
+        if box is not None:
+            try:
+                xyxy = np.asarray(box, dtype=np.float32).reshape(4)
+            except (TypeError, ValueError):
+                raise InputError("box must be [x0, y0, x1, y1] in pixels") from None
+            if not np.isfinite(xyxy).all() or xyxy[2] <= xyxy[0] or xyxy[3] <= xyxy[1]:
+                raise InputError(f"box {xyxy.tolist()} must be finite with x1 > x0 and y1 > y0")
+        if not np.isfinite(pts).all():
+            raise InputError("points must be finite numbers")
+        if image_hw is not None:
+            h, w = image_hw
+            coords = np.concatenate([pts, xyxy.reshape(2, 2) if xyxy is not None else np.zeros((0, 2))])
+            if len(coords) and ((coords < 0).any() or (coords[:, 0] > w).any() or (coords[:, 1] > h).any()):
+                raise InputError(f"points and box must lie on the {w}x{h} image (pixels, x in [0, {w}], "
+                                 f"y in [0, {h}])")
+        if len(pts) == 0 and xyxy is None:
+            raise InputError("give at least one point (a click) or a box")
+        if mask_logits is not None:
+            mask_logits = torch.as_tensor(mask_logits, dtype=torch.float32)
+            if mask_logits.ndim != 2:
+                raise InputError(f"mask_logits must be one (h, w) low-resolution mask, got shape {tuple(mask_logits.shape)}")
+        return cls(pts, lab.astype(np.int64), xyxy, mask_logits)
+
+
 class Segmenter(Backend):
     """Promptable mask decoder: image embeddings once, then boxes -> masks + predicted IoU.
 
     ``decode`` returns low-resolution mask logits ``(N, K, h, w)`` float32 and predicted IoU ``(N, K)``,
     with K = 3 when ``multimask`` (the pipeline keeps the best by predicted IoU) else 1; ``upscale`` turns
-    ``(N, h, w)`` logits into ``(N, H, W)`` bool masks at the original resolution.
+    ``(N, h, w)`` logits into ``(N, H, W)`` bool masks at the original resolution. ``decode_points`` (where
+    ``takes_points``) does the same for one object's clicks (:class:`PointPrompt`).
     """
 
     role: ClassVar[str] = "segmenter"
@@ -135,6 +191,20 @@ class Segmenter(Backend):
     @abstractmethod
     def upscale(self, features: Features, index: int, logits: torch.Tensor, threshold: float) -> np.ndarray:
         """Logits (N, h, w) of image ``index`` -> (N, H, W) bool masks at its original size."""
+
+    takes_points: ClassVar[bool] = False  # whether decode_points is served (the SAM family: True)
+
+    def decode_points(self, features: Features, index: int, prompt: PointPrompt, multimask: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clicks (:class:`PointPrompt`) on one object of image ``index`` -> logits (1, K, h, w), IoU (1, K);
+        only the prompt encoder and mask decoder run (the image's features are reused)."""
+        raise InputError(f"the segmenter {self.name!r} ({type(self).__name__}) takes no point prompts; "
+                         "choose a SAM-family segmenter (SAM, SAM-HQ, SAM 2, EdgeTAM)")
+
+    def mask_prior(self, features: Features, index: int, mask: np.ndarray) -> torch.Tensor:
+        """An existing mask (H, W) bool of image ``index`` -> low-res logits (h, w) in ``decode_points``' frame,
+        the ``mask_logits`` of a fix that starts from that mask."""
+        raise InputError(f"the segmenter {self.name!r} ({type(self).__name__}) takes no point prompts")
 
 
 class ConceptSegmenter(Backend):

@@ -47,6 +47,7 @@ BACKENDS: dict[str, dict[str, str | None]] = {
     "sam2_video": {"segmenter": _SAM2, "tracker": None},
     "edgetam": {"segmenter": _EDGETAM},
     "edgetam_video": {"segmenter": _EDGETAM, "tracker": None},
+    "sam3_tracker": {"segmenter": "grounded.models.backends.sam2:Sam3TrackerSegmenter"},  # SAM 3's tracker alone
     # concept segmenters (image + text -> masks); sam3_video's detector is SAM 3 itself
     "sam3": {"model": _SAM3},
     "sam3_video": {"model": _SAM3, "tracker": None},

@@ -8,15 +8,20 @@ Endpoints (OpenAPI at ``/docs``)::
     GET  /v1/models              the models (described; loaded or not), the options they honour (with defaults)
                                  and those they refuse (why), ontologies, limits
     POST /v1/segment             multipart: image + prompt | ontology (+ thresholds, nms ...) -> the JSON of
-                                 `grounded segment` (boxes XYXY pixels, masks as COCO RLE), or output=png
+                                 `grounded segment` (boxes XYXY pixels, masks as COCO RLE) + image_id, or output=png
+    POST /v1/segment/points      multipart: image | image_id, points [[x, y], ...], labels [1, 0, ...] (+ box,
+                                 mask_id, mask) -> one mask in the same JSON + image_id, mask_id (clicks)
     GET  /v1/run                 the run under review (--run OUT): classes, images root
     GET  /v1/run/images          every image: status (labelled / missing / error), class ids, scores, review
     GET  /v1/run/record?file=    one image's detections (segment's JSON schema) + its review
     GET  /v1/run/image?file=     the image itself (only images of the run, inside its images root)
-    PUT  /v1/run/review?file=    JSON {"reviewed": bool, "detections": {index: {"status", "class_id"}}}
+    GET  /v1/run/queue           the images most needing a person (grounded.label.queue), most doubtful first
+    PUT  /v1/run/review?file=    JSON {"revision", "by", "reviewed", "detections": {index: {"status", "class_id",
+                                 "mask"}}, "added": [...]} (grounded.label.reviews); 409 + the current one
 
 Errors are JSON ``{"detail": "one clear message"}``: 400 bad input, 401 no/wrong token, 403 path refused,
-404 not found, 413 too large, 422 malformed form fields, 503 models cannot be loaded, or 503 with
+404 not found, 413 too large, 422 malformed form fields, 501 clicks without a segmenter that takes them,
+503 models cannot be loaded, or 503 with
 ``Retry-After`` when ``max_queue`` segment requests are already in flight (answered before the upload is
 read); an unexpected error is a 500 with its type and message, never a traceback (that goes to the server's log).
 """
@@ -37,8 +42,11 @@ from fastapi.staticfiles import StaticFiles
 from grounded.config import NMS_MODES, SegmentOptions
 from grounded.errors import GroundedError, ModelLoadError, OrderError
 from grounded.io.detections_json import detections_to_json
+from grounded.label.reviews import ReviewConflict
 from grounded.ontology import Ontology
 from grounded.serve.admission import Admission
+from grounded.serve.cache import image_key
+from grounded.serve.clicks import POINTS_EXAMPLE, describe_clicks, json_field, one_mask
 from grounded.serve.engine import Engine
 from grounded.serve.runs import RunView
 from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, megabytes, token_matches
@@ -48,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 SEGMENT_PATH = "/v1/segment"
+POINTS_PATH = "/v1/segment/points"
 # The option fields of POST /v1/segment (SegmentOptions fields), with the bounds its form checks; GET /v1/models
 # lists those the models honour, with this server's defaults, and the page builds its controls from that list.
 REQUEST_OPTIONS: dict[str, dict[str, Any]] = {
@@ -114,7 +123,7 @@ def _guard(app: FastAPI, engine: Engine | None, admission: Admission, limits: Li
         if length.isdigit() and int(length) > limits.max_upload_bytes + 2**16:
             return JSONResponse({"detail": f"request of {megabytes(int(length))} refused; uploads are limited "
                                            f"to {megabytes(limits.max_upload_bytes)}"}, status_code=413)
-        admitted = request.method == "POST" and request.url.path == SEGMENT_PATH
+        admitted = request.method == "POST" and request.url.path in (SEGMENT_PATH, POINTS_PATH)
         if admitted and not admission.enter():  # before the body is read: a refused upload costs no memory
             wait = admission.retry_after(engine.seconds if engine else None)
             return JSONResponse({"detail": f"busy: {admission.in_flight} segment requests are in flight, the most "
@@ -167,11 +176,15 @@ def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, lim
     def refused() -> dict[str, str] | None:
         return engine.refused() if engine is not None else {}
 
+    def clicks() -> dict[str, Any]:
+        return engine.clicks() if engine is not None else describe_clicks([])
+
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
         busy = bool(engine and engine.busy)
         return {"status": "ok", "models_loaded": bool(engine and engine.loaded), "busy": busy,
-                "run": reviewing, **admission.report(running=busy)}
+                "run": reviewing, **admission.report(running=busy),
+                "encoding_cache": engine.cache.report() if engine else None}
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -181,9 +194,10 @@ def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, lim
             "options": {name: {"default": getattr(defaults, name), **spec}
                         for name, spec in REQUEST_OPTIONS.items() if name in _honoured(refused())},
             "refused": refused(),  # option -> why; None: not known until the models load (then all are offered)
+            "clicks": clicks(),  # whether POST /v1/segment/points is served, and by which segmenter
             "ontologies": {name: ontology.class_names for name, ontology in ontologies.items()},
             "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
-                       "max_queue": limits.max_queue},
+                       "max_queue": limits.max_queue, "max_points": limits.max_points},
         }
 
     @app.post(SEGMENT_PATH, responses={200: {"content": {"image/png": {}}}})
@@ -227,8 +241,49 @@ def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, lim
             return Response(buffer.getvalue(), media_type="image/png")
         body = detections_to_json(detections, array.shape[:2], name)
         body.update(classes=classes.class_names, seconds=round(time.perf_counter() - tick, 3),
-                    reused_image_encoding=reused,
+                    reused_image_encoding=reused, image_id=image_key(data),
                     options=_applied(defaults, options, refused()))
+        return body
+
+    @app.post(POINTS_PATH, responses={200: {"description": "one mask, in the JSON of POST /v1/segment",
+                                            "content": {"application/json": {"example": POINTS_EXAMPLE}}}})
+    def segment_points(
+        image: Annotated[UploadFile | None, File(description="the image; or give image_id instead")] = None,
+        image_id: Annotated[str, Form(description="image_id of an earlier answer (its encoding is reused)")] = "",
+        points: Annotated[str, Form(description="JSON [[x, y], ...] in pixels of the image",
+                                    examples=["[[212, 140], [260, 190]]"])] = "[]",
+        labels: Annotated[str, Form(description="JSON [1, 0, ...]: 1 foreground, 0 background, one per point",
+                                    examples=["[1, 0]"])] = "[]",
+        box: Annotated[str, Form(description="JSON [x0, y0, x1, y1] in pixels (optional)",
+                                 examples=["[150, 90, 330, 260]"])] = "",
+        mask_id: Annotated[str, Form(description="mask_id of the answer being refined (its logits are the prior)")] = "",
+        mask: Annotated[str, Form(description="JSON COCO RLE of an existing mask being fixed (the prior when no "
+                                              "mask_id)")] = "",
+    ) -> dict[str, Any]:
+        """Clicks on one object -> its mask (only the prompt encoder and mask decoder run on a cached image).
+
+        Send the image once (or its ``image_id``), then each click with all the object's points so far and the
+        previous answer's ``mask_id``: SAM's iterative refinement."""
+        if engine is None:
+            raise Refused("this server has no models", 503)
+        clicks_xy, click_labels = json_field("points", points, []), json_field("labels", labels, [])
+        if isinstance(clicks_xy, list) and len(clicks_xy) > limits.max_points:
+            raise Refused(f"{len(clicks_xy)} points refused; at most {limits.max_points} per request", 413)
+        array, name, key = None, "image", image_id.strip()
+        if image is not None:
+            data = image.file.read(limits.max_upload_bytes + 1)
+            name, key = image.filename or "upload", image_key(data)
+            array = decode_upload(data, name, limits.max_upload_bytes, limits.max_pixels)
+        elif not key:
+            raise Refused("send the image, or the image_id of an earlier answer")
+        prior = json_field("mask", mask, None, limits.max_upload_bytes) if not mask_id else None
+        tick = time.perf_counter()
+        answer, new_id, reused = engine.click(key, array, clicks_xy, click_labels, json_field("box", box, None),
+                                              mask_id.strip() or None, prior)
+        found = one_mask(answer.mask, answer.score)
+        body = detections_to_json(found, answer.mask.shape, name)
+        body.update(image_id=key, mask_id=new_id, seconds=round(time.perf_counter() - tick, 3),
+                    reused_image_encoding=reused)
         return body
 
     def _ontology(prompt: str, name: str) -> Ontology:
@@ -267,16 +322,27 @@ def _run_routes(app: FastAPI, run: RunView | None) -> None:
     def run_image(file: Annotated[str, Query(description="image path relative to the images root")]) -> FileResponse:
         return FileResponse(_run().image_path(file))
 
-    @app.put("/v1/run/review")
-    async def run_review(request: Request, file: Annotated[str, Query()]) -> dict[str, Any]:
-        """Save one image's review (JSON body; see grounded/label/reviews.py). The model's record is not touched."""
+    @app.get("/v1/run/queue")
+    def run_queue(limit: Annotated[int, Query(ge=1, le=10000)] = 50,
+                  include_reviewed: Annotated[bool, Query()] = False) -> list[dict[str, Any]]:
+        """The images most needing a person, most doubtful first (grounded/label/queue.py; as `grounded review-queue`)."""
+        return _run().queue(limit, include_reviewed)
+
+    @app.put("/v1/run/review", responses={409: {"description": "edited meanwhile: {detail, current}"}})
+    async def run_review(request: Request, file: Annotated[str, Query()]) -> Any:
+        """Save one image's review (JSON body with the ``revision`` it was made on and who made it, ``by``; see
+        grounded/label/reviews.py). The model's record is not touched. 409 with the current review when someone
+        saved another revision meanwhile."""
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise Refused("send the review as JSON (Content-Type: application/json)", 415)
         try:
             body = await request.json()
         except ValueError:
             raise Refused("the review is not valid JSON") from None
-        return _run().save_review(file, body)
+        try:
+            return _run().save_review(file, body)
+        except ReviewConflict as exc:
+            return JSONResponse({"detail": str(exc), "current": exc.current}, status_code=409)
 
 
 def _honoured(refused: dict[str, str] | None) -> list[str]:

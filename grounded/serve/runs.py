@@ -13,6 +13,7 @@ from typing import Any
 
 from grounded.io.detections_json import detections_to_json
 from grounded.label.manifest import read_manifest
+from grounded.label.queue import run_review_queue
 from grounded.label.records import image_relatives, read_record, record_path, record_to_detections
 from grounded.label.reviews import is_stale, read_review, review_path, write_review
 from grounded.serve.security import Refused, resolve_inside
@@ -90,7 +91,14 @@ class RunView:
         return body
 
     def save_review(self, relative: str, review: dict[str, Any]) -> dict[str, Any]:
+        """Write the review (ReviewConflict when it was made on an older revision than the stored one)."""
         return write_review(self.out, self._record(relative), review, self.classes)
+
+    def queue(self, limit: int | None = 50, include_reviewed: bool = False) -> list[dict[str, Any]]:
+        """The review queue (:func:`grounded.label.queue.run_review_queue`) as JSON: file, doubt, reasons and the
+        indices of the doubtful detections."""
+        return [{"file": q.file, "doubt": q.doubt, "reasons": q.reasons, "detections": [d.index for d in q.detections]}
+                for q in run_review_queue(self.out, limit, include_reviewed)]
 
     def image_path(self, relative: str) -> Path:
         return resolve_inside(self.root, self._check(relative))

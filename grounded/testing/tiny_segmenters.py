@@ -9,6 +9,7 @@ well under a second; outputs are random but deterministic for a given ``seed``.
 - SAM 2: Hiera with 4 stages of 1-2 blocks, FPN width 32, feature maps 32/16/8 px (strides 4/8/16).
 - EdgeTAM: the same decoder on timm's ``test_convnext`` (207 k parameters, built offline with
   ``pretrained=False``; needs ``timm``).
+- SAM 3's tracker (``Sam3TrackerModel``): SAM 3's tiny ViT + FPN below SAM 2's tiny prompt encoder / decoder.
 - SAM 3: ViT of 2 blocks (width 32), CLIP text encoder of 1 layer, one DETR encoder/decoder layer, 10 queries.
   Its tokenizer must be CLIP's real BPE (``CLIPTokenizer.from_pretrained(folder)`` with ``vocab.json`` and
   ``merges.txt``): pass ``clip_vocab``.
@@ -79,6 +80,30 @@ def build_tiny_edgetam(folder: str | Path, seed: int = 0) -> Path:
     return _save(folder, model, _sam2_processor())
 
 
+_SAM3_VIT = {"model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "image_size": 112, "patch_size": 14, "window_size": 4,
+             "global_attn_indexes": [1], "pretrain_image_size": 56}
+_SAM3_VISION = {"backbone_config": _SAM3_VIT, "fpn_hidden_size": 32, "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]]}
+
+
+def _sam3_image_processor():
+    from transformers import Sam3ImageProcessor
+
+    return Sam3ImageProcessor(size={"height": 112, "width": 112}, mask_size={"height": 32, "width": 32})
+
+
+def build_tiny_sam3_tracker(folder: str | Path, seed: int = 0) -> Path:
+    """Save a tiny SAM 3 tracker (112-pixel input; a ``sam3_tracker`` checkpoint) with its processor to ``folder``."""
+    from transformers import Sam3TrackerConfig, Sam3TrackerModel, Sam3TrackerProcessor
+
+    vision = {"model_type": "sam3_vision_model", **_SAM3_VISION}
+    prompt = {**_SAM2_PROMPT, "image_size": 112, "patch_size": 14}
+    torch.manual_seed(seed)
+    model = Sam3TrackerModel(Sam3TrackerConfig(vision_config=vision, prompt_encoder_config=prompt,
+                                               mask_decoder_config=_SAM2_DECODER))
+    return _save(folder, model, Sam3TrackerProcessor(image_processor=_sam3_image_processor()))
+
+
 def build_tiny_sam3(folder: str | Path, clip_vocab: str | Path, seed: int = 0) -> Path:
     """Save a tiny SAM 3 (112-pixel input, 10 queries) with its processor and CLIP tokenizer to ``folder``.
 
@@ -120,10 +145,7 @@ def _sam3_config(clip_vocab: str | Path):
     from transformers import CLIPTokenizer, Sam3Config
 
     tokenizer = CLIPTokenizer.from_pretrained(str(clip_vocab))  # not CLIPTokenizer(vocab_file=...): see NOTES
-    vit = {"model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-           "num_attention_heads": 2, "image_size": 112, "patch_size": 14, "window_size": 4,
-           "global_attn_indexes": [1], "pretrain_image_size": 56}
-    vision = {"backbone_config": vit, "fpn_hidden_size": 32, "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]]}
+    vision = _SAM3_VISION
     text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
             "num_attention_heads": 2, "max_position_embeddings": 32, "projection_dim": 32}
     small = {"hidden_size": 32, "num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
@@ -131,9 +153,3 @@ def _sam3_config(clip_vocab: str | Path):
                         detr_encoder_config=small, detr_decoder_config={**small, "num_queries": 10},
                         mask_decoder_config={"hidden_size": 32, "num_attention_heads": 2})
     return config, tokenizer
-
-
-def _sam3_image_processor():
-    from transformers import Sam3ImageProcessor
-
-    return Sam3ImageProcessor(size={"height": 112, "width": 112}, mask_size={"height": 32, "width": 32})

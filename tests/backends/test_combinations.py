@@ -60,6 +60,7 @@ def model_dirs(tmp_path_factory, tiny_model_dirs, bert_vocab, clip_vocab) -> dic
         "sam_hq": str(tiny_segmenters.build_tiny_sam_hq(root / "sam_hq")),
         "sam2": str(tiny_segmenters.build_tiny_sam2(root / "sam2")),
         "edgetam": str(tiny_segmenters.build_tiny_edgetam(root / "edgetam")),
+        "sam3_tracker": str(tiny_segmenters.build_tiny_sam3_tracker(root / "sam3_tracker")),
         "sam3": str(tiny_segmenters.build_tiny_sam3(root / "sam3", vocab)),
     }
     assert set(dirs) == {*DETECTORS, *SEGMENTERS, *MODELS}  # every image backend of the registry, and no other

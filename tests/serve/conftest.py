@@ -86,3 +86,39 @@ def review_target(run: Path, least: int = 2) -> tuple[str, dict]:
         if record and "error" not in record and len(record["detections"]) >= least:
             return rel, record
     raise AssertionError("the fake run has no image with enough detections")
+
+
+@pytest.fixture(scope="session")
+def car_parts() -> Path:
+    """The Car Parts COCO annotations (../shared/data/car_parts/train); skips when ../shared is absent."""
+    path = REPO.parent / "shared" / "data" / "car_parts" / "train" / "annotations.json"
+    if not path.is_file():
+        pytest.skip(f"shared data {path} not present")
+    return path
+
+
+def import_coco_run(annotations: Path, folder: Path, indices: list[int], edit=None) -> Path:
+    """A `grounded label` run at ``folder/run`` whose records are the COCO labels of images ``indices`` (copied
+    to ``folder/images``), each passed through ``edit(relative, detections) -> detections`` first when given
+    (a teacher's mistakes)."""
+    import shutil
+
+    from grounded.formats.coco import CocoDataset
+    from grounded.io.detections_json import detections_to_json
+    from grounded.label.manifest import build_manifest, start_run
+    from grounded.label.records import write_record
+    from grounded.ontology import Ontology
+
+    dataset = CocoDataset(str(annotations))
+    root, run = folder / "images", folder / "run"
+    root.mkdir(parents=True)
+    start_run(run, build_manifest(root, Ontology.from_classes(dataset.classes), {"source": "COCO labels"},
+                                  {"train": 1.0}, 0))
+    for index in indices:
+        path, detections = dataset[index]
+        rel = Path(path).name
+        shutil.copyfile(path, root / rel)
+        if edit is not None:
+            detections = edit(rel, detections)
+        write_record(run, detections_to_json(detections, detections.mask.shape[1:], rel))
+    return run

@@ -34,8 +34,11 @@ def test_segment_returns_the_json_of_grounded_segment(make_client, tiny_predicto
     from grounded.ontology import Ontology
 
     client = make_client()
-    assert client.get("/v1/health").json() == {"status": "ok", "models_loaded": False, "busy": False, "run": False,
-                                               "in_flight": 0, "queued": 0, "capacity": 4, "turned_away": 0}
+    health = client.get("/v1/health").json()
+    assert health.pop("encoding_cache") == {"images": 0, "bytes": 0, "max_bytes": 2**30, "hits": 0, "misses": 0,
+                                            "evicted": 0}
+    assert health == {"status": "ok", "models_loaded": False, "busy": False, "run": False,
+                      "in_flight": 0, "queued": 0, "capacity": 4, "turned_away": 0}
     response = _post(client, image_bytes, prompt="car . wheel", box_threshold="0.2", text_threshold="0")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -176,14 +179,14 @@ class _Recorder:
         time.sleep(0.05)
         self.active -= 1
 
-    def set_image(self, image) -> None:
+    def encode(self, images):
         self._enter()
         self.encoded += 1
-        self.fake.set_image(image)
+        return self.fake.encode(images)
 
-    def segment(self, prompt, **options):
+    def segment_encoded(self, encoding, prompt, **options):
         self._enter()
-        return self.fake.segment(prompt)
+        return self.fake.segment_encoded(encoding, prompt)
 
 
 def test_requests_that_use_the_models_run_one_at_a_time(make_client, image_bytes):

@@ -176,6 +176,12 @@ def _review_file(run: Path, rel: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _decision(run: Path, rel: str, index: int) -> dict:
+    """A saved decision without its who / when stamps."""
+    found = _review_file(run, rel).get("detections", {}).get(str(index), {})
+    return {k: v for k, v in found.items() if k not in ("by", "at")}
+
+
 def test_review_tab_rejects_and_relabels_and_export_applies_it(server, browser, tmp_path):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
@@ -190,10 +196,10 @@ def test_review_tab_rejects_and_relabels_and_export_applies_it(server, browser, 
           and len(d.find_elements("css selector", "#rv-list li")) == len(record["detections"]), 30, "detections listed")
 
     browser.find_element("css selector", "#rv-list li[data-index='0'] button.reject").click()
-    _wait(browser, lambda d: _review_file(run, rel).get("detections", {}).get("0") == {"status": "rejected"}, 30, "reject saved")
+    _wait(browser, lambda d: _decision(run, rel, 0) == {"status": "rejected"}, 30, "reject saved")
     new_class = (record["detections"][1]["class_id"] + 1) % len(CLASSES)
     Select(browser.find_element("css selector", "#rv-list li[data-index='1'] select.relabel")).select_by_value(str(new_class))
-    _wait(browser, lambda d: _review_file(run, rel).get("detections", {}).get("1", {}).get("class_id") == new_class,
+    _wait(browser, lambda d: _decision(run, rel, 1).get("class_id") == new_class,
           30, "relabel saved")
     browser.find_element("tag name", "body").send_keys(Keys.ENTER)  # keyboard: mark reviewed, go to the next image
     _wait(browser, lambda d: _review_file(run, rel).get("reviewed") is True, 30, "marked reviewed")
@@ -230,3 +236,137 @@ def test_page_decodes_coco_rle_as_pycocotools_does(server, browser):
     for mask in [*masks, big]:
         decoded = browser.execute_script("return Array.from(decodeMask(arguments[0]));", mask_to_rle(mask))
         assert np.array_equal(np.asarray(decoded, dtype=bool).reshape(mask.shape), mask)
+
+
+def _draft_pixels(driver) -> int:
+    return driver.execute_script("return rv.draft ? rv.draft.mask.reduce((a, b) => a + b, 0) : -1;")
+
+
+def _open_image(driver, rel: str, count: int) -> None:
+    driver.find_element("xpath", f"//ul[@id='rv-images']/li[span[@class='file' and text()='{rel}']]").click()
+    _wait(driver, lambda d: d.find_element("id", "rv-name").text == rel
+          and len(d.find_elements("css selector", "#rv-list li")) == count, 30, f"{rel} open")
+
+
+def test_review_tab_adds_an_object_by_clicks_with_eraser_undo_and_a_409(server, browser, tmp_path):
+    """Click on the canvas -> a mask is drawn -> eraser, undo -> choose a class -> saved -> reload -> still there ->
+    `grounded export` contains it; then another client saves first and the page's next save gets a 409."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import Select
+
+    from grounded.testing.browser import click_image
+
+    url, run = server
+    skip, _ = review_target(run)
+    rel, record = next((r, rec) for r, rec in _labelled(run) if r != skip)
+    count = len(record["detections"])
+    _open(browser, url + "/")
+    _open_image(browser, rel, count)
+    body = browser.find_element("tag name", "body")
+    body.send_keys("c")  # the clicks tool
+    Select(browser.find_element("id", "rv-new-class")).select_by_value("2")
+    click_image(browser, 20, 20)
+    _wait(browser, lambda d: int(d.find_element("id", "rv-canvas").get_attribute("data-answers") or 0) >= 1, 60,
+          "a mask for the click")
+    assert browser.find_element("id", "rv-draft").is_displayed() and _draft_pixels(browser) > 0
+    drawn = _draft_pixels(browser)
+
+    body.send_keys("e")  # the eraser, dragged across the middle of the image
+    canvas = browser.find_element("id", "rv-canvas")
+    ActionChains(browser).move_to_element(canvas).click_and_hold().move_by_offset(120, 0).release().perform()
+    _wait(browser, lambda d: int(d.find_element("id", "rv-canvas").get_attribute("data-strokes") or 0) >= 1, 30, "stroke")
+    erased = _draft_pixels(browser)
+    assert 0 <= erased < drawn
+    body.send_keys("z")  # undo the stroke
+    assert _draft_pixels(browser) == drawn
+    body.send_keys("y")  # redo it
+    assert _draft_pixels(browser) == erased
+    browser.save_screenshot(str(tmp_path / "review_edit.png"))
+    body.send_keys("s")
+    _wait(browser, lambda d: len(_review_file(run, rel).get("added", [])) == 1, 30, "object saved")
+    added = _review_file(run, rel)["added"][0]
+    assert (added["class_id"], added["source"], added["status"]) == (2, "clicks", "accepted")
+
+    browser.refresh()
+    _wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "1", 30, "reload")
+    _open_image(browser, rel, count + 1)  # still there after a reload
+    assert browser.find_elements("css selector", "#rv-list li[data-key^='a:']")
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "grounded.cli", "export", str(run), "--format", "coco"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "1 added" in done.stdout, done.stderr
+    annotations = []
+    for split in ("train", "val"):
+        coco = json.loads((run / "coco" / f"{split}.json").read_text())
+        ids = [im["id"] for im in coco["images"] if im["file_name"] == rel]
+        annotations += [a for a in coco["annotations"] if ids and a["image_id"] == ids[0]]
+    assert len(annotations) == count + 1 and [a["area"] for a in annotations].count(erased) >= 1
+    assert any(a["category_id"] == 3 and a["area"] == erased for a in annotations)
+
+    # another reviewer saves this image first: the page's next save is refused (409) and shows their version
+    current = _review_file(run, rel)
+    other = {**current, "by": "someone else", "reviewed": True}
+    request = urllib.request.Request(f"{url}/v1/run/review?file={rel}", data=json.dumps(other).encode(), method="PUT",
+                                     headers={"Content-Type": "application/json"})
+    assert json.loads(urllib.request.urlopen(request, timeout=30).read())["revision"] == current["revision"] + 1
+    browser.find_element("css selector", "#rv-list li[data-index='0'] button.reject").click()
+    _wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-conflicts") == "1", 30, "409")
+    assert "changed by someone else" in browser.find_element("id", "rv-message").text
+    assert browser.find_element("id", "rv-reviewed").is_selected()  # their version, shown
+    assert _review_file(run, rel)["by"] == "someone else" and "0" not in _review_file(run, rel)["detections"]
+
+
+def _labelled(run: Path):
+    from grounded.label.manifest import read_manifest
+    from grounded.label.records import image_relatives, read_record
+
+    for rel in image_relatives(Path(read_manifest(run)["images_root"]), run):
+        record = read_record(run, rel)
+        if record and "error" not in record and record["detections"]:
+            yield rel, record
+
+
+def test_find_more_adds_candidates_and_the_queue_orders_the_images(server, browser):
+    """Find more: the teacher with another phrase -> candidates -> accept one; the review queue as a filter."""
+    from selenium.webdriver.support.ui import Select
+
+    from grounded.label.queue import run_review_queue
+
+    url, run = server
+    rel, record = list(_labelled(run))[-1]
+    _open(browser, url + "/")
+    _open_image(browser, rel, len(record["detections"]) + len(_review_file(run, rel).get("added", [])))
+    before = len(_review_file(run, rel).get("added", []))
+    browser.find_element("id", "rv-find-phrase").send_keys("a side mirror")
+    browser.find_element("id", "rv-find").click()
+    _wait(browser, lambda d: len(_review_file(run, rel).get("added", [])) > before, 90, "candidates saved")
+    candidates = [a for a in _review_file(run, rel)["added"] if a["source"] == "find_more"]
+    assert candidates and all(a["status"] == "candidate" and a["phrase"] for a in candidates)
+    first = candidates[0]["id"]
+    _wait(browser, lambda d: d.find_elements("css selector", f"#rv-list li[data-key='a:{first}'].candidate"), 30, "listed")
+    browser.find_element("css selector", f"#rv-list li[data-key='a:{first}'] button.accept").click()
+    _wait(browser, lambda d: next(a for a in _review_file(run, rel)["added"] if a["id"] == first)["status"] == "accepted",
+          30, "candidate accepted")
+
+    Select(browser.find_element("id", "rv-filter")).select_by_value("queue")
+    expected = [q.file for q in run_review_queue(run, None)]
+    _wait(browser, lambda d: [li.text.split("\n")[0] for li in d.find_elements("css selector", "#rv-images .file")]
+          == expected, 30, "the queue's order")
+
+
+def test_a_server_without_a_segmenter_turns_the_click_tools_off(browser, tmp_path):
+    from grounded.serve.app import create_app
+    from grounded.serve.runs import RunView
+    from grounded.testing.browser import serve_in_thread
+
+    url, server = serve_in_thread(create_app(None, RunView(make_run(tmp_path))))  # review only: no models
+    try:
+        _open(browser, url)
+        note = browser.find_element("id", "rv-clicks-note")
+        _wait(browser, lambda d: note.is_displayed(), 30, "the note")
+        assert "clicks need a segmenter" in note.text
+        assert not browser.find_element("css selector", "#rv-tools button[data-tool=click]").is_enabled()
+        assert browser.find_element("css selector", "#rv-tools button[data-tool=brush]").is_enabled()
+    finally:
+        server.should_exit = True

@@ -21,7 +21,7 @@ from .conftest import make_run
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-# flag, value, where it lands: ("uvicorn" | "app" | "limits" | "defaults" | "teacher", key, expected)
+# flag, value, where it lands: ("uvicorn" | "app" | "limits" | "engine" | "defaults" | "teacher", key, expected)
 TABLE = [
     ("--host", "0.0.0.0", "uvicorn", "host", "0.0.0.0"),  # with a token: see the row's extra below
     ("--port", "8123", "uvicorn", "port", 8123),
@@ -30,6 +30,8 @@ TABLE = [
     ("--max-upload-mb", "2", "limits", "max_upload_bytes", 2 * 2**20),
     ("--max-megapixels", "3", "limits", "max_pixels", 3_000_000),
     ("--max-queue", "5", "limits", "max_queue", 5),
+    ("--max-points", "9", "limits", "max_points", 9),
+    ("--encoding-cache-mb", "2", "engine", "cache_bytes", 2 * 2**20),
     ("--box-threshold", "0.5", "defaults", "box_threshold", 0.5),
     ("--text-threshold", "0.1", "defaults", "text_threshold", 0.1),
     ("--nms", "agnostic", "defaults", "nms", "agnostic"),
@@ -66,7 +68,7 @@ def served(monkeypatch):
 
     class Engine(engine_module.Engine):
         def __init__(self, factory, models, **kwargs):
-            seen["engine"] = {"factory": factory, "models": models}
+            seen["engine"] = {"factory": factory, "models": models, **kwargs}
             super().__init__(factory, models, **kwargs)
 
     monkeypatch.setattr(app_module, "create_app", create_app)
@@ -102,6 +104,8 @@ def test_each_serve_flag_reaches_what_it_configures(served, monkeypatch, tmp_pat
         got = seen["app"][key]
     elif where == "limits":
         got = getattr(seen["app"]["limits"], key)
+    elif where == "engine":
+        got = seen["engine"][key]
     elif where == "defaults":
         got = getattr(seen["app"]["defaults"], key)
     else:

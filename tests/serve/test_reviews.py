@@ -12,6 +12,15 @@ from grounded.label.reviews import apply_review, read_review, review_counts, rev
 
 from .conftest import CLASSES, make_run, review_target
 
+COUNTS = {"reviewed_images": 0, "review_files": 0, "accepted": 0, "rejected": 0, "relabelled": 0, "fixed": 0,
+          "added": 0, "candidates": 0}
+
+
+def _decisions(review: dict) -> dict:
+    """A review's decisions without their who / when stamps."""
+    return {k: {f: v for f, v in d.items() if f not in ("by", "at")} for k, d in review["detections"].items()}
+
+
 
 def _coco(run: Path) -> dict:
     return json.loads((run / "coco" / "train.json").read_text())
@@ -52,7 +61,8 @@ def test_review_endpoints_and_export_applies_them(make_client, run_dir):
     review = {"reviewed": True, "detections": {"0": {"status": "rejected"}, "1": {"status": "accepted", "class_id": new_class}}}
     saved = client.put("/v1/run/review", params={"file": rel}, json=review)
     assert saved.status_code == 200, saved.text
-    assert read_review(run_dir, rel)["detections"] == review["detections"]
+    assert _decisions(read_review(run_dir, rel)) == review["detections"]
+    assert saved.json()["revision"] == 1 and saved.json()["by"] == "anonymous"
     assert _records_bytes(run_dir) == records  # the model's records are never edited
     listing = {e["file"]: e for e in client.get("/v1/run/images").json()}
     assert listing[rel]["reviewed"] is True and listing[rel]["decisions"] == 2
@@ -63,7 +73,8 @@ def test_review_endpoints_and_export_applies_them(make_client, run_dir):
     moved = [a for a in after if a["bbox"] == before[1]["bbox"]]
     assert len(moved) == 1 and moved[0]["category_id"] == new_class + 1  # relabelled: moved (COCO ids = class + 1)
     assert before[0]["bbox"] not in [a["bbox"] for a in after]
-    assert review_counts(run_dir) == {"reviewed_images": 1, "review_files": 1, "accepted": 1, "rejected": 1, "relabelled": 1}
+    assert review_counts(run_dir) == {**COUNTS, "reviewed_images": 1, "review_files": 1, "accepted": 1, "rejected": 1,
+                                      "relabelled": 1}
 
 
 def test_a_resumed_run_keeps_the_reviews(run_dir):
@@ -75,11 +86,10 @@ def test_a_resumed_run_keeps_the_reviews(run_dir):
     rel, record = review_target(run_dir)
     write_review(run_dir, record, {"detections": {"0": {"status": "rejected"}}}, CLASSES)
     label(run_dir.parent / "images", CLASSES, run_dir, predictor=FakePredictor(), formats=["coco"], preview=0, progress=False)
-    assert read_review(run_dir, rel)["detections"] == {"0": {"status": "rejected"}}
+    assert _decisions(read_review(run_dir, rel)) == {"0": {"status": "rejected"}}
     assert len(_annotations_of(run_dir, rel)) == len(read_record(run_dir, rel)["detections"]) - 1
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["extra"]["reviews"] == {"reviewed_images": 0, "review_files": 1, "accepted": 0, "rejected": 1,
-                                           "relabelled": 0}
+    assert summary["extra"]["reviews"] == {**COUNTS, "review_files": 1, "rejected": 1}
 
 
 def test_a_review_of_another_record_is_stale_and_ignored(run_dir, caplog):
@@ -140,3 +150,24 @@ def test_apply_review_and_review_path_rules():
 def test_fixture_run_is_reusable(tmp_path):
     run = make_run(tmp_path)
     assert (run / "run.json").is_file() and review_counts(run)["review_files"] == 0
+
+
+def test_a_concurrent_edit_gets_409_with_the_current_review_and_the_queue_is_served(make_client, run_dir):
+    from grounded.label.queue import run_review_queue
+
+    client = make_client(run=run_dir)
+    rel, _ = review_target(run_dir)
+    first = client.put("/v1/run/review", params={"file": rel},
+                       json={"revision": 0, "by": "ana", "detections": {"0": {"status": "rejected"}}})
+    assert first.status_code == 200 and first.json()["revision"] == 1
+    late = client.put("/v1/run/review", params={"file": rel}, json={"revision": 0, "by": "ben", "reviewed": True})
+    assert late.status_code == 409 and "reload it" in late.json()["detail"]
+    assert late.json()["current"]["by"] == "ana" and late.json()["current"]["detections"]["0"]["status"] == "rejected"
+    assert client.get("/v1/run/record", params={"file": rel}).json()["review"]["revision"] == 1
+    retry = client.put("/v1/run/review", params={"file": rel}, json={**late.json()["current"], "by": "ben",
+                                                                     "reviewed": True})
+    assert retry.status_code == 200 and retry.json()["revision"] == 2
+
+    queue = client.get("/v1/run/queue", params={"limit": 100}).json()
+    assert [q["file"] for q in queue] == [q.file for q in run_review_queue(run_dir, 100)]
+    assert all(q["reasons"] and q["doubt"] > 0 for q in queue)

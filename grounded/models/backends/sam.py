@@ -9,6 +9,8 @@ Shapes and formats:
   -> low-resolution mask logits (N, K, 256, 256) and predicted IoU (N, K), with K = 3 when ``multimask`` else 1.
 - ``upscale``: low-resolution logits (N, 256, 256) -> boolean masks (N, H, W) at the original resolution,
   through the processor's ``post_process_masks`` (remove padding, bilinear resize, threshold).
+- ``decode_points``: one object's clicks (XY pixels, labels 1 / 0), optional box and previous low-res logits
+  (:class:`~grounded.models.interfaces.PointPrompt`) -> logits (1, K, 256, 256) and predicted IoU (1, K).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from grounded.models.acceleration import autocast_context
-from grounded.models.interfaces import Features, InputSize, Segmenter
+from grounded.models.interfaces import Features, InputSize, PointPrompt, Segmenter
 
 
 @dataclass
@@ -46,6 +48,27 @@ def boxes_to_sam_frame(boxes_xyxy: np.ndarray, original_hw: tuple[int, int], lon
     new_h, new_w = sam_resized(original_hw, longest_edge)
     factors = np.array([new_w / w, new_h / h, new_w / w, new_h / h], dtype=np.float64)
     return np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4) * factors
+
+
+def points_to_sam_frame(points_xy: np.ndarray, original_hw: tuple[int, int], longest_edge: int) -> np.ndarray:
+    """Scale XY pixel points (N, 2) of an (H, W) image into SAM's resized frame (long side = longest_edge),
+    as SAM's processor does (``_normalize_coordinates``)."""
+    h, w = original_hw
+    new_h, new_w = sam_resized(original_hw, longest_edge)
+    return np.asarray(points_xy, dtype=np.float64).reshape(-1, 2) * np.array([new_w / w, new_h / h])
+
+
+PRIOR_LOGIT = 10.0  # an existing mask as a prior: this logit inside, its negative outside
+
+
+def mask_to_prior(mask: np.ndarray, inner_hw: tuple[int, int], frame_hw: tuple[int, int]) -> torch.Tensor:
+    """A (H, W) bool mask -> (h, w) float32 logits: resized (bilinear) to ``inner_hw`` at the top left of a
+    ``frame_hw`` frame (the rest is outside), +PRIOR_LOGIT inside, -PRIOR_LOGIT outside."""
+    inner = torch.nn.functional.interpolate(torch.as_tensor(mask, dtype=torch.float32)[None, None], size=inner_hw,
+                                            mode="bilinear", align_corners=False)[0, 0]
+    prior = torch.full(frame_hw, -PRIOR_LOGIT)
+    prior[: inner_hw[0], : inner_hw[1]] = (inner * 2 - 1) * PRIOR_LOGIT
+    return prior
 
 
 class SamSegmenter(Segmenter):
@@ -106,6 +129,34 @@ class SamSegmenter(Segmenter):
         with self.timer("sam.prompt_mask_decoder"), autocast_context(self.device, self.autocast):
             out = self.model(**self.image_inputs(features, index), input_boxes=input_boxes, multimask_output=multimask)
         return out.pred_masks[0].float(), out.iou_scores[0].float()
+
+    takes_points = True
+
+    @torch.inference_mode()
+    def decode_points(self, features: SamFeatures, index: int, prompt: PointPrompt, multimask: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One object's clicks (+ box, + previous low-res logits) on image ``index`` -> logits (1, K, 256, 256),
+        predicted IoU (1, K); as ``model(input_points=, input_labels=, input_boxes=, input_masks=)``."""
+        hw, kwargs = features.image_sizes[index], self.image_inputs(features, index)
+        if len(prompt.points):
+            points = points_to_sam_frame(prompt.points, hw, self.longest_edge)
+            kwargs["input_points"] = torch.as_tensor(points, dtype=self.dtype, device=self.device)[None, None]
+            kwargs["input_labels"] = torch.as_tensor(prompt.labels, device=self.device)[None, None]  # (1, 1, P)
+        if prompt.box is not None:
+            box = boxes_to_sam_frame(prompt.box, hw, self.longest_edge)
+            kwargs["input_boxes"] = torch.as_tensor(box, dtype=self.dtype, device=self.device)[None]  # (1, 1, 4)
+        if prompt.mask_logits is not None:
+            kwargs["input_masks"] = prompt.mask_logits.to(self.device, self.dtype)[None, None]  # (1, 1, h, w)
+        with self.timer("sam.prompt_mask_decoder"), autocast_context(self.device, self.autocast):
+            out = self.model(**kwargs, multimask_output=multimask)
+        return out.pred_masks[0].float(), out.iou_scores[0].float()
+
+    def mask_prior(self, features: SamFeatures, index: int, mask: np.ndarray) -> torch.Tensor:
+        """(H, W) bool -> (256, 256) logits: the image fills the top-left (h, w) * 256 / 1024 of SAM's frame."""
+        side = 4 * features.embeddings.shape[-1]  # the low-res masks are 4x the embedding
+        rh, rw = features.reshaped_sizes[index]
+        inner = (max(1, round(rh * side / self.longest_edge)), max(1, round(rw * side / self.longest_edge)))
+        return mask_to_prior(mask, inner, (side, side))
 
     def image_inputs(self, features: SamFeatures, index: int) -> dict[str, Any]:
         """What the model's forward reads of image ``index`` besides the prompts (SAM-HQ adds its own)."""

@@ -24,6 +24,8 @@ Shapes and formats (one model family, one code path):
   1 (SAM 2 then picks among its masks by stability, as transformers does).
 - ``upscale``: (N, 256, 256) logits -> (N, H, W) bool masks through the processor's ``post_process_masks``
   (bilinear resize to the original size, ``logit > threshold``).
+- ``decode_points``: one object's clicks (XY pixels, labels 1 / 0), optional box and previous low-res logits
+  (:class:`~grounded.models.interfaces.PointPrompt`), mapped by the processor -> logits (1, K, 256, 256), IoU (1, K).
 
 Options: every box-prompted option is honoured (``multimask``, ``mask_threshold``, ``sam_box_batch``);
 ``text_tokens`` is refused (the CLIP text-prompt adapters are trained for SAM's prompt encoder). Stages are
@@ -41,7 +43,8 @@ import numpy as np
 import torch
 
 from grounded.models.acceleration import autocast_context
-from grounded.models.interfaces import Features, InputSize, Segmenter
+from grounded.models.backends.sam import mask_to_prior
+from grounded.models.interfaces import Features, InputSize, PointPrompt, Segmenter
 
 
 def writable(images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -109,6 +112,33 @@ class Sam2Segmenter(Segmenter):
             out = self.model(image_embeddings=levels, input_boxes=input_boxes, multimask_output=multimask)
         return out.pred_masks[0].float(), out.iou_scores[0].float()
 
+    takes_points: ClassVar[bool] = True
+
+    @torch.inference_mode()
+    def decode_points(self, features: Sam2Features, index: int, prompt: PointPrompt, multimask: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One object's clicks (+ box, + previous low-res logits) -> logits (1, K, 4h, 4w), IoU (1, K); points and
+        box mapped into the model's frame by the processor itself."""
+        hw = features.image_sizes[index]
+        given: dict[str, Any] = {}
+        if len(prompt.points):
+            given.update(input_points=[[prompt.points.tolist()]], input_labels=[[prompt.labels.tolist()]])
+        if prompt.box is not None:
+            given["input_boxes"] = [[prompt.box.tolist()]]
+        prompts = self.processor(original_sizes=[list(hw)], return_tensors="pt", **given)
+        kwargs = {k: prompts[k].to(self.device, self.dtype if k != "input_labels" else prompts[k].dtype)
+                  for k in ("input_points", "input_labels", "input_boxes") if k in prompts}
+        if prompt.mask_logits is not None:
+            kwargs["input_masks"] = prompt.mask_logits.to(self.device, self.dtype)[None, None]  # (1, 1, h, w)
+        with self.timer("sam.prompt_mask_decoder"), autocast_context(self.device, self.autocast):
+            out = self.model(image_embeddings=features.image(index), multimask_output=multimask, **kwargs)
+        return out.pred_masks[0].float(), out.iou_scores[0].float()
+
+    def mask_prior(self, features: Sam2Features, index: int, mask: np.ndarray) -> torch.Tensor:
+        """(H, W) bool -> (4h, 4w) logits: SAM 2 resizes the whole image to its square frame (no padding)."""
+        h, w = features.embeddings[-1].shape[-2:]
+        return mask_to_prior(mask, (4 * h, 4 * w), (4 * h, 4 * w))
+
     def upscale(self, features: Sam2Features, index: int, logits: torch.Tensor, threshold: float) -> np.ndarray:
         """(N, h, w) logits of image ``index`` -> (N, H, W) bool masks at its original size."""
         hw = features.image_sizes[index]
@@ -130,3 +160,22 @@ class EdgeTamSegmenter(Sam2Segmenter):
         from transformers import EdgeTamModel
 
         return EdgeTamModel
+
+
+class Sam3TrackerSegmenter(Sam2Segmenter):
+    """SAM 3's tracker part (``Sam3TrackerModel``, SAM 2's prompt encoder and mask decoder on SAM 3's vision
+    encoder): boxes and clicks -> masks, with SAM 2's API; checkpoints of ``model_type`` ``sam3_tracker``."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("sam3_tracker",)
+
+    @classmethod
+    def model_class(cls) -> Any:
+        from transformers import Sam3TrackerModel
+
+        return Sam3TrackerModel
+
+    @classmethod
+    def classes(cls) -> tuple[Any, Any]:
+        from transformers import Sam3TrackerProcessor
+
+        return Sam3TrackerProcessor, cls.model_class()

@@ -90,6 +90,7 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
     def __init__(self, model: torch.nn.Module, processor: Any, name: str = "") -> None:
         super().__init__(model, processor, name)
         self._text_cache: tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None = None
+        self._tracker: tuple[Any, str] | None = None
 
     @classmethod
     def classes(cls) -> tuple[Any, Any]:
@@ -110,6 +111,31 @@ class Sam3ConceptSegmenter(ConceptSegmenter):
             vision = self.model.get_vision_features(pixel_values=out["pixel_values"].to(self.device, self.dtype))
         sizes = [(int(h), int(w)) for h, w in out["original_sizes"].tolist()]
         return Sam3Features(sizes, list(vision.fpn_hidden_states), list(vision.fpn_position_encoding))
+
+    def tracker(self) -> tuple[Any, str]:
+        """(SAM 3's tracker part as a segmenter that takes clicks and boxes, "") from this very checkpoint, loaded
+        once, as ``Sam3TrackerModel.from_pretrained`` reads it (the ``tracker_model.*`` weights of facebook/sam3);
+        (None, why) when the checkpoint holds no tracker weights (one saved from ``Sam3Model`` alone)."""
+        if self._tracker is None:
+            from transformers import Sam3TrackerModel, Sam3TrackerProcessor
+
+            from grounded.models.backends.sam2 import Sam3TrackerSegmenter
+
+            try:
+                model, info = Sam3TrackerModel.from_pretrained(self.name, output_loading_info=True,
+                                                               local_files_only=True)  # files already here
+            except Exception as exc:  # noqa: BLE001  (any config or weights mismatch: no tracker to offer)
+                self._tracker = (None, f"SAM 3's tracker cannot be read from {self.name!r} ({type(exc).__name__})")
+                return self._tracker
+            if info["missing_keys"]:
+                self._tracker = (None, f"the SAM 3 checkpoint {self.name!r} holds no tracker weights "
+                                       f"({len(info['missing_keys'])} missing)")
+                return self._tracker
+            processor = Sam3TrackerProcessor(image_processor=self.processor.image_processor)
+            segmenter = Sam3TrackerSegmenter(model.to(self.device, self.dtype), processor, self.name)
+            segmenter.timer, segmenter.autocast = self.timer, self.autocast
+            self._tracker = (segmenter, "")
+        return self._tracker
 
     @torch.inference_mode()
     def text_features(self, phrases: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

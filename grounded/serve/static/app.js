@@ -27,6 +27,7 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("seg-json").addEventListener("click", downloadJson);
   $("seg-png").addEventListener("click", downloadPng);
   for (const id of ["rv-filter", "rv-class"]) $(id).addEventListener("change", applyFilters);
+  initEditing();
   $("rv-score").addEventListener("input", applyFilters);
   $("rv-prev").addEventListener("click", () => step(-1));
   $("rv-next").addEventListener("click", () => step(1));

@@ -22,7 +22,11 @@ async function api(path, options = {}) {
     const response = await fetch(path, options);
     const type = response.headers.get("content-type") || "";
     const body = type.includes("json") ? await response.json() : await response.blob();
-    if (!response.ok) throw new Error(body && body.detail ? body.detail : `${response.status} ${response.statusText}`);
+    if (!response.ok) {
+      const err = new Error(body && body.detail ? body.detail : `${response.status} ${response.statusText}`);
+      err.status = response.status; err.body = body;  // e.g. 409: body.current, the state someone else saved
+      throw err;
+    }
     return body;
   } finally {
     setBusy(-1);
@@ -69,6 +73,33 @@ function decodeMask(rle) {
     pos += n;
   }
   return out;
+}
+
+// Uint8Array(h * w) row-major -> COCO RLE with uncompressed counts (column-major runs, starting with 0s).
+function encodeMask(mask, h, w) {
+  const counts = [];
+  let value = 0, run = 0;
+  for (let x = 0; x < w; x++) {
+    for (let y = 0; y < h; y++) {
+      const v = mask[y * w + x] ? 1 : 0;
+      if (v !== value) { counts.push(run); run = 0; value = v; }
+      run++;
+    }
+  }
+  counts.push(run);
+  return { size: [h, w], counts };
+}
+
+// [x0, y0, x1, y1] around the mask's pixels (null when empty).
+function maskBox(mask, h, w) {
+  let x0 = w, y0 = h, x1 = -1, y1 = -1;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      if (!mask[y * w + x]) continue;
+      if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+    }
+  }
+  return x1 < 0 ? null : [x0, y0, x1 + 1, y1 + 1];
 }
 
 function hexRgb(hex) {
