@@ -25,6 +25,7 @@ from grounded.config import (
     QUANTIZE_CHOICES,
     ModelConfig,
     SegmentOptions,
+    TileOptions,
 )
 
 MODELS = {  # field -> argparse keywords (+ "flag" when it is not --field-name)
@@ -71,6 +72,15 @@ CLIP = {
     "text_tokens": {"flag": "--text-tokens", "const": True,
                     "help": "the segmenter gets each box + the adapter's tokens for its phrase"},
     "verify": {"choices": ["clip"], "help": "clip: CLIP checks each label on its masked crop; keeps, corrects or drops it"},
+}
+TILING = {  # the fields of TileOptions (grounded/pipeline/tiled.py); segment and label take them
+    "tile": {"metavar": "auto|SIZE", "help": "run the detector over overlapping slices of large images: auto (as "
+                                             "large as the detector sees, only for larger images) or SIZE pixels; "
+                                             "masks at full resolution (default: off)"},
+    "tile_overlap": {"help": "fraction of a slice shared with its neighbours (default %(default)s)"},
+    "tile_whole": {"flag": "--no-tile-whole", "help": "slices only: leave out the whole-image pass (SAHI's "
+                                                      "standard prediction) that finds objects larger than a slice"},
+    "tile_batch": {"help": "slices per detector call: bounds memory, not results (default %(default)s)"},
 }
 NOT_ON_THE_COMMAND_LINE = {  # field -> why
     "class_box_thresholds": "per class: set box_threshold on the class in the ontology YAML",
@@ -119,6 +129,19 @@ def add_model_arguments(parser: argparse.ArgumentParser, clip_options: bool = Tr
                 _add_field(group, name, defaults[name], spec)
             added.append(name)
     parser.set_defaults(teacher_fields=tuple(added))
+
+
+def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tile auto|SIZE`` and the other :class:`grounded.config.TileOptions` fields (not the teacher's)."""
+    group = parser.add_argument_group("large images (tiled inference; off by default)")
+    defaults = _defaults(TileOptions)
+    for name, spec in TILING.items():
+        _add_field(group, name, defaults[name], spec)
+
+
+def tile_options(args: argparse.Namespace) -> TileOptions:
+    """The TileOptions the ``--tile*`` flags describe (checked: a bad value is an InputError)."""
+    return TileOptions(**{name: getattr(args, name) for name in TILING})
 
 
 def teacher_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import argparse
 import os
 from pathlib import Path
 
-from grounded.cli.common import add_model_arguments, teacher_kwargs
+from grounded.cli.common import add_model_arguments, add_tile_arguments, teacher_kwargs, tile_options
 from grounded.errors import InputError
 
 EXAMPLES = """examples:
@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   grounded label photos/ --ontology prompts/coco.yaml --out ds/ --split 0.7,0.2,0.1 --seed 1
   grounded label photos/ --classes "car" --out ds/ --detector ./gdino --segmenter ./sam --offline
   grounded label photos/ --classes "car, wheel" --out ds/ --batch-size 4
+  grounded label drone/ --classes "car, person" --out ds/ --tile auto     # large photos, small objects
   grounded label /shared/photos --classes "car, wheel" --out /shared/ds --engine ray --ray-address auto \
       --workers 8 --gpus-per-worker 1 --batch-size 4
 
@@ -80,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     scale.add_argument("--cpus-per-worker", type=float, default=0.5,
                        help="CPUs reserved per actor (default %(default)s; whole CPUs can starve Ray Data's reads)")
     add_model_arguments(p)
+    add_tile_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.images.is_dir():
         raise InputError(f"IMAGES_DIR {str(args.images)!r} is not a folder; give the folder of images to label")
     ontology = as_ontology(args.ontology if args.ontology is not None else args.classes)
+    tiling = tile_options(args)
     summary = label(
         args.images, ontology, args.out,
         formats=parse_formats(args.formats, ["coco", "yolo"]),
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         copy_images=args.copy_images, progress=not args.no_progress, batch_size=args.batch_size,
         engine=args.engine, ray_address=args.ray_address, workers=args.workers,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-        **_predictor(args),
+        tiling=tiling if tiling.enabled else None, **_predictor(args),
     )
     print(summary.table())
     print(f"dataset: {', '.join(summary.exports.values())}; preview: {summary.preview}; summary: {args.out / 'summary.json'}")

@@ -34,6 +34,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from grounded.config import TileOptions
 from grounded.errors import InputError
 from grounded.formats.files import disk_full_guard
 from grounded.label.engine import Given, Labeller, TeacherFactory, label_local
@@ -102,6 +103,7 @@ def label(
     workers: int = 1,
     gpus_per_worker: float = 0.0,
     cpus_per_worker: float = 0.5,
+    tiling: TileOptions | None = None,
     **predictor_options: Any,
 ) -> LabelSummary:
     """Label ``images`` (a folder, searched recursively, or a list of files) with ``ontology`` into ``out``.
@@ -125,6 +127,9 @@ def label(
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install "grounded[ray]"``).
         ray_address, workers, gpus_per_worker, cpus_per_worker: the Ray engine's cluster address (None:
             start a local one), actors, and GPUs / CPUs per actor (:class:`grounded.label.ray_engine.RayOptions`).
+        tiling: tiled inference for large images (:class:`grounded.config.TileOptions`, e.g.
+            ``TileOptions(tile="auto")``; :mod:`grounded.pipeline.tiled`): images are then decoded at full
+            resolution (``max_side`` ignored) and the settings join the model's identity in ``run.json``.
 
     Returns:
         A :class:`LabelSummary` (also written to ``OUT/summary.json``).
@@ -141,6 +146,10 @@ def label(
     out = Path(out)
     root, relatives = _images_and_root(images, out)
     factory = _factory(predictor, predictor_options)
+    if tiling is not None and tiling.enabled:
+        from grounded.pipeline.tiled import TiledFactory
+
+        factory, max_side = TiledFactory(factory, tiling), None  # the slices come from the full-resolution image
     if engine == "ray":
         from grounded.label import ray_engine
 
