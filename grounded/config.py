@@ -146,7 +146,8 @@ class TileOptions:
     tile: int | str | None = None  # None: off; "auto": as the backend sees it, when the image is larger; N: N x N px
     tile_overlap: float = 0.2  # fraction of a slice shared with its neighbour (SAHI's overlap ratio), in [0, 1)
     tile_whole: bool = True  # also the whole image (SAHI's "standard prediction"), merged with the slices
-    tile_batch: int = 4  # slices per detector call: bounds memory, not results
+    tile_batch: int | None = None  # slices per detector call (None: 4 on a GPU, 1 on the CPU, where batching
+    # buys no speed and costs memory); bounds memory, not results
 
     def __post_init__(self) -> None:
         tile = self.tile
@@ -161,8 +162,9 @@ class TileOptions:
             raise InputError(f"tile_overlap must be a fraction in [0, 1), e.g. 0.2, got {overlap!r}")
         if not isinstance(self.tile_whole, bool):
             raise InputError(f"tile_whole must be True or False, got {self.tile_whole!r}")
-        if isinstance(self.tile_batch, bool) or not isinstance(self.tile_batch, int) or self.tile_batch < 1:
-            raise InputError(f"tile_batch must be a positive integer, got {self.tile_batch!r}")
+        batch = self.tile_batch
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+            raise InputError(f"tile_batch must be a positive integer or None (4 on a GPU, 1 on the CPU), got {batch!r}")
 
     @property
     def enabled(self) -> bool:

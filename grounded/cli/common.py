@@ -80,7 +80,8 @@ TILING = {  # the fields of TileOptions (grounded/pipeline/tiled.py); segment an
     "tile_overlap": {"help": "fraction of a slice shared with its neighbours (default %(default)s)"},
     "tile_whole": {"flag": "--no-tile-whole", "help": "slices only: leave out the whole-image pass (SAHI's "
                                                       "standard prediction) that finds objects larger than a slice"},
-    "tile_batch": {"help": "slices per detector call: bounds memory, not results (default %(default)s)"},
+    "tile_batch": {"type": int, "help": "slices per detector call: bounds memory, not results (default 4 on a GPU, "
+                                        "1 on the CPU, where batching buys no speed)"},
 }
 NOT_ON_THE_COMMAND_LINE = {  # field -> why
     "class_box_thresholds": "per class: set box_threshold on the class in the ontology YAML",

@@ -265,7 +265,7 @@ def test_options_and_refusals(fake_predictor, scene):
     with pytest.raises(InputError, match="grounded.Predictor"):
         TiledPredictor(object())
     assert with_tiling(tiled.predictor, TileOptions()) is tiled.predictor
-    assert tiled.describe()["tiling"] == {"tile": 1024, "tile_overlap": 0.2, "tile_whole": True, "tile_batch": 4}
+    assert tiled.describe()["tiling"] == {"tile": 1024, "tile_overlap": 0.2, "tile_whole": True, "tile_batch": None}
 
 
 def test_fake_sees_what_is_drawn(scene):
