@@ -146,6 +146,42 @@ class SegmentOptions:
         return replace(self, **overrides) if overrides else self
 
 
+TILE_AUTO = "auto"  # TileOptions.tile: slices of the backend's own input size, only when the image is larger
+MIN_TILE = 32  # pixels: the smallest slice side accepted
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    """Tiled inference for large images (grounded/pipeline/tiling.py); off unless ``tile`` is set."""
+
+    tile: int | str | None = None  # None: off; "auto": as the backend sees it, when the image is larger; N: N x N px
+    tile_overlap: float = 0.2  # fraction of a slice shared with its neighbour (SAHI's overlap ratio), in [0, 1)
+    tile_whole: bool = True  # also the whole image (SAHI's "standard prediction"), merged with the slices
+    tile_batch: int | None = None  # slices per detector call (None: 4 on a GPU, 1 on the CPU, where batching
+    # buys no speed and costs memory); bounds memory, not results
+
+    def __post_init__(self) -> None:
+        tile = self.tile
+        if isinstance(tile, str) and tile.strip().isdigit():
+            object.__setattr__(self, "tile", tile := int(tile))
+        if tile is not None and tile != TILE_AUTO and (isinstance(tile, bool) or not isinstance(tile, int)
+                                                        or tile < MIN_TILE):
+            raise InputError(f"tile must be 'auto', a slice side of at least {MIN_TILE} pixels, or None (off), "
+                             f"got {tile!r}")
+        overlap = self.tile_overlap
+        if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0.0 <= overlap < 1.0:
+            raise InputError(f"tile_overlap must be a fraction in [0, 1), e.g. 0.2, got {overlap!r}")
+        if not isinstance(self.tile_whole, bool):
+            raise InputError(f"tile_whole must be True or False, got {self.tile_whole!r}")
+        batch = self.tile_batch
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+            raise InputError(f"tile_batch must be a positive integer or None (4 on a GPU, 1 on the CPU), got {batch!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.tile is not None
+
+
 def as_kwargs(config: Any) -> dict[str, Any]:
     """A config dataclass's fields as keyword arguments (shallow: a loaded encoder is passed on, not copied)."""
     return {f.name: getattr(config, f.name) for f in fields(config)}

@@ -9,7 +9,8 @@ says why it has no flag. The same generator serves every command's settings:
 - :data:`TEACHER` (here): :class:`grounded.config.ModelConfig` + :class:`grounded.config.SegmentOptions`, for
   every command that builds a :class:`grounded.Predictor` (:func:`add_model_arguments`, :func:`teacher_kwargs`);
 - ``STUDENT`` / ``TRAINING`` (grounded/cli/train.py): ``StudentConfig`` / ``TrainConfig`` (train, distill);
-- ``LABEL`` (grounded/cli/label.py): ``LabelConfig``, the run settings of ``grounded.label``.
+- ``LABEL`` (grounded/cli/label.py): ``LabelConfig``, the run settings of ``grounded.label``;
+- :data:`TILE` (here): :class:`grounded.config.TileOptions`, tiled inference for segment and label.
 
 A table row is argparse's keywords plus: ``flag`` (the flag, when not ``--field-name``; ``--no-...`` makes an
 on-by-default switch), ``also`` ((flag, value, help): a second flag storing a fixed value in the same field,
@@ -38,6 +39,7 @@ from grounded.config import (
     RESIZABLE_INPUT,
     ModelConfig,
     SegmentOptions,
+    TileOptions,
 )
 
 Table = dict[str, dict[str, Any]]  # field -> argparse keywords (+ "flag", "also", "default", "parse")
@@ -104,6 +106,16 @@ CLIP = {
                     "also": ("--text-only", "only", "no detector: one mask per class from the adapter's text tokens "
                                                     "alone")},
     "verify": {"choices": ["clip"], "help": "clip: CLIP checks each label on its masked crop; keeps, corrects or drops it"},
+}
+TILING = {  # the fields of TileOptions (grounded/pipeline/tiled.py); segment and label take them
+    "tile": {"metavar": "auto|SIZE", "help": "run the detector over overlapping slices of large images: auto (as "
+                                             "large as the detector sees, only for larger images) or SIZE pixels; "
+                                             "masks at full resolution (default: off)"},
+    "tile_overlap": {"help": "fraction of a slice shared with its neighbours (default %(default)s)"},
+    "tile_whole": {"flag": "--no-tile-whole", "help": "slices only: leave out the whole-image pass (SAHI's "
+                                                      "standard prediction) that finds objects larger than a slice"},
+    "tile_batch": {"type": int, "help": "slices per detector call: bounds memory, not results (default 4 on a GPU, "
+                                        "1 on the CPU, where batching buys no speed)"},
 }
 NOT_ON_THE_COMMAND_LINE = {  # field -> why
     "class_box_thresholds": "per class: set box_threshold on the class in the ontology YAML",
@@ -186,11 +198,22 @@ def _add_field(group: Any, name: str, default: Any, spec: dict[str, Any]) -> Non
 
 
 TEACHER = Flags("teacher_fields", (ModelConfig, SegmentOptions), GROUPS, NOT_ON_THE_COMMAND_LINE)
+TILE = Flags("tile_fields", (TileOptions,), (("large images (tiled inference; off by default)", TILING),))
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, clip_options: bool = True) -> None:
     """The teacher's flags: models, speed, detection options, and (``clip_options``) the CLIP ones."""
     TEACHER.add(parser, skip=() if clip_options else CLIP)
+
+
+def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tile auto|SIZE`` and the other :class:`grounded.config.TileOptions` fields (not the teacher's)."""
+    TILE.add(parser)
+
+
+def tile_options(args: argparse.Namespace) -> TileOptions:
+    """The TileOptions the ``--tile*`` flags describe (checked: a bad value is an InputError)."""
+    return TileOptions(**TILE.read(args))
 
 
 def teacher_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import argparse
 from functools import partial
 from pathlib import Path
 
-from grounded.cli.common import Flags, add_model_arguments, teacher_kwargs
+from grounded.cli.common import Flags, add_model_arguments, add_tile_arguments, teacher_kwargs, tile_options
 from grounded.errors import InputError
 from grounded.label.export import FORMATS
 from grounded.label.runner import ENGINES, LabelConfig
@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   grounded label photos/ --ontology prompts/coco.yaml --out ds/ --split 0.7,0.2,0.1 --seed 1
   grounded label photos/ --classes "car" --out ds/ --detector ./gdino --segmenter ./sam --offline
   grounded label photos/ --classes "car, wheel" --out ds/ --batch-size 4
+  grounded label drone/ --classes "car, person" --out ds/ --tile auto     # large photos, small objects
   grounded label /shared/photos --classes "car, wheel" --out /shared/ds --engine ray --ray-address auto \
       --workers 8 --gpus-per-worker 1 --batch-size 4
 
@@ -75,6 +76,7 @@ LABEL = Flags("label_fields", (LabelConfig,), (
     ("engine (Ray: pip install \"grounded[ray]\")", RAY_TABLE),
 ), {
     "prefetch": "Python: LabelConfig(prefetch=...) (batches decoded ahead; the default keeps the models fed)",
+    "tiling": "the --tile flags below (TileOptions, shared with grounded segment)",
     "max_side": "Python: LabelConfig(max_side=...) (the default, \"model\", reduces each image to what the loaded models read of it)",
 })
 
@@ -89,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (created; resumed if it holds this run)")
     LABEL.add(p)
     add_model_arguments(p)
+    add_tile_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -99,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.images.is_dir():
         raise InputError(f"IMAGES_DIR {str(args.images)!r} is not a folder; give the folder of images to label")
     ontology = as_ontology(args.ontology if args.ontology is not None else args.classes)
-    summary = label(args.images, ontology, args.out, config=LabelConfig(**LABEL.read(args)), **teacher_kwargs(args))
+    tiling = tile_options(args)
+    config = LabelConfig(**LABEL.read(args), tiling=tiling if tiling.enabled else None)
+    summary = label(args.images, ontology, args.out, config=config, **teacher_kwargs(args))
     print(summary.table())
     print(f"dataset: {', '.join(summary.exports.values())}; preview: {summary.preview}; summary: {args.out / 'summary.json'}")
     return 0

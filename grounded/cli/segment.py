@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from grounded.cli.common import add_model_arguments, predictor_from_args
+from grounded.cli.common import add_model_arguments, add_tile_arguments, predictor_from_args, tile_options
 from grounded.errors import InputError
 from grounded.formats.files import output_stems as _output_stems  # also used by `grounded predict`
 
@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   grounded segment photos/*.jpg --ontology prompts/car_parts.yaml --nms agnostic
   grounded segment truck.jpg "a wheel" --detector ./grounding-dino-tiny --segmenter ./sam-vit-base --offline
   grounded segment truck.jpg "a wheel" --model facebook/sam3          # a concept segmenter (SAM 3)
+  grounded segment drone.jpg "a car" --tile auto                       # large image, small objects: slices
 
 writes OUT/<image>.png (masks, boxes, labels) and OUT/<image>.json (boxes XYXY pixels, class, scores,
 masks as COCO RLE) for each image. An image that fails is reported on one line
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="images per model call, each computed as if alone (default 1)")
     p.add_argument("--no-labels", action="store_true", help="draw masks and boxes without text labels")
     add_model_arguments(p)
+    add_tile_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         images = [Path(p) for p in args.inputs[:-1]]
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    tiling = tile_options(args)
     failed = 0
     readable = []  # (path, output stem)
     for path, stem in zip(images, _output_stems(images), strict=True):  # missing / empty files: before any model
@@ -75,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
     written = 0
     if readable:
+        from grounded.pipeline.tiled import with_tiling
+
         predictor = predictor_from_args(args)
         predictor.check_options(ontology=prompt)  # a threshold the ontology sets that the models refuse
+        predictor = with_tiling(predictor, tiling)
         args.out.mkdir(parents=True, exist_ok=True)
         with tqdm(total=len(readable), desc="segment", unit="img", disable=len(readable) < 2) as bar:
             for start in range(0, len(readable), args.batch_size):  # decode per batch: memory flat over many images

@@ -35,6 +35,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from grounded.config import TileOptions
 from grounded.errors import InputError
 from grounded.formats.files import disk_full_guard
 from grounded.label.engine import Given, Labeller, TeacherFactory, label_local
@@ -108,6 +109,8 @@ class LabelConfig:
     workers: int = 1  # Ray actors, each with its own models
     gpus_per_worker: float = 0.0  # GPUs per Ray actor, e.g. 1 or 0.5
     cpus_per_worker: float = 0.5  # CPUs reserved per Ray actor (whole CPUs can starve Ray Data's reads)
+    tiling: TileOptions | None = None  # tiled inference for large images (grounded.pipeline.tiled): images are then
+    #   decoded at full resolution (max_side ignored) and the settings join the model's identity in run.json
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(check_formats(list(self.formats))))
@@ -138,7 +141,7 @@ def label(
             default ``grounded.Predictor(**predictor options)``, built after the run's lock is taken.
         config: the run's settings (:class:`LabelConfig`: formats, split, seed, force, retry_errors, preview,
             copy_images, progress, batch_size, prefetch, max_side, engine and the Ray engine's ray_address,
-            workers, gpus_per_worker, cpus_per_worker); default ``LabelConfig()``.
+            workers, gpus_per_worker, cpus_per_worker, and tiling); default ``LabelConfig()``.
         kwargs: keywords named like :class:`LabelConfig`'s fields override ``config``
             (``formats=["coco", "yolo-seg"]``, ``split="0.7,0.2,0.1"``, ``batch_size=4``, ...); the others are
             the default predictor's (``detector=``, ``box_threshold=``, ...: :class:`grounded.config.ModelConfig`
@@ -162,6 +165,10 @@ def label(
     out = Path(out)
     root, relatives = _images_and_root(images, out)
     factory = _factory(predictor, predictor_options)
+    if c.tiling is not None and c.tiling.enabled:
+        from grounded.pipeline.tiled import TiledFactory
+
+        factory, max_side = TiledFactory(factory, c.tiling), None  # the slices come from the full-resolution image
     if engine == "ray":
         from grounded.label import ray_engine
 
