@@ -48,6 +48,12 @@ class ObjectMasks:
         return {int(i): (self.masks[k], float(self.scores[k])) for k, i in enumerate(self.obj_ids)}
 
 
+def describe_video_backend(backend: Any) -> dict[str, Any]:
+    """JSON-able identity of a video backend (for manifests): name, class and the checkpoint's model_type."""
+    config = getattr(getattr(backend, "model", None), "config", None)
+    return {"name": backend.name, "backend": type(backend).__name__, "model_type": getattr(config, "model_type", None)}
+
+
 class VideoSegmenter(ABC):
     """Box-prompted video segmenter with a memory (the "tracker" role). See the module docstring.
 
@@ -76,7 +82,7 @@ class VideoSegmenter(ABC):
         """The session is done: free what it holds."""
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "backend": type(self).__name__}
+        return describe_video_backend(self)
 
 
 class ConceptVideoModel(ABC):
@@ -102,4 +108,4 @@ class ConceptVideoModel(ABC):
         """The session is done: free what it holds."""
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "backend": type(self).__name__}
+        return describe_video_backend(self)
