@@ -17,7 +17,7 @@ import sys
 from grounded.errors import GroundedError
 
 # Subcommand modules, in the order ``grounded --help`` lists them.
-COMMANDS: tuple[str, ...] = ("segment", "label", "export", "train", "evaluate", "predict", "distill", "train_adapter", "serve")
+COMMANDS: tuple[str, ...] = ("segment", "label", "export", "train", "evaluate", "predict", "distill", "train_adapter", "serve", "track")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,8 +14,9 @@ Two ways, composed from built backends:
   multiple of ``detect_every`` (the same frames in overlapping chunks, so both admit the same objects);
   a :class:`~grounded.video.interfaces.VideoSegmenter` (SAM 2 / 2.1, EdgeTAM video) propagates every object
   through the frames. New detections enter the running session (no reset) unless their mask matches a live
-  track (:mod:`grounded.video.tracks`). Detections go through the same thresholds, NMS and ``max_detections``
-  as images (:class:`grounded.config.SegmentOptions`).
+  track (:mod:`grounded.video.tracks`). Detections go through the same thresholds, box NMS and
+  ``max_detections`` as images (:class:`grounded.config.SegmentOptions`); the image segmenter's options
+  (``multimask``, ``mask_threshold``, ...) and those the detector refuses are refused (``REFUSED_OPTIONS``).
 - **concept video model** (:class:`ConceptTrack`): SAM 3 video finds and tracks every phrase of the ontology
   in one session; phrase -> class is exact (the phrase's index).
 
@@ -48,6 +49,12 @@ from grounded.video.tracks import Candidate, TrackBook, TrackedFrame, frame_dete
 logger = logging.getLogger(__name__)
 
 DEFAULT_VIDEO_SEGMENTER = "facebook/sam2.1-hiera-tiny"
+_VIDEO_MASKS = "a video segmenter makes each track's masks itself, from its box and its memory"
+REFUSED_OPTIONS = {  # SegmentOptions field -> why tracking cannot honour it (refused, never ignored)
+    "multimask": _VIDEO_MASKS, "mask_threshold": _VIDEO_MASKS, "sam_box_batch": _VIDEO_MASKS,
+    "nms_on": "detections are suppressed on their boxes, before any mask exists",
+    "text_tokens": "CLIP text tokens are for SAM's image prompt encoder", "verify": "CLIP verification is for images",
+}
 
 
 class DetectAndTrack:
@@ -188,13 +195,18 @@ class VideoPredictor:
     def _setup(self, backends: dict[str, Any], options: dict[str, Any]) -> None:
         self.detector, self.segmenter, self.model = (backends.get(k) for k in ("detector", "segmenter", "model"))
         self.segment_options, self.options = split_options(options)
-        if self.model is not None:
-            defaults = SegmentOptions()
-            changed = [f.name for f in fields(SegmentOptions) if getattr(self.segment_options, f.name) != getattr(defaults, f.name)]
-            if changed:
-                raise InputError(f"{changed} are detector options; the concept video model "
-                                 f"{getattr(self.model, 'name', '')!r} applies its own detection thresholds "
-                                 f"(its config's score_threshold_detection / new_det_thresh): leave them at their defaults")
+        defaults = SegmentOptions()
+        changed = [f.name for f in fields(SegmentOptions) if getattr(self.segment_options, f.name) != getattr(defaults, f.name)]
+        if self.model is not None and changed:
+            raise InputError(f"{changed} are detector options; the concept video model "
+                             f"{getattr(self.model, 'name', '')!r} applies its own detection thresholds "
+                             f"(its config's score_threshold_detection / new_det_thresh): leave them at their defaults")
+        refused = {**REFUSED_OPTIONS, **getattr(self.detector, "refused_options", {})}
+        for name in changed:
+            if name in refused:
+                raise InputError(f"{name}={getattr(self.segment_options, name)!r} is not supported when tracking with "
+                                 f"{type(self.detector).__name__} + {type(self.segmenter).__name__}: {refused[name]}; "
+                                 f"leave it at its default ({getattr(defaults, name)!r})")
         hold_back = (self.model or self.segmenter).hold_back
         self.options.check_hold_back(hold_back, type(self.model or self.segmenter).__name__)
 
