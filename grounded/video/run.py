@@ -13,8 +13,8 @@ and its sub-folders of frames, sorted by name), and every video gets ``OUT/<name
 its chunk records (``chunks/``, grounded/video/records.py) and exports (grounded/video/export.py: MOT, MOTS,
 id maps, YouTube-VIS JSON, annotated MP4), then ``status.json``. The run is resumable: running the same command
 again skips finished videos and continues a video from its last finished chunk, with the same bytes as an
-uninterrupted run. ``OUT/run.json`` records the run (ontology, models, options) and refuses to mix another one
-in unless ``force=True``. One fault boundary per video: a video that fails (unreadable, truncated, ..., or an
+uninterrupted run. ``OUT/run.json`` records the run (ontology, models, options, formats) and refuses to mix
+another one in unless ``force=True`` (more videos can be tracked into the same OUT with the same settings). One fault boundary per video: a video that fails (unreadable, truncated, ..., or an
 error in the models) gets its reason in its ``status.json`` and in the summary, and the next video goes on.
 
 Engines: ``"local"`` (videos one after another in this process) or ``"ray"`` (one video per actor on a Ray
@@ -214,7 +214,7 @@ def track(video: Any, prompt: str | Sequence[str] | Ontology | Path, *, out: str
         factory: Callable[[], VideoPredictor] = lambda: predictor  # noqa: E731
     else:
         factory = predictor or VideoPredictorFactory(dict(options))
-    manifest = {"format_version": 1, "input": os.path.abspath(video), "ontology": ontology.to_dict(), "formats": formats}
+    manifest = {"format_version": 1, "ontology": ontology.to_dict(), "formats": formats}  # videos may be added later
     with _locked(out):
         if engine == "ray":
             from grounded.label.ray_engine import RayOptions, describe_on_cluster, ray_session
