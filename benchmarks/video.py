@@ -6,7 +6,9 @@
     python benchmarks/video.py --tiny --sam3                     # tiny models: checks the harness only
 
 Frames: ``../shared/data/video/bedroom.mp4`` (960x540, 200 frames), looped to the longest checkpoint, streamed.
-Prompt "child . bed ."; the detector keeps at most 5 boxes a frame; at most 8 live tracks. Each row runs in its
+Prompt "child . bed ."; the detector keeps at most 5 boxes a frame; at most 8 live tracks. The number of objects
+tracked per frame is printed: it follows the random detections and differs between rows, so frames/s compare
+only at equal objects/frame. Each row runs in its
 own process (its own peak RSS); RSS is read when the run reaches each checkpoint (frames done so far).
 
 Rows (detector + video segmenter):
@@ -159,12 +161,13 @@ def row(name: str, models: dict[str, str], checkpoints: list[int], detect_every:
     """One row, in this process: seconds and RSS at each checkpoint."""
     import torch
 
-    marks, started = [], time.perf_counter()
+    marks, started, objects = [], time.perf_counter(), []
     count = max(checkpoints)
 
     def mark(done: int) -> None:
         if done in checkpoints:
             marks.append({"frames": done, "seconds": round(time.perf_counter() - started, 2),
+                          "objects": round(float(np.mean(objects)), 2),
                           "rss_gib": round(C.current_rss_gib(), 3), "peak_rss_gib": round(C.peak_rss_gib(), 3)})
 
     if name == "ours":
@@ -174,7 +177,8 @@ def row(name: str, models: dict[str, str], checkpoints: list[int], detect_every:
                                                  detect_every=detect_every, max_objects=8, box_threshold=0.05,
                                                  text_threshold=0.0, max_detections=5)
         started = time.perf_counter()
-        for index, _ in predictor.track(looped(count), PROMPT):
+        for index, detections in predictor.track(looped(count), PROMPT):
+            objects.append(len(detections))
             mark(index + 1)
     elif name in ("plain", "gsam2"):
         detector, segmenter = _detector(models), _segmenter(models)
@@ -193,6 +197,7 @@ def row(name: str, models: dict[str, str], checkpoints: list[int], detect_every:
                 if session.get_obj_num():
                     out = model(inference_session=session, frame=pixels["pixel_values"][0], frame_idx=index)
                     processor.post_process_masks([out.pred_masks], original_sizes=pixels["original_sizes"])
+                objects.append(session.get_obj_num())
                 mark(index + 1)
     return {"row": name, "marks": marks}
 
@@ -248,13 +253,13 @@ def main() -> None:
     results = [run_child(args, name) for name in args.rows]
     print(f"\n{'tiny' if args.tiny else 'full-size'} models, {VIDEO.name} looped, checkpoints {args.checkpoints}, "
           f"detect every {args.detect_every}; 1-min load average at the end: {os.getloadavg()[0]:.2f}\n")
-    print("| row | frames | seconds | frames/s | RSS GiB | peak RSS GiB |\n|---|---|---|---|---|---|")
+    print("| row | frames | objects/frame | seconds | frames/s | RSS GiB | peak RSS GiB |\n|---|---|---|---|---|---|---|")
     for result in results:
         for m in result.get("marks", []):
-            print(f"| {result['row']} | {m['frames']} | {m['seconds']:.1f} | {m['frames'] / m['seconds']:.2f} | "
+            print(f"| {result['row']} | {m['frames']} | {m['objects']:.1f} | {m['seconds']:.1f} | {m['frames'] / m['seconds']:.2f} | "
                   f"{m['rss_gib']:.2f} | {m['peak_rss_gib']:.2f} |")
         if "error" in result:
-            print(f"| {result['row']} | error: {result['error']} | | | | |")
+            print(f"| {result['row']} | error: {result['error']} | | | | | |")
     if args.sam3:
         ours, separate = (run_child(args, name) for name in ("sam3-ours", "sam3-separate"))
         print(f"\nSAM 3 video, {args.sam3_frames} frames, {len(PHRASES)} phrases: one session {ours.get('seconds')} s, "

@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from grounded.formats.files import atomic_write_text
 from grounded.utils.masks import mask_to_rle, rle_to_mask
 from grounded.video.tracks import TrackedObject, mask_box
@@ -89,7 +87,3 @@ def tail_from_record(record: dict[str, Any], first: int) -> dict[int, list[tuple
     """The record's frames from ``first`` on (the next chunk's overlap): frame -> [(track id, object)]."""
     return {int(f["frame"]): [object_from_json(e) for e in f["objects"]]
             for f in record["frames"] if int(f["frame"]) >= first}
-
-
-def empty_mask(hw: tuple[int, int]) -> np.ndarray:
-    return np.zeros(hw, dtype=bool)
