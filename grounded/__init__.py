@@ -34,6 +34,7 @@ _LAZY = {
     "SegmentOptions": "grounded.config",
     "load_image": "grounded.utils.images",
     "label": "grounded.label",
+    "track": "grounded.video.run",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -28,6 +28,13 @@ def shared_path(*parts: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared():
+    """``shared("video", "bedroom.mp4")``: :func:`shared_path` as a fixture (``from conftest import`` finds
+    whichever conftest.py loaded first)."""
+    return shared_path
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory) -> tuple[Path, Path]:
     """(detector folder, segmenter folder) of tiny models, saved like any user checkpoint."""
     from grounded.testing.tiny import build_tiny_models

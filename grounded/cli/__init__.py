@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "predict",
     "distill",
     "train_adapter",
+    "track",
     "serve",
     "mcp",
     "doctor",

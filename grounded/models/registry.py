@@ -29,7 +29,8 @@ import torch
 from grounded.errors import InputError, ModelLoadError
 from grounded.models.loading import load_pretrained
 
-# model_type -> {role: "module:Class" (None: served by the checkpoint, no backend here yet)}. The README's models
+# model_type -> {role: "module:Class" (None: served by the checkpoint, no backend here yet)}; a tracker is given
+# with its image role's flag (grounded track --segmenter / --model: grounded/video/backends). The README's models
 # table names the published checkpoints of each type (tests/backends/test_published_shapes.py checks the two agree).
 _SAM2 = "grounded.models.backends.sam2:Sam2Segmenter"
 _EDGETAM = "grounded.models.backends.sam2:EdgeTamSegmenter"
@@ -44,13 +45,13 @@ BACKENDS: dict[str, dict[str, str | None]] = {
     "sam": {"segmenter": "grounded.models.backends.sam:SamSegmenter"},
     "sam_hq": {"segmenter": "grounded.models.backends.sam_hq:SamHQSegmenter"},
     "sam2": {"segmenter": _SAM2},
-    "sam2_video": {"segmenter": _SAM2, "tracker": None},
+    "sam2_video": {"segmenter": _SAM2, "tracker": "grounded.video.backends.sam2_video:Sam2VideoSegmenter"},
     "edgetam": {"segmenter": _EDGETAM},
-    "edgetam_video": {"segmenter": _EDGETAM, "tracker": None},
+    "edgetam_video": {"segmenter": _EDGETAM, "tracker": "grounded.video.backends.sam2_video:EdgeTamVideoSegmenter"},
     "sam3_tracker": {"segmenter": "grounded.models.backends.sam2:Sam3TrackerSegmenter"},  # SAM 3's tracker alone
     # concept segmenters (image + text -> masks); sam3_video's detector is SAM 3 itself
     "sam3": {"model": _SAM3},
-    "sam3_video": {"model": _SAM3, "tracker": None},
+    "sam3_video": {"model": _SAM3, "tracker": "grounded.video.backends.sam3_video:Sam3VideoTracker"},
 }
 
 EXTRA_HINT = 'pip install "grounded[backends]"'  # torchvision + timm, for the backends whose processors need them

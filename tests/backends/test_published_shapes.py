@@ -69,8 +69,14 @@ def test_each_role_loads_through_the_registry_and_segments(published, tiny_model
 
     spec, folder = published
     image = np.ascontiguousarray(photo[::4, ::4])  # a quarter of the photo: OWLv2's torchvision resize is slow
-    roles = {role: target for role, target in registry.BACKENDS[spec.model_type].items() if target}
+    roles = {role: target for role, target in registry.BACKENDS[spec.model_type].items()
+             if target and role in registry.FLAGS}  # the image roles (the tracker: tests/video)
     assert roles, spec.model_type
+    if "tracker" in registry.BACKENDS[spec.model_type]:  # a video checkpoint: its tracker loads with the same flag
+        from grounded.video.backends import load_video_backend
+
+        tracker = load_video_backend(folder, registry.image_role(spec.model_type), torch.device("cpu"), torch.float32)
+        assert type(tracker).__name__ == registry.BACKENDS[spec.model_type]["tracker"].split(":")[1]
     for role, target in roles.items():
         pair = {"detector": str(tiny_model_dirs[0]), "segmenter": str(tiny_model_dirs[1])}
         predictor = Predictor(**({"model": folder} if role == "model" else {**pair, role: folder}), box_threshold=0.0)
@@ -92,7 +98,7 @@ def test_the_video_checkpoints_image_model_comes_whole_from_the_checkpoint(publi
     spec, folder = published
     if spec.model_type not in VIDEO:
         pytest.skip("an image checkpoint: its class is its own")
-    role = next(r for r, target in registry.BACKENDS[spec.model_type].items() if target)
+    role = registry.image_role(spec.model_type)
     backend = registry.load_backend(folder, role, torch.device("cpu"), torch.float32)
     image, video = backend.model, AutoModel.from_pretrained(folder).eval()
     assert type(image).__name__ == VIDEO[spec.model_type] and type(video).__name__.endswith("VideoModel")
@@ -153,7 +159,7 @@ def test_each_backend_class_implements_its_role_and_its_types_are_its_rows():
     served: dict[tuple[str, str], set[str]] = {}
     for model_type, roles in registry.BACKENDS.items():
         for role, target in roles.items():
-            if target:
+            if target and role in interfaces:  # the trackers: tests/test_registry.py, tests/video
                 served.setdefault((role, target), set()).add(model_type)
     for (role, target), types in served.items():
         cls = registry.backend_class(next(iter(types)), role)
@@ -164,7 +170,7 @@ def test_each_backend_class_implements_its_role_and_its_types_are_its_rows():
 @pytest.mark.parametrize("model_type, role, message", [
     ("sam3_video", "segmenter", r"'sam3_video' is a concept segmenter .* and a video tracker .*: pass it with --model"),
     ("sam2_video", "model", r"'sam2_video' is a promptable segmenter .* pass it with --segmenter"),
-    ("sam2_video", "tracker", r"serves as a video tracker .* but this grounded version has no tracker backend"),
+    ("sam2", "tracker", r"'sam2' is a promptable segmenter .* pass it with --segmenter"),
 ])
 def test_roles_a_video_type_serves_elsewhere_are_named(tmp_path, model_type, role, message):
     from grounded.errors import ModelLoadError
