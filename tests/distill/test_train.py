@@ -51,7 +51,7 @@ def test_same_seed_same_weights_other_seed_differs(coco_dataset, tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-@pytest.mark.parametrize("interrupt_at", [2, 3])  # mid-epoch (3 steps per epoch) and at an epoch boundary
+@pytest.mark.parametrize("interrupt_at", [2, 3])  # an epoch boundary (2 steps per epoch: 11 images) and mid-epoch
 def test_resume_equals_uninterrupted(coco_dataset, tmp_path, interrupt_at):
     whole = train(coco_dataset, tmp_path / "whole", StudentConfig(size="tiny"), tiny(checkpoint_every=1), progress=False)
     cut = train(coco_dataset, tmp_path / "cut", StudentConfig(size="tiny"), tiny(checkpoint_every=1, max_steps=interrupt_at),
