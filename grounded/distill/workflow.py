@@ -75,7 +75,8 @@ def train_run(
         summary["onnx"] = str(export_run(out))
     if evaluate:
         metrics, where = evaluate_run(out, progress=progress)
-        summary["eval"] = {"dir": str(where), "miou": metrics["miou"], "mask_ap": metrics["mask_ap"]}
+        summary["eval"] = {"dir": str(where), "miou": metrics["miou"], "mask_ap": metrics["mask_ap"],
+                           "test_miou": metrics.get("test", {}).get("miou")}
     atomic_write_text(Path(out) / "summary.json", json.dumps(summary, indent=2))
     return summary
 
