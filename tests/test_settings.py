@@ -164,6 +164,7 @@ STUDENT_FLAGS = {
     "size": (["--size", "tiny"], "tiny"),
     "pretrained": (["--pretrained", "PRE"], "PRE"),
     "boundary_head": (["--no-boundary-head"], False),
+    "tta_flip": (["--tta-flip"], True),
 }
 TRAINING_FLAGS = {
     "budget_minutes": (["--budget", "90s"], 1.5),
@@ -173,6 +174,9 @@ TRAINING_FLAGS = {
     "lr": (["--lr", "0.05"], 0.05),
     "focal_weight": (["--focal", "0.5"], 0.5),
     "val_fraction": (["--val-fraction", "0.3"], 0.3),
+    "test_fraction": (["--test-fraction", "0.1"], 0.1),
+    "ema": (["--ema"], True),
+    "ema_decay": (["--ema-decay", "0.99"], 0.99),
     "seed": (["--seed", "7"], 7),
     "max_minutes": (["--max-minutes", "2"], None),  # the older name of --budget: TrainConfig moves it there
     "max_steps": (["--max-steps", "11"], 11),

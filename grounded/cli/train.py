@@ -25,8 +25,9 @@ EXAMPLES = """examples:
   grounded train data/ --out RUN --arch mobilenet_deeplab --pretrained google/deeplabv3_mobilenet_v2_1.0_513
   grounded train data/ --out RUN --arch backbone_unet --pretrained ./resnet-18   # local folder, offline
 
-writes RUN/student.safetensors + student.json (best by validation mIoU), RUN/student.onnx,
-RUN/history.json and RUN/training_curve.png; RUN/last.* and train_state.pt to resume."""
+writes RUN/student.safetensors + student.json (best by validation mIoU), RUN/student.onnx, RUN/split.json
+(the train / val / test images), RUN/history.json and RUN/training_curve.png; RUN/last.* and train_state.pt
+to resume."""
 
 
 STUDENT_TABLE = {  # StudentConfig field -> argparse keywords (+ grounded.cli.common's "flag", "default", "parse")
@@ -36,6 +37,8 @@ STUDENT_TABLE = {  # StudentConfig field -> argparse keywords (+ grounded.cli.co
     "pretrained": {"help": "transformers students: Hugging Face name or local folder"},
     "boundary_head": {"flag": "--no-boundary-head",
                       "help": "no instance-boundary channel (touching objects of a class then merge)"},
+    "tta_flip": {"help": "predict and evaluate also on the mirrored image and average (left/right classes swapped; "
+                         "twice the cost)"},
 }
 TRAINING_TABLE = {  # TrainConfig field -> argparse keywords
     "budget_minutes": {"flag": "--budget", "metavar": "DURATION", "parse": parse_budget,
@@ -47,6 +50,10 @@ TRAINING_TABLE = {  # TrainConfig field -> argparse keywords
     "lr": {"type": float, "default": None, "help": "peak learning rate (default: by architecture)"},
     "focal_weight": {"flag": "--focal", "help": "weight of the focal term (default %(default)s)"},
     "val_fraction": {"help": "validation share when the dataset has no val split (default %(default)s)"},
+    "test_fraction": {"help": "held-out test share when the dataset has no test split, drawn first; nothing chooses "
+                              "with it, evaluate reports it beside val (default %(default)s; 0: none)"},
+    "ema": {"help": "validate and keep an exponential moving average of the weights"},
+    "ema_decay": {"help": "the average's decay per step (default %(default)s)"},
     "seed": {"help": "default %(default)s"},
     "max_minutes": {"type": float, "help": argparse.SUPPRESS},  # older name of --budget
     "max_steps": {"type": int, "help": "alone: train this many steps; with --budget / --epochs: stop after this many"},
@@ -127,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
 
     student, config = configs_from_args(args)
     reviewed_export(args.dataset)
-    dataset = open_dataset(args.dataset, config.val_fraction, config.seed, strict=args.strict)
+    dataset = open_dataset(args.dataset, config.val_fraction, config.seed, strict=args.strict,
+                           test_fraction=config.test_fraction)
     summary = train_run(dataset, args.out, student, config, resume=not args.no_resume,
                         export=not args.no_export, evaluate=args.evaluate)
     print(f"student {student.arch}/{student.size}: {summary['params'] / 1e6:.2f} M parameters, "

@@ -5,12 +5,13 @@ The loop, from Python (the ``grounded train / evaluate / predict / distill`` com
     from grounded.distill import StudentConfig, TrainConfig, train_run, evaluate_run, StudentPredictor
 
     train_run("runs/labels", "runs/student", StudentConfig(), TrainConfig(budget_minutes=30))   # FastSeg, 30 min
-    metrics, report_dir = evaluate_run("runs/student")            # val split: IoU, mIoU, mask AP (both ways)
+    metrics, report_dir = evaluate_run("runs/student")            # val and test side by side: IoU, mIoU, AP, gap
     detections = StudentPredictor.load("runs/student/student.onnx").predict("photo.jpg")   # sv.Detections
 
 Modules, in the order data flows:
 
-- :mod:`~.data`: datasets (label runs, COCO, YOLO-seg, mask PNGs), lazy, split by seed;
+- :mod:`~.data`: datasets (label runs, COCO, YOLO-seg, mask PNGs), lazy; :mod:`~.splits`: train / val / test,
+  the test split held out first by seed (nothing chooses with it);
 - :mod:`~.cache`: every item decoded once, letterboxed to the training size and held in memory (images,
   class maps, instance-boundary maps);
 - :mod:`~.augment`: letterboxing, flip (left/right classes swapped) / multi-scale class-balanced crops /
@@ -20,7 +21,7 @@ Modules, in the order data flows:
 - :mod:`~.losses`: cross-entropy + Dice (+ focal), class weights from label frequencies, boundary BCE;
 - :mod:`~.budget`: a wall-time budget turned into a number of steps, re-planned as the machine's speed changes;
 - :mod:`~.train`: AdamW under the project's one warm-up + cosine schedule, AMP on CUDA, best-by-validation
-  checkpoints, resume;
+  checkpoints (:mod:`~.validation`; optionally of EMA weights, :mod:`~.ema`), resume, the test split scored once;
 - :mod:`~.checkpoint`: safetensors + JSON (the project's one format); :mod:`~.export`: ONNX and onnxruntime;
 - :mod:`~.predictor` + :mod:`~.instances`: images -> class and boundary probabilities -> ``sv.Detections``
   (touching objects of one class split by the boundary head, or connected components);

@@ -76,6 +76,7 @@ class StudentConfig(_Serialisable):
     base_channels: int | None = None  # unet: override the size's width (channels of the first level)
     depth: int | None = None  # unet: override the size's number of down-sampling levels
     pretrained: str | None = None  # segformer / backbone_unet: Hugging Face name or local folder to load
+    tta_flip: bool = False  # inference: average with the mirrored image's logits, left/right classes swapped (2x cost)
     backbone_config: dict[str, Any] | None = None  # backbone_unet without weights: a transformers config dict
     decoder_channels: int = 64  # backbone_unet: width of the U-Net decoder over the backbone features
     hf_config: dict[str, Any] | None = None  # filled at build time: the transformers config, so reloads are offline
@@ -138,6 +139,8 @@ class TrainConfig(_Serialisable):
     boundary_weight: float = 1.0  # weight of the boundary head's loss (students with boundary_head)
     class_weights: bool = True  # CE weights from label frequencies (rare classes count more)
     val_fraction: float = 0.2  # used when the dataset has no validation split; split by seed
+    test_fraction: float = 0.15  # held out first, by seed, when the dataset has no test split; 0: none. Nothing
+    #                              chooses with it (not the checkpoint, not the budget): the honest estimate
     seed: int = 0
     amp: str = "auto"  # AMP_MODES: "auto": float16 on CUDA, off on CPU | "bf16": bfloat16 autocast | "off"
     loss_scale: float = 0.5  # the loss is taken at this fraction of the training size (logits up-sampled from the
@@ -147,10 +150,17 @@ class TrainConfig(_Serialisable):
     max_steps: int | None = None  # stop after this many steps; alone, it is also the schedule's length
     total_steps: int | None = None  # schedule length and end of training in steps (overrides the rest)
     val_every: int = 1  # validate every N epochs (and at the end); the best by val mIoU is kept; budgets set it
+    ema: bool = False  # keep an exponential moving average of the weights; validate and keep the averaged student
+    ema_decay: float = 0.999  # its decay per step (ramped up from ~0.1 over the first steps)
     checkpoint_every: int = 0  # also save a resumable state every N steps (0: only at validations / epoch ends)
     num_workers: int = -1  # DataLoader workers; -1: 2 on CUDA, 0 on CPU (the cached data costs ~nothing there)
     device: str | None = "auto"  # "auto" (or None): CUDA when available, else CPU | "cpu" | "cuda" | "cuda:1" ...
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        # records written before the test split existed kept none: a resumed or re-scored run keeps its split
+        return super().from_dict({"test_fraction": 0.0, **data})
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
@@ -164,5 +174,9 @@ class TrainConfig(_Serialisable):
             raise InputError(f"train config: budget_minutes must be > 0, got {self.budget_minutes}")
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"train config: val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise InputError(f"train config: test_fraction must be in [0, 1) (0: no test split), got {self.test_fraction}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise InputError(f"train config: ema_decay must be in (0, 1), e.g. 0.999, got {self.ema_decay}")
         if self.amp not in AMP_MODES:
             raise InputError(f"train config: amp must be one of {AMP_MODES}, got {self.amp!r}")

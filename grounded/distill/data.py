@@ -1,7 +1,7 @@
 """Datasets a student trains on: ``grounded label`` runs and external COCO, YOLO-seg and mask-PNG folders.
 
-:func:`open_dataset` recognises the layout and returns :class:`DataSplits` (a train and a validation
-:class:`View`). Every source is lazy: it parses its index once and decodes one image and its masks only when
+:func:`open_dataset` recognises the layout and returns :class:`DataSplits` (train, validation and test
+:class:`View` s; :mod:`grounded.distill.splits`). Every source is lazy: it parses its index once and decodes one image and its masks only when
 that item is asked for, so memory stays flat however large the dataset.
 
 Accepted layouts (checked in this order):
@@ -10,7 +10,7 @@ Accepted layouts (checked in this order):
 - a COCO ``.json`` file, or a folder holding ``annotations.json``, ``_annotations.coco.json`` or a single
   ``*.json``; images relative to the JSON's folder (``file_name`` or ``path``; see
   :class:`grounded.formats.coco.CocoDataset` for the quirks handled);
-- a folder with ``train/`` and ``valid/`` (or ``val/``) sub-folders that are each one of these (Roboflow);
+- a folder with ``train/`` and ``valid/`` (or ``val/``) [+ ``test/``] sub-folders, each one of these (Roboflow);
 - a YOLO-seg folder with ``data.yaml`` (``path``, ``train``, ``val``, ``names``); label files ``*.txt`` beside
   ``images`` -> ``labels``, one object per line ``class x1 y1 x2 y2 ...`` normalised to [0, 1] (a 4-number
   line is a box, filled as its mask);
@@ -30,7 +30,9 @@ reaches a decoder, so no input can make one allocate without bound.
 Orientation: images and labels are in display orientation, EXIF applied (the rule of
 :mod:`grounded.utils.images`, which every ``grounded label`` export follows).
 
-When a dataset has no validation split, it is split by ``seed`` (``val_fraction`` of the images, at least one).
+A label run's ``coco/test.json``, a YOLO ``test`` entry and ``images/test`` mask PNGs are test splits. When a
+dataset has no test (validation) split, one is drawn by ``seed``: ``test_fraction`` of the images first, then
+``val_fraction`` of the rest (at least one each; :func:`~grounded.distill.splits.seeded_splits`).
 Items: ``view.image(i)`` RGB uint8 (H, W, 3); ``view.detections(i)`` ground-truth ``sv.Detections`` with
 masks (N, H, W) bool and 0-based ``class_id``; ``view.semantic(i)`` uint8 (H, W), 0 background, c + 1 class c,
 255 ignored (instances are rasterised with :func:`grounded.utils.masks.rasterize_semantic`).
@@ -48,11 +50,12 @@ import numpy as np
 import supervision as sv
 
 from grounded.distill.instances import label_map_to_detections
+from grounded.distill.splits import DataSplits, View, seeded_split, seeded_splits
 from grounded.errors import InputError, quote
 from grounded.formats.coco import CocoDataset, segmentation_to_mask
 from grounded.formats.masks_png import load_mask_png
 from grounded.formats.yolo import parse_yolo_line
-from grounded.utils.images import IMAGE_EXTENSIONS, find_images, image_size, load_image
+from grounded.utils.images import IMAGE_EXTENSIONS, find_images, image_size
 from grounded.utils.masks import rasterize_semantic
 
 logger = logging.getLogger(__name__)
@@ -227,7 +230,7 @@ class MaskPngSource:
         return label_map_to_detections(self.semantic(index), self.class_names, min_area=1)
 
 
-def _mask_png(root: Path) -> tuple[Any, Any | None, dict]:
+def _mask_png(root: Path) -> tuple[Any, Any | None, Any | None, dict]:
     """``images/`` + ``masks/`` + ``classes.txt``, or the label export's ``images/<split>/`` +
     ``annotations/<split>/`` + ``labels.txt`` (``index name`` lines, 0 = background)."""
     if (root / "labels.txt").is_file():
@@ -240,53 +243,10 @@ def _mask_png(root: Path) -> tuple[Any, Any | None, dict]:
     masks = root / "masks" if (root / "masks").is_dir() else root / "annotations"
     info = {"kind": "mask-png", "path": str(root)}
     if (root / "images" / "train").is_dir() and (masks / "train").is_dir():
-        val = MaskPngSource(root / "images" / "val", masks / "val", names) if (masks / "val").is_dir() else None
-        return MaskPngSource(root / "images" / "train", masks / "train", names), val, info
-    return MaskPngSource(root / "images", masks, names), None, info
-
-
-@dataclass
-class View:
-    """The items ``indices`` of ``source``: one split. Same item interface as the source."""
-
-    source: Any
-    indices: list[int]
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.source.class_names
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def image_path(self, i: int) -> Path:
-        return self.source.image_path(self.indices[i])
-
-    def image(self, i: int) -> np.ndarray:
-        return load_image(self.image_path(i))
-
-    def detections(self, i: int) -> sv.Detections:
-        return self.source.detections(self.indices[i])
-
-    def semantic(self, i: int) -> np.ndarray:
-        return self.source.semantic(self.indices[i])
-
-
-@dataclass
-class DataSplits:
-    train: View
-    val: View
-    class_names: list[str]
-    info: dict[str, Any] = field(default_factory=dict)  # kind, path, how it was split, what was skipped
-
-
-def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Split ``range(n)`` at random by ``seed``: (train indices, val indices), each sorted."""
-    if n < 2:
-        raise InputError(f"a dataset of {n} usable image(s) cannot be split into train and validation; add images")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = min(max(1, round(n * val_fraction)), n - 1)
-    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+        val, test = (MaskPngSource(root / "images" / split, masks / split, names) if (masks / split).is_dir() else None
+                     for split in ("val", "test"))
+        return MaskPngSource(root / "images" / "train", masks / "train", names), val, test, info
+    return MaskPngSource(root / "images", masks, names), None, None, info
 
 
 def validate(source: Any, problems: Problems) -> list[int]:
@@ -300,13 +260,16 @@ def validate(source: Any, problems: Problems) -> list[int]:
     return usable
 
 
-def _splits(train: Any, val: Any | None, val_fraction: float, seed: int, info: dict, strict: bool) -> DataSplits:
+def _splits(train: Any, val: Any | None, test: Any | None, fractions: tuple[float, float], seed: int, info: dict,
+            strict: bool) -> DataSplits:
+    """Validate the sources and make the splits: the dataset's own, or drawn by ``seed`` (``fractions``: val, test)."""
     info = {**info, "path": str(Path(info["path"]).resolve())}  # runs record it; evaluation may run elsewhere
-    if val is not None and len(val) and list(val.class_names) != list(train.class_names):
-        raise InputError(f"train and validation classes differ: {train.class_names} vs {val.class_names}")
+    for name, other in (("validation", val), ("test", test)):
+        if other is not None and len(other) and list(other.class_names) != list(train.class_names):
+            raise InputError(f"train and {name} classes differ: {train.class_names} vs {other.class_names}")
     problems = Problems()
     usable = validate(train, problems)
-    usable_val = validate(val, problems) if val is not None and len(val) else []
+    usable_val, usable_test = (validate(s, problems) if s is not None and len(s) else [] for s in (val, test))
     if problems and strict:
         raise InputError(f"dataset {info['path']}: {problems.summary()}\nfix them, or leave strict off "
                          "(grounded train without --strict) to train on the rest")
@@ -316,11 +279,14 @@ def _splits(train: Any, val: Any | None, val_fraction: float, seed: int, info: d
     if not usable:
         raise InputError(f"dataset {info['path']}: no usable training image"
                          + (f"; {problems.summary()}" if problems else ""))
-    if not usable_val:
-        tr, va = seeded_split(len(usable), val_fraction, seed)
-        train_view, val_view = View(train, [usable[k] for k in tr]), View(train, [usable[k] for k in va])
-        return DataSplits(train_view, val_view, train.class_names, {**info, "split": f"seeded {seed}"})
-    return DataSplits(View(train, usable), View(val, usable_val), train.class_names, {**info, "split": "given"})
+    val_fraction, test_fraction = fractions
+    tr, va, te = seeded_splits(len(usable), None if usable_val else val_fraction, seed,
+                               0.0 if usable_test else test_fraction)
+    pick = lambda ks: View(train, [usable[k] for k in ks])  # noqa: E731
+    info["split"] = "given" if usable_val else f"seeded {seed}"
+    info["test_split"] = "given" if usable_test else (f"seeded {seed}, {test_fraction:g} of the images" if te else "none")
+    return DataSplits(pick(tr), View(val, usable_val) if usable_val else pick(va), train.class_names, info,
+                      View(test, usable_test) if usable_test else pick(te))
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -333,7 +299,7 @@ def _read_text(path: Path, what: str) -> str:
         raise InputError(f"{what} {str(path)!r} cannot be read ({exc.strerror or exc})") from None
 
 
-def _yolo(root: Path) -> tuple[Any, Any | None, dict]:
+def _yolo(root: Path) -> tuple[Any, Any | None, Any | None, dict]:
     import yaml
 
     path = root / "data.yaml"
@@ -367,13 +333,13 @@ def _yolo(root: Path) -> tuple[Any, Any | None, dict]:
     train = images("train")
     if train is None or len(train) == 0:
         raise InputError(f"{root / 'data.yaml'}: 'train' names no folder with images")
-    return train, images("val"), {"kind": "yolo-seg", "path": str(root)}
+    return train, images("val"), images("test"), {"kind": "yolo-seg", "path": str(root)}
 
 
-def _open(root: Path) -> tuple[Any, Any | None, dict]:
-    """(train source, validation source or None, info) for any layout of the module docstring."""
+def _open(root: Path) -> tuple[Any, Any | None, Any | None, dict]:
+    """(train source, validation and test sources or None, info) for any layout of the module docstring."""
     if root.is_file() and root.suffix == ".json":
-        return CocoSource(root), None, {"kind": "coco", "path": str(root)}
+        return CocoSource(root), None, None, {"kind": "coco", "path": str(root)}
     if not root.is_dir():
         raise InputError(f"dataset {str(root)!r} not found: give a label run, a COCO json or a dataset folder")
     if (root / "run.json").is_file():
@@ -386,33 +352,39 @@ def _open(root: Path) -> tuple[Any, Any | None, dict]:
         images_root = images_root if images_root.is_absolute() else (root / images_root)
         if not (root / "coco" / "train.json").is_file():
             raise InputError(f"label run {root} has no coco/train.json: is it finished? (re-run grounded label)")
-        val_path = root / "coco" / "val.json"
-        val = CocoSource(val_path, images_root) if val_path.is_file() else None
-        return CocoSource(root / "coco" / "train.json", images_root), val, {"kind": "label-run", "path": str(root)}
+        val, test = (CocoSource(root / "coco" / f"{split}.json", images_root)
+                     if (root / "coco" / f"{split}.json").is_file() else None for split in ("val", "test"))
+        return CocoSource(root / "coco" / "train.json", images_root), val, test, {"kind": "label-run", "path": str(root)}
     if (root / "data.yaml").is_file():
         return _yolo(root)
     jsons = [root / n for n in COCO_NAMES if (root / n).is_file()] or sorted(root.glob("*.json"))
     if len(jsons) == 1:
-        return CocoSource(jsons[0]), None, {"kind": "coco", "path": str(jsons[0])}
+        return CocoSource(jsons[0]), None, None, {"kind": "coco", "path": str(jsons[0])}
     if (root / "images").is_dir() and ((root / "masks").is_dir() or (root / "annotations").is_dir()):
         return _mask_png(root)
     val_dir = next((root / n for n in ("valid", "val") if (root / n).is_dir()), None)
     if (root / "train").is_dir() and val_dir is not None:
-        return _open(root / "train")[0], _open(val_dir)[0], {"kind": "folders", "path": str(root)}
+        test = _open(root / "test")[0] if (root / "test").is_dir() else None
+        return _open(root / "train")[0], _open(val_dir)[0], test, {"kind": "folders", "path": str(root)}
     raise InputError(
         f"{root}: not a dataset I can read; expected a label run (run.json), a COCO json ({', '.join(COCO_NAMES)}), "
         "a YOLO-seg data.yaml, images/ + masks/ PNGs, or train/ + valid/ folders"
     )
 
 
-def open_dataset(path: str | Path, val_fraction: float = 0.2, seed: int = 0, strict: bool = False) -> DataSplits:
-    """Open the dataset at ``path`` (any layout of the module docstring) as train/val splits, validated.
+def open_dataset(path: str | Path, val_fraction: float = 0.2, seed: int = 0, strict: bool = False,
+                 test_fraction: float = 0.0) -> DataSplits:
+    """Open the dataset at ``path`` (any layout of the module docstring) as train / val / test splits, validated.
+
+    Splits the dataset has are used as given; missing ones are drawn by ``seed``
+    (:func:`grounded.distill.splits.seeded_splits`): the test split (``test_fraction`` of the images; 0, the
+    default here: none; training passes ``TrainConfig.test_fraction``), then validation.
 
     ``strict``: refuse the dataset (InputError naming the first problems) if any image or annotation is
     unusable, instead of skipping them; either way ``info["skipped"]`` counts what was left out.
     """
-    train, val, info = _open(Path(path))
-    return _splits(train, val, val_fraction, seed, info, strict)
+    train, val, test, info = _open(Path(path))
+    return _splits(train, val, test, (val_fraction, test_fraction), seed, info, strict)
 
 
-__all__ = ["DataSplits", "View", "open_dataset", "seeded_split", "IMAGE_EXTENSIONS"]
+__all__ = ["DataSplits", "View", "open_dataset", "seeded_split", "seeded_splits", "IMAGE_EXTENSIONS"]

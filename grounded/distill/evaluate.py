@@ -9,13 +9,16 @@ name. Both return one dict (see :mod:`grounded.distill.metrics` for the definiti
 
     {"images": 80, "miou": 0.61, "pixel_accuracy": 0.93, "background_iou": 0.95,
      "per_class_iou": {"wheel": 0.78, ...}, "mask_ap": 0.31, "mask_ap50": 0.55, "mask_ap75": 0.30,
-     "per_class_ap": {"wheel": 0.52, ...}, "instances": "boundary",
+     "per_class_ap": {"wheel": 0.52, ...}, "instances": "boundary", "miou_ci": [0.57, 0.65], "ci_level": 0.95,
      "mask_ap_components": 0.29, "mask_ap50_components": 0.52}
 
 :func:`write_report` writes it as ``metrics.json`` and a readable ``metrics.txt`` table; with ``pairs=N`` the
 first N images also get ``pairs/NAME.png``: image | ground truth | prediction, side by side.
-Memory stays flat: per image only the confusion matrix is updated and RLE masks are kept for mask AP.
-:func:`plot_history` draws a training run's losses and validation mIoU (``training_curve.png``).
+Memory stays small: per image one (K + 1)^2 confusion matrix (for the mIoU's seeded bootstrap interval over
+images, ``miou_ci``) and RLE masks for mask AP are kept. :func:`side_by_side` joins a run's validation and test
+results (``test``, and ``gap``: val - test), :func:`format_table` prints them in columns.
+:func:`plot_history` draws a training run's losses and validation mIoU, with its test mIoU as one point
+(``training_curve.png``).
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from grounded.distill.instances import probs_to_detections
-from grounded.distill.metrics import MaskAP, confusion_matrix, semantic_scores
+from grounded.distill.metrics import MaskAP, bootstrap_miou, confusion_matrix, semantic_scores
 from grounded.errors import InputError
 from grounded.formats.files import atomic_path, atomic_write_text
 from grounded.utils.masks import rasterize_semantic
 
 logger = logging.getLogger(__name__)
+
+CI_LEVEL, CI_ROUNDS = 0.95, 1000  # the mIoU's bootstrap interval over images (grounded.distill.metrics)
 
 # name, image, truth (semantic, instances), prediction (semantic, instances), instances by connected components
 Item = tuple[str, np.ndarray, np.ndarray, sv.Detections, np.ndarray, sv.Detections, "sv.Detections | None"]
@@ -69,23 +74,25 @@ def save_pair(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, path:
 def _score(items: Iterator[Item], class_names: Sequence[str], total: int, pairs_dir: Path | None, pairs: int,
            progress: bool) -> dict[str, Any]:
     num_classes = len(class_names) + 1
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    per_image = []  # (C, C) per image: C * C * 8 bytes each, for the bootstrap interval
     ap, ap_components = MaskAP(class_names), MaskAP(class_names)
     for n, (name, image, truth_sem, truth, pred_sem, pred, pred_components) in enumerate(
         tqdm(items, total=total, desc="evaluate", disable=not progress, dynamic_ncols=True)
     ):
         if pred_sem.shape != truth_sem.shape:
             raise InputError(f"{name}: prediction {pred_sem.shape} and labels {truth_sem.shape} differ in size")
-        confusion += confusion_matrix(pred_sem, truth_sem, num_classes)
+        per_image.append(confusion_matrix(pred_sem, truth_sem, num_classes))
         ap.add(truth, pred, truth_sem.shape)
         if pred_components is not None:
             ap_components.add(truth, pred_components, truth_sem.shape)
         if pairs_dir is not None and n < pairs:
             pairs_dir.mkdir(parents=True, exist_ok=True)
             save_pair(image, truth_sem, pred_sem, pairs_dir / f"{Path(name).stem}.png", num_classes)
-    scores = semantic_scores(confusion, class_names)
+    confusions = np.stack(per_image) if per_image else np.zeros((0, num_classes, num_classes), np.int64)
+    scores = semantic_scores(confusions.sum(0), class_names)
     instance = ap.compute()
-    result = {"images": total, **scores, "mask_ap": instance["ap"], "mask_ap50": instance["ap50"],
+    result = {"images": total, **scores, "miou_ci": list(bootstrap_miou(confusions, CI_ROUNDS, CI_LEVEL)),
+              "ci_level": CI_LEVEL, "mask_ap": instance["ap"], "mask_ap50": instance["ap50"],
               "mask_ap75": instance["ap75"], "per_class_ap": instance["per_class_ap"]}
     if ap_components.images:
         components = ap_components.compute()
@@ -141,28 +148,63 @@ def evaluate_labels(labels: Sequence, truth: Sequence, out: str | Path | None = 
     return _score(items(), names[0], len(matched), pairs_dir, pairs, progress)
 
 
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def side_by_side(val: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
+    """One result for the validation split (the top-level keys, as before) with the test split's result under
+    ``test`` and ``gap``: val - test for mIoU, pixel accuracy, mask AP and per-class IoU (positive: the split
+    that chose the checkpoint flatters it)."""
+    gap = {key: _difference(val.get(key), test.get(key)) for key in ("miou", "pixel_accuracy", "mask_ap", "mask_ap50")}
+    gap["per_class_iou"] = {name: _difference(v, test["per_class_iou"].get(name)) for name, v in val["per_class_iou"].items()}
+    return {**val, "test": test, "gap": gap}
+
+
 def _fmt(value: float | None) -> str:
     return "   -  " if value is None else f"{100 * value:6.2f}"
 
 
+def _summary(result: dict[str, Any], label: str = "") -> str:
+    low, high = result.get("miou_ci") or (None, None)
+    interval = f" [{100 * result.get('ci_level', CI_LEVEL):.0f}% CI {_fmt(low).strip()}-{_fmt(high).strip()}]" if low is not None else ""
+    return (f"{label}mIoU {_fmt(result['miou'])}{interval}   pixel accuracy {_fmt(result['pixel_accuracy'])}   "
+            f"mask AP {_fmt(result['mask_ap'])}   AP50 {_fmt(result['mask_ap50'])}   ({result['images']} images)")
+
+
 def format_table(result: dict[str, Any]) -> str:
-    """The result as a fixed-width table (percentages): one row per class, then the summary."""
-    names = list(result["per_class_iou"])
+    """The result as a fixed-width table (percentages): one row per class, then the summary (mIoU with its
+    bootstrap interval). With ``test`` (:func:`side_by_side`): IoU and AP of val and test, and the gap."""
+    names, test = list(result["per_class_iou"]), result.get("test")
     width = max([len(n) for n in names] + [10])
-    lines = [f"{'class':<{width}}   IoU %   AP %", "-" * (width + 17)]
-    for name in names:
-        lines.append(f"{name:<{width}}  {_fmt(result['per_class_iou'][name])}  {_fmt(result['per_class_ap'].get(name))}")
-    lines += ["-" * (width + 17), f"{'background':<{width}}  {_fmt(result['background_iou'])}",
-              f"mIoU {_fmt(result['miou'])}   pixel accuracy {_fmt(result['pixel_accuracy'])}   "
-              f"mask AP {_fmt(result['mask_ap'])}   AP50 {_fmt(result['mask_ap50'])}   ({result['images']} images)"]
+    if test is None:
+        header = f"{'class':<{width}}   IoU %   AP %"
+        rows = [f"{_fmt(result['per_class_iou'][n])}  {_fmt(result['per_class_ap'].get(n))}" for n in names]
+        background = _fmt(result["background_iou"])
+    else:
+        header = f"{'class':<{width}}   val IoU  test IoU  gap     val AP  test AP"
+        rows = [f"{_fmt(result['per_class_iou'][n])}   {_fmt(test['per_class_iou'].get(n))}  "
+                f"{_fmt(result['gap']['per_class_iou'][n])}   {_fmt(result['per_class_ap'].get(n))}  "
+                f"{_fmt(test['per_class_ap'].get(n))}" for n in names]
+        background = f"{_fmt(result['background_iou'])}   {_fmt(test['background_iou'])}"
+    lines = [header, "-" * len(header), *(f"{n:<{width}}  {row}" for n, row in zip(names, rows, strict=True)),
+             "-" * len(header), f"{'background':<{width}}  {background}"]
+    if test is None:
+        lines.append(_summary(result))
+    else:
+        lines += [_summary(result, "val   "), _summary(test, "test  "),
+                  f"gap (val - test): mIoU {_fmt(result['gap']['miou'])} points; the val split chose the checkpoint, "
+                  "the test split chose nothing"]
     if "mask_ap_components" in result:
         lines.append(f"instances: boundary-aware (above) | connected components: mask AP "
-                     f"{_fmt(result['mask_ap_components'])}   AP50 {_fmt(result['mask_ap50_components'])}")
+                     f"{_fmt(result['mask_ap_components'])}   AP50 {_fmt(result['mask_ap50_components'])}"
+                     + (" (val)" if test is not None else ""))
     return "\n".join(lines)
 
 
-def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
-    """Training and validation loss, and validation mIoU, against optimiser steps, as a PNG."""
+def plot_history(history: list[dict[str, Any]], path: Path, test: dict[str, Any] | None = None) -> Path:
+    """Training and validation loss, and validation mIoU, against optimiser steps, as a PNG; ``test`` (``step``,
+    ``miou``: the kept student scored once on the test split after training) is marked as one point."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,10 +218,16 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
     left.legend()
     right.plot(steps, [h["miou"] for h in history], marker="o", color="tab:green", label="val mIoU")
     right.plot(steps, [h["pixel_accuracy"] for h in history], marker="o", color="tab:gray", label="val pixel acc")
+    if test is not None:
+        right.plot([test["step"]], [test["miou"]], marker="*", markersize=14, linestyle="none", color="tab:red",
+                   label=f"test mIoU {test['miou']:.3f} ({test['images']} images)")
+        fig.text(0.5, 0.01, "test: the kept student scored once after training on images that chose nothing "
+                 "(not the checkpoint, not the budget); val mIoU chose the checkpoint, so it is optimistic",
+                 ha="center", fontsize=8)
     right.set_xlabel("step")
     right.set_ylim(0, 1)
     right.legend()
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 if test is not None else 0, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

@@ -66,7 +66,7 @@ def export_onnx(student, path: str | Path, image_size: int) -> Path:  # noqa: AN
         model = onnx.load(str(tmp))
         meta = {"class_names": json.dumps(student.config.class_names), "image_size": str(int(image_size)),
                 "stride": str(student.stride), "format": FORMAT,
-                "boundary_head": str(int(student.config.boundary_head))}
+                "boundary_head": str(int(student.config.boundary_head)), "tta_flip": str(int(student.config.tta_flip))}
         for key, value in meta.items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
@@ -87,7 +87,7 @@ class _Native(torch.nn.Module):
 
 def load_onnx(path: str | Path, threads: int | None = None) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
     """An exported student -> (run: (1, 3, H, W) float32 -> logits, {"class_names", "image_size", "stride",
-    "boundary_head"}).
+    "boundary_head", "tta_flip"}).
 
     ``threads``: onnxruntime's intra-op threads (default: its own choice, one per physical core).
     """
@@ -106,7 +106,8 @@ def load_onnx(path: str | Path, threads: int | None = None) -> tuple[Callable[[n
     if props.get("format") != FORMAT:
         raise ModelLoadError(f"{path} is not a grounded student export (no class names in its metadata)")
     meta = {"class_names": json.loads(props["class_names"]), "image_size": int(props["image_size"]),
-            "stride": int(props["stride"]), "boundary_head": props.get("boundary_head") == "1"}
+            "stride": int(props["stride"]), "boundary_head": props.get("boundary_head") == "1",
+            "tta_flip": props.get("tta_flip") == "1"}
 
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(["logits"], {"pixels": batch.astype(np.float32)})[0]

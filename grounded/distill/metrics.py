@@ -6,7 +6,9 @@ Semantic (per pixel; ``IGNORE_INDEX`` pixels are skipped):
 - IoU of class c: ``TP / (TP + FP + FN)`` = ``conf[c, c] / (row_c + col_c - conf[c, c])``; ``None`` when
   the class appears neither in the labels nor the predictions (union 0);
 - mIoU: the mean IoU over the **foreground** classes whose union is non-zero (background reported apart);
-- pixel accuracy: ``trace / total`` over all non-ignored pixels.
+- pixel accuracy: ``trace / total`` over all non-ignored pixels;
+- a confidence interval for mIoU (:func:`bootstrap_miou`): images resampled with replacement (seeded), the
+  summed confusion of each resample scored as above, the percentiles of those mIoUs.
 
 Instance (mask AP): :class:`MaskAP` collects ground truth and predictions image by image as COCO RLE
 (compact; no masks are held) and runs ``pycocotools.cocoeval.COCOeval(iouType="segm")``, which matches by
@@ -50,6 +52,33 @@ def semantic_scores(confusion: np.ndarray, class_names: Sequence[str]) -> dict[s
         "background_iou": iou[0],
         "pixel_accuracy": float(tp.sum() / total) if total else 0.0,
     }
+
+
+def mean_iou(confusion: np.ndarray) -> np.ndarray:
+    """mIoU of one (C, C) or of a stack (..., C, C) of confusion matrices, by the rule of :func:`semantic_scores`."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)[..., 1:]
+    union = (confusion.sum(-2) + confusion.sum(-1))[..., 1:] - tp
+    present = union > 0
+    iou = np.divide(tp, union, out=np.zeros_like(tp), where=present)
+    count = present.sum(-1)
+    return np.where(count > 0, iou.sum(-1) / np.maximum(count, 1), 0.0)
+
+
+def bootstrap_miou(confusions: np.ndarray, rounds: int = 1000, level: float = 0.95, seed: int = 0
+                   ) -> tuple[float, float]:
+    """A percentile-bootstrap interval for the mIoU of a set of images, from their (N, C, C) confusion matrices.
+
+    Each of ``rounds`` resamples draws N images with replacement (numpy, seeded); returns the (1 - level) / 2
+    and (1 + level) / 2 quantiles of the resamples' mIoU. With one image the interval is that image's mIoU."""
+    confusions = np.asarray(confusions, dtype=np.float64)
+    n = len(confusions)
+    if n == 0:
+        return 0.0, 0.0
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=rounds)  # (rounds, N)
+    resampled = (counts @ confusions.reshape(n, -1)).reshape(rounds, *confusions.shape[1:])
+    low, high = np.quantile(mean_iou(resampled), [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
 
 
 class MaskAP:

@@ -2,8 +2,9 @@
 
 What it does, in order:
 
-1. opens the dataset (:func:`grounded.distill.data.open_dataset`; split by seed when it has no validation)
-   and decodes it once into memory at the training size (:mod:`grounded.distill.cache`);
+1. opens the dataset (:func:`grounded.distill.data.open_dataset`; the test split, then validation, drawn by
+   seed when the dataset has none; the splits' files go to ``split.json``) and decodes train and val once into
+   memory at the training size (:mod:`grounded.distill.cache`);
 2. seeds torch and builds the student (pretrained weights when named; random otherwise) and logs its
    parameters and GFLOPs at the training size;
 3. counts label pixels for class-weighted cross-entropy and class-balanced crops;
@@ -15,10 +16,13 @@ What it does, in order:
    ``amp="bf16"`` opts in on CPU. A tqdm bar shows loss, learning rate and val mIoU;
 5. validates every ``val_every`` epochs (a budget spreads ~8 validations over the run) on the letterboxed
    validation images (mIoU, pixel accuracy, loss) and keeps the best student by mIoU as
-   ``student.safetensors`` + ``student.json``;
+   ``student.safetensors`` + ``student.json`` (with ``ema``: the averaged weights, :mod:`~.ema`, are validated
+   and kept);
 6. saves ``last.*`` + ``train_state.pt`` at every validation (and every ``checkpoint_every`` steps), so an
    interrupted run resumes where it stopped: calling ``train`` again on the same ``out`` continues it;
-7. writes ``history.json`` and ``training_curve.png``.
+7. scores the kept student once on the test split, which nothing before read (not training, not the checkpoint
+   choice, not the budget), letterboxed as validation is: ``TrainResult.test``; writes ``history.json`` and
+   ``training_curve.png`` (the test score marked at the kept student's step).
 
 Determinism: given ``seed``, the initial weights, the data order (one permutation per epoch, from
 ``(seed, epoch)``) and the augmentations (per sample, from ``(seed, epoch, index)``) are fixed; the global torch
@@ -40,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -49,10 +52,11 @@ from grounded.distill.cache import CachedData, CachedSet, crop_weights
 from grounded.distill.checkpoint import load_state, load_student, read_record, save_state, save_student
 from grounded.distill.config import DEFAULT_BUDGET_MINUTES, StudentConfig, TrainConfig
 from grounded.distill.data import DataSplits, open_dataset
+from grounded.distill.ema import Ema
 from grounded.distill.evaluate import plot_history
 from grounded.distill.losses import SegmentationLoss, class_weights
-from grounded.distill.metrics import confusion_matrix, semantic_scores
 from grounded.distill.students import Student, build_student, profile
+from grounded.distill.validation import at_loss_scale, score_test, validate
 from grounded.errors import InputError
 from grounded.formats.files import atomic_write_text
 from grounded.models.loading import resolve_device
@@ -76,6 +80,7 @@ class TrainResult:
     final_lr: float = 0.0  # the learning rate of the last step taken
     profile: dict[str, float] = field(default_factory=dict)  # params, GFLOPs at the training size
     seconds: float = 0.0
+    test: dict[str, Any] | None = None  # the kept student on the test split: step, images, miou, pixel_accuracy
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -83,33 +88,6 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[i
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
     size = min(batch_size, n)
     return [order[i : i + size] for i in range(0, n - size + 1, size)]
-
-
-@torch.no_grad()
-def validate(student: Student, data: CachedSet, loss_fn: SegmentationLoss, device: torch.device, batch_size: int,
-             loss_scale: float = 1.0) -> dict[str, Any]:
-    """Loss (at ``loss_scale``, as in training) and semantic scores (at full size) on letterboxed validation items."""
-    student.eval()
-    num_classes = student.config.num_classes
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    losses = []
-    for pixels, target in DataLoader(data, batch_size=batch_size, shuffle=False):
-        native = student(pixels.to(device), full_size=False).float()
-        losses.append(float(loss_fn(*_at_loss_scale(native, target.to(device), loss_scale), num_classes)[0]))
-        logits = F.interpolate(native[:, :num_classes], size=pixels.shape[-2:], mode="bilinear", align_corners=False)
-        confusion += confusion_matrix(logits.argmax(1).cpu().numpy(), target[:, 0].numpy(), num_classes)
-    scores = semantic_scores(confusion, student.config.class_names)
-    return {"val_loss": float(np.mean(losses)) if losses else float("nan"), "miou": scores["miou"],
-            "pixel_accuracy": scores["pixel_accuracy"]}
-
-
-def _at_loss_scale(logits: torch.Tensor, target: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (B, C, h, w) up-sampled and targets (B, [2,] S, S) sub-sampled (nearest) to ``scale`` x S."""
-    step = max(1, round(1 / scale))
-    target = target[..., ::step, ::step]
-    if logits.shape[-2:] != target.shape[-2:]:
-        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-    return logits, target
 
 
 def _autocast(device: torch.device, amp: str):  # noqa: ANN202
@@ -155,7 +133,9 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = config or TrainConfig()
-    splits = dataset if isinstance(dataset, DataSplits) else open_dataset(dataset, cfg.val_fraction, cfg.seed)
+    splits = (dataset if isinstance(dataset, DataSplits)
+              else open_dataset(dataset, cfg.val_fraction, cfg.seed, test_fraction=cfg.test_fraction))
+    atomic_write_text(out / "split.json", json.dumps({"info": splits.info, **splits.files()}, indent=1))
     model, state, cfg = _start(out, splits, student or StudentConfig(), cfg, resume)
     device = resolve_device(cfg.device)
     stats = _place(model, device, cfg)
@@ -163,11 +143,13 @@ def train(
     if device.type == "cpu" and torch.get_num_threads() > 1 and not state:
         _pick_threads(model, data.train, data.loss_fn, cfg)
     run = _Run(out, model, cfg, device, data, started,
-               extra={"train": cfg.to_dict(), "data": splits.info, "val_images": len(splits.val), "profile": stats})
+               extra={"train": cfg.to_dict(), "data": splits.info, "val_images": len(splits.val),
+                      "test_images": len(splits.test or []), "profile": stats})
     if state:
         run.restore(state)
     run.loop(progress, on_step)
-    return run.finish(stats, started)
+    test = score_test(out, splits.test, cfg, device, data.loss_fn, progress) if run.best["epoch"] >= 0 else None
+    return run.finish(stats, started, test)
 
 
 def _place(model: Student, device: torch.device, cfg: TrainConfig) -> dict[str, float]:
@@ -221,6 +203,7 @@ class _Run:
         self.val_interval = cfg.val_every * data.steps_per_epoch
         self.next_val = self.val_interval
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema = Ema(model, cfg.ema_decay) if cfg.ema else None  # what is validated and kept, when on
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "auto" and device.type == "cuda")
         self.step, self.history, self.best = 0, [], {"miou": -1.0, "epoch": -1}
         self.lr, self.stopped_early = cfg.lr, False
@@ -232,6 +215,8 @@ class _Run:
         """Continue an interrupted run: optimiser, scaler, RNG, record, and its plan (a budget is not re-planned)."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["rng"])
         self.step, self.history, self.best = int(state["step"]), json.loads(state["history"]), json.loads(state["best"])
         if "total" in state and int(state["total"]) > 0:
@@ -289,13 +274,15 @@ class _Run:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with _autocast(self.device, cfg.amp):
             logits = self.model(pixels, full_size=False)
-        logits, target = _at_loss_scale(logits.float(), target, cfg.loss_scale)
+        logits, target = at_loss_scale(logits.float(), target, cfg.loss_scale)
         loss, self.parts = self.data.loss_fn(logits, target, self.model.config.num_classes)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.model, self.step)
         self.window.append(float(loss.detach()))
 
     def _fix_budget_once_timed(self) -> None:
@@ -316,16 +303,17 @@ class _Run:
         planner, cfg = self.planner, self.cfg
         if planner is not None:
             planner.validation_started()
+        kept = self.model if self.ema is None else self.ema.module
         row = {"epoch": (self.step - 1) // self.data.steps_per_epoch, "step": self.step, "lr": self.lr,
                "train_loss": float(np.mean(self.window)), **self.parts,
-               **validate(self.model, self.data.val, self.data.loss_fn, self.device, cfg.batch_size, cfg.loss_scale)}
+               **validate(kept, self.data.val, self.data.loss_fn, self.device, cfg.batch_size, cfg.loss_scale)}
         self.window = []
         self.history.append(row)
         logger.info("step %d/%d: loss %.4f val mIoU %.4f lr %.2e", self.step, self.total, row["train_loss"],
                     row["miou"], self.lr)
         if row["miou"] > self.best["miou"]:
             self.best = {"miou": row["miou"], "epoch": row["epoch"], "step": self.step}
-            save_student(self.model, self.out, cfg.image_size, **self.extra, best=self.best)
+            save_student(kept, self.out, cfg.image_size, **self.extra, best=self.best)
         self.model.train()
         if planner is not None and not done:
             self.total = planner.validation_done(self.step)
@@ -343,15 +331,16 @@ class _Run:
                               "rng": torch.get_rng_state(), "step": self.step, "history": json.dumps(self.history),
                               "best": json.dumps(self.best), "total": self.total or 0, "warmup": self.warmup,
                               "val_interval": self.val_interval if self.planner is None
-                              else max(1, self.next_val - self.step)})
+                              else max(1, self.next_val - self.step),
+                              **({"ema": self.ema.state_dict()} if self.ema is not None else {})})
 
-    def finish(self, stats: dict[str, float], started: float) -> TrainResult:
-        """Write ``history.json`` and ``training_curve.png``; the run's result."""
+    def finish(self, stats: dict[str, float], started: float, test: dict[str, Any] | None) -> TrainResult:
+        """Write ``history.json`` and ``training_curve.png`` (with the test score, when there is one); the result."""
         atomic_write_text(self.out / "history.json", json.dumps(self.history, indent=2))
         if self.history:
-            plot_history(self.history, self.out / "training_curve.png")
+            plot_history(self.history, self.out / "training_curve.png", test)
         return TrainResult(self.out, self.best["miou"], self.best["epoch"], self.step, self.history, self.stopped_early,
-                           self.total or self.step, self.lr, stats, time.monotonic() - started)
+                           self.total or self.step, self.lr, stats, time.monotonic() - started, test)
 
 
 def _pick_threads(model: Student, data: CachedSet, loss_fn: SegmentationLoss, cfg: TrainConfig) -> int:
@@ -375,7 +364,7 @@ def _pick_threads(model: Student, data: CachedSet, loss_fn: SegmentationLoss, cf
         times: list[float] = []
         for _ in range(passes):
             start = time.perf_counter()
-            logits, labels = _at_loss_scale(model(pixels, full_size=False).float(), target, cfg.loss_scale)
+            logits, labels = at_loss_scale(model(pixels, full_size=False).float(), target, cfg.loss_scale)
             loss_fn(logits, labels, model.config.num_classes)[0].backward()
             times.append(time.perf_counter() - start)
             if threads > 1 and times[-1] > 1.5 * seconds[1]:

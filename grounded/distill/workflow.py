@@ -2,7 +2,8 @@
 
 - :func:`train_run`: train (or resume) into a run folder, export ``student.onnx``, optionally evaluate;
 - :func:`evaluate_run`: score a run's best student (or its ONNX export, or a teacher's label run) on the
-  run's own validation split, or on all of any dataset given (one split of it only when asked);
+  run's own validation and test splits side by side (with the val - test gap), or on all of any dataset
+  given (one split of it only when asked);
 - :func:`default_lr`: a peak learning rate that suits the architecture;
 - :func:`distill`: label with the teacher (labels reused while its full identity is unchanged), then train_run.
 
@@ -19,8 +20,8 @@ from typing import Any
 
 from grounded.distill.checkpoint import load_student, read_record
 from grounded.distill.config import StudentConfig, TrainConfig
-from grounded.distill.data import View, open_dataset
-from grounded.distill.evaluate import evaluate_labels, evaluate_student, write_report
+from grounded.distill.data import DataSplits, View, open_dataset
+from grounded.distill.evaluate import evaluate_labels, evaluate_student, side_by_side, write_report
 from grounded.distill.export import export_onnx
 from grounded.distill.predictor import StudentPredictor
 from grounded.distill.train import train
@@ -65,25 +66,45 @@ def train_run(
                                "best_val_miou": result.best_miou, "best_epoch": result.best_epoch,
                                "stopped_early": result.stopped_early, "params": int(result.profile["params"]),
                                "gflops": round(result.profile["gflops"], 3), "image_size": config.image_size}
+    if result.test is not None:  # both letterboxed at the training size; the test split chose nothing
+        summary.update(test_miou=result.test["miou"], val_test_gap=result.best_miou - result.test["miou"],
+                       test_images=result.test["images"])
     if result.best_epoch < 0:
         raise InputError(f"training in {out} ran no validation, so no student was kept; train for longer")
     if export:
         summary["onnx"] = str(export_run(out))
     if evaluate:
         metrics, where = evaluate_run(out, progress=progress)
-        summary["eval"] = {"dir": str(where), "miou": metrics["miou"], "mask_ap": metrics["mask_ap"]}
+        summary["eval"] = {"dir": str(where), "miou": metrics["miou"], "mask_ap": metrics["mask_ap"],
+                           "test_miou": metrics.get("test", {}).get("miou")}
     atomic_write_text(Path(out) / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
-def _views(data: str | Path, split: str | None, val_fraction: float, seed: int) -> list[View]:
-    """The views to score: ``split`` ("val" / "train") of ``data`` split as in training, or all of it (None)."""
-    if split not in (None, "all", "val", "train"):
-        raise InputError(f"--split must be 'all', 'val' or 'train', got {split!r}")
-    splits = open_dataset(data, val_fraction, seed)
+def _views(splits: DataSplits, split: str | None) -> dict[str, list[View]]:
+    """The views to score by name: ``split`` of ``splits`` ("val" brings "test" beside it when there is one), or
+    all of them ("all": None)."""
+    if split not in (None, "all", "val", "train", "test"):
+        raise InputError(f"--split must be 'all', 'val', 'test' or 'train', got {split!r}")
+    views = splits.views()
     if split in (None, "all"):
-        return [splits.train, splits.val]
-    return [splits.val if split == "val" else splits.train]
+        return {"all": list(views.values())}
+    if split not in views:
+        raise InputError(f"dataset {splits.info.get('path')} has no {split} split (the run kept none: test_fraction "
+                         "0, or too few images); pick another --split")
+    return {split: [views[split]], **({"test": [views["test"]]} if split == "val" and "test" in views else {})}
+
+
+def _check_split(folder: Path, splits: DataSplits) -> None:
+    """Refuse a test split that is not the one the run held out (``split.json``): the dataset has changed."""
+    recorded = json.loads((folder / "split.json").read_text()) if (folder / "split.json").is_file() else None
+    if recorded is None:
+        return
+    names = sorted(Path(p).name for p in splits.files().get("test", []))
+    if names != sorted(Path(p).name for p in recorded.get("test", [])):
+        raise InputError(f"{folder / 'split.json'}: the run held out other test images than the dataset now gives "
+                         f"({len(recorded.get('test', []))} recorded, {len(names)} now); has the dataset changed? "
+                         "Score it on all of a dataset with --data")
 
 
 def evaluate_run(
@@ -93,12 +114,15 @@ def evaluate_run(
     out: str | Path | None = None,
     pairs: int = 0,
     progress: bool = True,
+    tta_flip: bool | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate and write the report; returns (metrics, report folder).
 
     ``run``: a training run folder, a ``.safetensors`` or a ``.onnx`` student. Without ``data`` it is scored on
-    its training dataset's validation split (or ``split``). With ``data`` (an external dataset) it is scored
-    on all of it, or on ``split`` ("val" / "train") of it, split with the run's seed and fraction.
+    its training dataset's validation split and, side by side, on its test split (the held-out images the run
+    recorded in ``split.json``; ``side_by_side``: the val - test gap), or on ``split``. With ``data`` (an
+    external dataset) it is scored on all of it, or on ``split`` ("val" / "test" / "train") of it, split with
+    the run's seed and fractions. ``tta_flip``: override the student's test-time flip setting.
     Or a ``grounded label`` run (``run.json``, no student): its labels are scored against ``data``.
     """
     run = Path(run)
@@ -107,10 +131,11 @@ def evaluate_run(
         if data is None:
             raise InputError(f"{run} is a label run: give the ground truth to compare its labels with (--data)")
         labels, truth = open_dataset(run), open_dataset(data)
-        metrics = evaluate_labels([labels.train, labels.val], [truth.train, truth.val], out, pairs, progress)
+        metrics = evaluate_labels(list(labels.views().values()), list(truth.views().values()), out, pairs, progress)
         metrics["labels"], metrics["truth"] = str(run), str(data)
     else:
         predictor = StudentPredictor.load(run)
+        predictor.tta_flip = predictor.tta_flip if tta_flip is None else bool(tta_flip)
         meta = folder / "student.json"
         record = read_record(meta)[0] if meta.is_file() else {}
         train_cfg = record.get("train", {})
@@ -118,10 +143,16 @@ def evaluate_run(
             raise InputError(f"{run}: no training record beside it to find its dataset; pass --data")
         source = data if data is not None else record["data"]["path"]
         split = split or ("val" if data is None else "all")
-        views = _views(source, split, train_cfg.get("val_fraction", 0.2), train_cfg.get("seed", 0))
+        splits = open_dataset(source, train_cfg.get("val_fraction", 0.2), train_cfg.get("seed", 0),
+                              test_fraction=train_cfg.get("test_fraction", 0.0))  # older runs kept no test split
+        if data is None:
+            _check_split(folder, splits)
         where = Path(out) if out is not None else folder / "eval"
-        metrics = evaluate_student(predictor, views, where, pairs, progress)
+        scored = {name: evaluate_student(predictor, views, where, pairs if name == split else 0, progress)
+                  for name, views in _views(splits, split).items()}
+        metrics = side_by_side(scored["val"], scored["test"]) if len(scored) == 2 else scored[split]
         metrics["model"], metrics["data"], metrics["split"] = str(run), str(source), split
+        metrics["tta_flip"] = predictor.tta_flip
     where = Path(out) if out is not None else folder / "eval"
     write_report(metrics, where)
     return metrics, where

@@ -95,7 +95,8 @@ def register(server: MCPServer, ws: Workspace) -> None:
         ctx: Context,
         data: Annotated[str | None, Field(description="dataset to score on, all of it (default: the run's own "
                                                       "validation split)")] = None,
-        split: Annotated[Literal["all", "val", "train"] | None, Field(description="which part of it")] = None,
+        split: Annotated[Literal["all", "val", "test", "train"] | None, Field(
+            description="which part of it (test: the held-out split nothing chose with)")] = None,
         out: Annotated[str | None, Field(description="report folder (default RUN/eval)")] = None,
         pairs: Annotated[int, Field(ge=0, description="write this many image | truth | prediction PNGs")] = 0,
     ) -> EvaluateResult:

@@ -1,0 +1,103 @@
+"""The splits a student is trained, chosen and scored on: train, validation and a held-out test split.
+
+- **train**: what the optimiser sees;
+- **val**: what chooses (the best checkpoint, the budget planner's validation passes);
+- **test**: what nothing chooses with. It is scored once, after training, and by ``grounded evaluate``
+  side by side with val, so the gap between the score that chose and an honest one shows in every run.
+
+A dataset's own splits are used as given. Otherwise :func:`seeded_splits` draws them from one permutation
+of the images by ``seed``: the test images first (``test_fraction`` of all, at least one when it is > 0),
+then ``val_fraction`` of the rest. The test split therefore depends on the seed, the number of images and
+``test_fraction`` only (not on ``val_fraction``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grounded.errors import InputError
+from grounded.utils.images import load_image
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class View:
+    """The items ``indices`` of ``source``: one split. Same item interface as the source."""
+
+    source: Any
+    indices: list[int]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.source.class_names
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def image_path(self, i: int) -> Path:
+        return self.source.image_path(self.indices[i])
+
+    def image(self, i: int) -> np.ndarray:
+        return load_image(self.image_path(i))
+
+    def detections(self, i: int):  # noqa: ANN201 (sv.Detections)
+        return self.source.detections(self.indices[i])
+
+    def semantic(self, i: int) -> np.ndarray:
+        return self.source.semantic(self.indices[i])
+
+
+@dataclass
+class DataSplits:
+    train: View
+    val: View
+    class_names: list[str]
+    info: dict[str, Any] = field(default_factory=dict)  # kind, path, how it was split, what was skipped
+    test: View | None = None  # held out: never trained on, never chosen with (None or empty: no test split)
+
+    def views(self) -> dict[str, View]:
+        """The non-empty splits by name, in the order train, val, test."""
+        return {name: view for name in SPLITS if (view := getattr(self, name)) is not None and len(view)}
+
+    def files(self) -> dict[str, list[str]]:
+        """Image paths of each split (``split.json`` of a run records them)."""
+        return {name: [str(view.image_path(i)) for i in range(len(view))] for name, view in self.views().items()}
+
+
+def _count(n: int, fraction: float) -> int:
+    return max(1, round(n * fraction)) if fraction > 0 else 0
+
+
+def seeded_splits(n: int, val_fraction: float | None, seed: int, test_fraction: float = 0.0
+                  ) -> tuple[list[int], list[int], list[int]]:
+    """Split ``range(n)`` by ``seed`` into (train, val, test) indices, each sorted (see the module docstring).
+
+    ``val_fraction`` None: the dataset has its own validation split, so none is drawn here. A test split that
+    would leave fewer than two images (one without validation to draw) is not kept, with a warning."""
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    n_test = _count(n, test_fraction)
+    if n_test and n - n_test < (1 if val_fraction is None else 2):
+        logger.warning("%d image(s) are too few to hold out a test split (test_fraction %.2f): keeping none", n,
+                       test_fraction)
+        n_test = 0
+    test, rest = order[:n_test], order[n_test:]
+    if val_fraction is None:
+        return sorted(rest), [], sorted(test)
+    if len(rest) < 2:
+        raise InputError(f"a dataset of {n} usable image(s) cannot be split into train and validation; add images")
+    n_val = min(_count(len(rest), val_fraction), len(rest) - 1)
+    return sorted(rest[n_val:]), sorted(rest[:n_val]), sorted(test)
+
+
+def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split ``range(n)`` at random by ``seed``: (train indices, val indices), each sorted (no test split)."""
+    train, val, _ = seeded_splits(n, val_fraction, seed)
+    return train, val
