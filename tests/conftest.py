@@ -35,6 +35,13 @@ def shared():
 
 
 @pytest.fixture(scope="session")
+def bert_vocab_file() -> Path | None:
+    """BERT's real vocabulary (../shared/data) or None: without it the tiny detector's tokens are a generated
+    filler vocabulary, so a test that checks what the tiny models find skips (``pytest.skip``) on None."""
+    return BERT_VOCAB if BERT_VOCAB.is_file() else None
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory) -> tuple[Path, Path]:
     """(detector folder, segmenter folder) of tiny models, saved like any user checkpoint."""
     from grounded.testing.tiny import build_tiny_models
