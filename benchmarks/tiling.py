@@ -12,7 +12,7 @@ photo (``gsam2_cars.jpg``; a generated one when ../shared is absent) scaled up t
 Each (size, configuration) runs in its own process, through the labelling path (``grounded.label``'s own
 ``prepare`` + ``Labeller``: decode, models, masks RLE-encoded at full size one at a time, the record's text):
 
-- **untiled**: decoded reduced to 1333 px (``label``'s default), masks scaled up to the full size;
+- **untiled**: decoded reduced to 1333 px (Grounding DINO's longest input side), masks scaled up to the full size;
 - **tiled**: decoded at full size, ``TiledPredictor`` (``--tile``, default auto: 800 px slices for Grounding
   DINO, overlap 0.2, plus the whole image), masks at full resolution.
 
@@ -65,7 +65,7 @@ def run_row(args) -> dict:
     """One configuration on one image in this process (what the parent runs as a child)."""
     from grounded import Predictor
     from grounded.config import TileOptions
-    from grounded.label.engine import Labeller, prepare
+    from grounded.label.engine import Labeller
     from grounded.label.runner import as_ontology
     from grounded.pipeline.tiled import TiledPredictor
 
@@ -79,8 +79,9 @@ def run_row(args) -> dict:
     loaded = C.peak_rss_gib()
     image = test_image(Path(args.cache_dir), args.megapixels)
     start = time.perf_counter()
-    item = prepare(image.parent, image.name, max_side=None if tiled else 1333)
-    _, text, _ = Labeller(predictor, as_ontology(PROMPT)).label([item])[0]
+    labeller = Labeller(predictor, as_ontology(PROMPT), max_side=None if tiled else 1333)
+    item = labeller.prepare(image.parent, image.name)
+    _, text, _ = labeller.label([item])[0]
     seconds = time.perf_counter() - start
     record = json.loads(text)
     if "error" in record:
