@@ -58,15 +58,15 @@ def build_models(cache: Path, tiny: bool, sam3: bool) -> dict[str, str]:
     out = {}
     if tiny:
         from grounded.testing.tiny import build_tiny_models
-        from grounded.testing.tiny_video import build_tiny_sam2_video, build_tiny_sam3_video
+        from grounded.testing.tiny_published import build_tiny_sam2_video, build_tiny_sam3_video
 
         if not (cache / "tiny_sam2_video" / "config.json").exists():
             build_tiny_models(cache / "tiny", vocab_file=C.BERT_VOCAB if C.BERT_VOCAB.exists() else None)
-            build_tiny_sam2_video(cache / "tiny_sam2_video")
+            build_tiny_sam2_video(cache / "tiny_sam2_video", tracking=True)
         out = {"detector": str(cache / "tiny" / "detector"), "segmenter": str(cache / "tiny_sam2_video")}
         if sam3:
             if not (cache / "tiny_sam3_video" / "config.json").exists():
-                build_tiny_sam3_video(cache / "tiny_sam3_video", C.SHARED / "vocab" / "clip")
+                build_tiny_sam3_video(cache / "tiny_sam3_video", C.SHARED / "vocab" / "clip", tracking=True)
             out["model"] = str(cache / "tiny_sam3_video")
         return out
     out["detector"] = str(C.build_detector(cache / "gdino-tiny"))
@@ -173,9 +173,9 @@ def row(name: str, models: dict[str, str], checkpoints: list[int], detect_every:
     if name == "ours":
         from grounded.video.predictor import VideoPredictor
 
-        predictor = VideoPredictor.from_backends(detector=_detector(models), segmenter=_segmenter(models),
-                                                 detect_every=detect_every, max_objects=8, box_threshold=0.05,
-                                                 text_threshold=0.0, max_detections=5)
+        predictor = VideoPredictor(detector=_detector(models), segmenter=_segmenter(models),
+                                   detect_every=detect_every, max_objects=8, box_threshold=0.05,
+                                   text_threshold=0.0, max_detections=5)
         started = time.perf_counter()
         for index, detections in predictor.track(looped(count), PROMPT):
             objects.append(len(detections))

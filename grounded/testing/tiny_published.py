@@ -7,9 +7,12 @@ Two ways the hub's checkpoints differ from what ``save_pretrained`` writes here 
   ``Sam2VideoModel`` / ``EdgeTamVideoModel`` / ``Sam3VideoModel``): ``model_type`` ``sam2_video``,
   ``edgetam_video``, ``sam3_video``, weights for the image model plus the memory (SAM 3: detector + tracker).
   :func:`build_tiny_sam2_video`, :func:`build_tiny_edgetam_video` and :func:`build_tiny_sam3_video` build them
-  from the image builders' tiny layouts (:mod:`grounded.testing.tiny_segmenters`) with a one-layer memory. They
-  are sized for loading and image inference, not for video inference (SAM 2's memory splits object pointers
-  into 64-wide pieces: that needs a mask decoder wider than these 32 channels).
+  from the image builders' tiny layouts (:mod:`grounded.testing.tiny_segmenters`) with a one-layer memory. By
+  default they are sized for loading and image inference; ``tracking=True`` sizes them for video inference
+  (grounded/video): SAM 2's memory splits object pointers into 64-wide pieces, which needs a model 128 wide
+  (the image layouts are 32), a short memory window (3 memories, 4 object pointers; released: 7 and 16) so a
+  few frames already reach past it, and objects that random weights report as visible (SAM 3: detection
+  thresholds and a hotstart low enough to find and release objects within a few frames).
 - **Processor files.** The hub's were written by transformers 4.x, one file per part:
   ``preprocessor_config.json`` (the image processor, ``image_processor_type`` as the converter named it, e.g.
   ``Sam2ImageProcessorFast``), ``video_preprocessor_config.json`` (the video processor) and
@@ -44,6 +47,28 @@ _MEMORY = {"image_size": 128, "memory_attention_hidden_size": 32, "memory_attent
            "memory_attention_rope_feat_sizes": [8, 8], "memory_encoder_hidden_size": 32,
            "memory_encoder_output_channels": 64, "mask_downsampler_embed_dim": 32, "memory_fuser_embed_dim": 32,
            "memory_fuser_intermediate_dim": 64, "memory_fuser_num_layers": 1}
+_TRACKING_WIDTH = 128  # tracking=True: object pointers split into 64-wide pieces need a wider model
+
+
+def _video_layout(tracking: bool) -> tuple[int, dict, dict, dict]:
+    """(width, prompt encoder, mask decoder, memory) of the tiny video models; see the module docstring."""
+    if not tracking:
+        return 32, _SAM2_PROMPT, _SAM2_DECODER, _MEMORY
+    width = _TRACKING_WIDTH
+    memory = {**_MEMORY, "num_maskmem": 3, "max_object_pointers_in_encoder": 4,
+              **{k: width for k in ("memory_attention_hidden_size", "memory_encoder_hidden_size",
+                                    "mask_downsampler_embed_dim", "memory_fuser_embed_dim",
+                                    "memory_fuser_intermediate_dim")}}
+    return width, {**_SAM2_PROMPT, "hidden_size": width}, {**_SAM2_DECODER, "hidden_size": width}, memory
+
+
+def _visible(model: torch.nn.Module, tracking: bool) -> torch.nn.Module:
+    """With ``tracking``: bias the object score head so random weights report objects as visible (SAM 2 blanks
+    the masks of objects it scores <= 0, which would leave nothing to follow after the first frame)."""
+    if tracking:
+        with torch.no_grad():
+            model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(2.0)
+    return model
 
 
 @dataclass(frozen=True)
@@ -138,44 +163,56 @@ def _sam2_video_processor(size: int = 128, normalize: dict | None = None):
             Sam2VideoVideoProcessor(size=square, **(normalize or {})))
 
 
-def build_tiny_sam2_video(folder: str | Path, seed: int = 0) -> Path:
+def build_tiny_sam2_video(folder: str | Path, seed: int = 0, *, tracking: bool = False) -> Path:
     """Save a tiny ``Sam2VideoModel`` (``sam2_video``: the tiny SAM 2 image layout plus a one-layer memory) with
-    its ``Sam2VideoProcessor`` to ``folder``, as facebook/sam2.1-hiera-* are published."""
+    its ``Sam2VideoProcessor`` to ``folder``, as facebook/sam2.1-hiera-* are published. ``tracking``: sized for
+    video inference (see the module docstring)."""
     from transformers import Sam2VideoConfig, Sam2VideoModel, Sam2VideoProcessor
 
-    config = Sam2VideoConfig(vision_config=_sam2_vision(), prompt_encoder_config=_SAM2_PROMPT,
-                             mask_decoder_config=_SAM2_DECODER, memory_attention_feed_forward_hidden_size=64,
-                             **_MEMORY)
+    width, prompt, decoder, memory = _video_layout(tracking)
+    config = Sam2VideoConfig(vision_config=_sam2_vision(width), prompt_encoder_config=prompt,
+                             mask_decoder_config=decoder, memory_attention_feed_forward_hidden_size=64, **memory)
     torch.manual_seed(seed)
-    return _save(folder, Sam2VideoModel(config), Sam2VideoProcessor(*_sam2_video_processor()))
+    model = _visible(Sam2VideoModel(config), tracking)
+    return _save(folder, model, Sam2VideoProcessor(*_sam2_video_processor()))
 
 
-def build_tiny_edgetam_video(folder: str | Path, seed: int = 0) -> Path:
+def build_tiny_edgetam_video(folder: str | Path, seed: int = 0, *, tracking: bool = False) -> Path:
     """Save a tiny ``EdgeTamVideoModel`` (``edgetam_video``: timm's ``test_convnext`` backbone, a one-layer memory
-    and spatial perceiver) with its ``Sam2VideoProcessor`` to ``folder``, as yonigozlan/EdgeTAM-hf is published."""
+    and spatial perceiver) with its ``Sam2VideoProcessor`` to ``folder``, as yonigozlan/EdgeTAM-hf is published.
+    ``tracking``: sized for video inference (see the module docstring)."""
     from transformers import EdgeTamVideoConfig, EdgeTamVideoModel, Sam2VideoProcessor
 
+    width, prompt, decoder, memory = _video_layout(tracking)
+    perceiver = 64 if tracking else 32  # tracking: as wide as the memory's features
     config = EdgeTamVideoConfig(
-        vision_config=_edgetam_vision(), prompt_encoder_config=_SAM2_PROMPT, mask_decoder_config=_SAM2_DECODER,
+        vision_config=_edgetam_vision(width), prompt_encoder_config=prompt, mask_decoder_config=decoder,
         memory_attention_mlp_hidden_size=64, memory_attention_rope_k_sizes=[4, 4], perceiver_resampler_num_latents=16,
-        perceiver_resampler_num_latents_2d=16, perceiver_resampler_hidden_size=32,
-        perceiver_resampler_mlp_intermediate_size=64, perceiver_resampler_attention_head_dim=16,
-        perceiver_resampler_num_layers=1, **_MEMORY)
+        perceiver_resampler_num_latents_2d=16, perceiver_resampler_hidden_size=perceiver,
+        perceiver_resampler_mlp_intermediate_size=2 * perceiver,
+        perceiver_resampler_attention_head_dim=64 if tracking else 16, perceiver_resampler_num_layers=1, **memory)
     torch.manual_seed(seed)
-    return _save(folder, EdgeTamVideoModel(config), Sam2VideoProcessor(*_sam2_video_processor()))
+    model = _visible(EdgeTamVideoModel(config), tracking)
+    return _save(folder, model, Sam2VideoProcessor(*_sam2_video_processor()))
 
 
-def build_tiny_sam3_video(folder: str | Path, clip_vocab: str | Path, seed: int = 0) -> Path:
+def build_tiny_sam3_video(folder: str | Path, clip_vocab: str | Path, seed: int = 0, *, tracking: bool = False) -> Path:
     """Save a tiny ``Sam3VideoModel`` (``sam3_video``: the tiny SAM 3 as its detector, a SAM 2-style tracker with
     a one-layer memory) with its ``Sam3VideoProcessor`` and CLIP tokenizer to ``folder``, as facebook/sam3 is
-    published. ``clip_vocab``: a folder with CLIP's ``vocab.json`` + ``merges.txt``."""
+    published. ``clip_vocab``: a folder with CLIP's ``vocab.json`` + ``merges.txt``. ``tracking``: sized for
+    video inference (3 queries, at most 4 objects; see the module docstring)."""
     from transformers import Sam3VideoConfig, Sam3VideoModel, Sam3VideoProcessor
 
-    detector, tokenizer = _sam3_config(clip_vocab)
-    tracker = {"vision_config": detector.vision_config.to_dict(), "mask_decoder_config": _SAM2_DECODER,
-               "prompt_encoder_config": {**_SAM2_PROMPT, "image_size": 112, "patch_size": 14},
-               "memory_attention_feed_forward_hidden_size": 64, **_MEMORY, "image_size": 112}
-    config = Sam3VideoConfig(detector_config=detector.to_dict(), tracker_config=tracker, low_res_mask_size=32)
+    width, prompt, decoder, memory = _video_layout(tracking)
+    detector, tokenizer = _sam3_config(clip_vocab, width, num_queries=3 if tracking else 10)
+    tracker = {"vision_config": detector.vision_config.to_dict(), "mask_decoder_config": decoder,
+               "prompt_encoder_config": {**prompt, "image_size": 112, "patch_size": 14},
+               "memory_attention_feed_forward_hidden_size": 64, **memory, "image_size": 112}
+    # tracking: thresholds low enough for random weights to find objects (SAM 3: 0.5 and 0.7), a 4-frame hotstart
+    # (SAM 3: 15)
+    found = {"score_threshold_detection": 0.2, "new_det_thresh": 0.2, "max_num_objects": 4, "hotstart_delay": 4,
+             "hotstart_unmatch_thresh": 2, "hotstart_dup_thresh": 2} if tracking else {}
+    config = Sam3VideoConfig(detector_config=detector.to_dict(), tracker_config=tracker, low_res_mask_size=32, **found)
     torch.manual_seed(seed)
     video = _sam2_video_processor(112, {"image_mean": [0.5] * 3, "image_std": [0.5] * 3})[1]  # as the converter's
     processor = Sam3VideoProcessor(image_processor=_sam3_image_processor(), video_processor=video, tokenizer=tokenizer)

@@ -116,19 +116,20 @@ def build_tiny_sam3(folder: str | Path, clip_vocab: str | Path, seed: int = 0) -
     return _save(folder, Sam3Model(config), Sam3Processor(image_processor=_sam3_image_processor(), tokenizer=tokenizer))
 
 
-def _sam2_vision() -> dict:
-    """SAM 2's tiny vision config: Hiera with 4 stages of 1-2 blocks, FPN width 32 (shared with the video model)."""
+def _sam2_vision(fpn_width: int = 32) -> dict:
+    """SAM 2's tiny vision config: Hiera with 4 stages of 1-2 blocks, FPN ``fpn_width`` wide (shared with the
+    video model)."""
     hiera = {"model_type": "sam2_hiera_det_model", "hidden_size": 8, "num_attention_heads": 1,
              "image_size": [128, 128], "blocks_per_stage": [1, 1, 2, 1], "embed_dim_per_stage": [8, 16, 32, 64],
              "num_attention_heads_per_stage": [1, 1, 2, 2], "window_size_per_stage": [4, 4, 4, 2],
              "global_attention_blocks": [3],  # not the first block of a stage (those pool with the window)
              "window_positional_embedding_background_size": [2, 2]}
     return {"backbone_config": hiera, "backbone_channel_list": [64, 32, 16, 8],
-            "backbone_feature_sizes": _SAM2_FEATURE_SIZES, "fpn_hidden_size": 32}
+            "backbone_feature_sizes": _SAM2_FEATURE_SIZES, "fpn_hidden_size": fpn_width}
 
 
-def _edgetam_vision() -> dict:
-    """EdgeTAM's tiny vision config: timm's test_convnext (shared with the video model)."""
+def _edgetam_vision(fpn_width: int = 32) -> dict:
+    """EdgeTAM's tiny vision config: timm's test_convnext, FPN ``fpn_width`` wide (shared with the video model)."""
     from transformers import TimmWrapperConfig
 
     # A config object, not a dict: TimmWrapperConfig.from_dict needs num_classes, which a dict would lack.
@@ -137,19 +138,19 @@ def _edgetam_vision() -> dict:
     # model_type named: EdgeTamVideoConfig would read a bare dict as SAM 2's vision config
     return {"model_type": "edgetam_vision_model", "backbone_config": backbone,
             "backbone_channel_list": [64, 48, 32, 24],  # timm's, deepest first
-            "backbone_feature_sizes": _SAM2_FEATURE_SIZES, "fpn_hidden_size": 32}
+            "backbone_feature_sizes": _SAM2_FEATURE_SIZES, "fpn_hidden_size": fpn_width}
 
 
-def _sam3_config(clip_vocab: str | Path):
-    """(tiny ``Sam3Config``, CLIP tokenizer on ``clip_vocab``): shared with the video model's detector."""
+def _sam3_config(clip_vocab: str | Path, width: int = 32, num_queries: int = 10):
+    """(tiny ``Sam3Config`` ``width`` wide, CLIP tokenizer on ``clip_vocab``): shared with the video model's detector."""
     from transformers import CLIPTokenizer, Sam3Config
 
     tokenizer = CLIPTokenizer.from_pretrained(str(clip_vocab))  # not CLIPTokenizer(vocab_file=...): see NOTES
-    vision = _SAM3_VISION
+    vision = {**_SAM3_VISION, "fpn_hidden_size": width}
     text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-            "num_attention_heads": 2, "max_position_embeddings": 32, "projection_dim": 32}
-    small = {"hidden_size": 32, "num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+            "num_attention_heads": 2, "max_position_embeddings": 32, "projection_dim": width}
+    small = {"hidden_size": width, "num_layers": 1, "num_attention_heads": 2, "intermediate_size": max(64, width)}
     config = Sam3Config(vision_config=vision, text_config=text, geometry_encoder_config=small,
-                        detr_encoder_config=small, detr_decoder_config={**small, "num_queries": 10},
-                        mask_decoder_config={"hidden_size": 32, "num_attention_heads": 2})
+                        detr_encoder_config=small, detr_decoder_config={**small, "num_queries": num_queries},
+                        mask_decoder_config={"hidden_size": width, "num_attention_heads": 2})
     return config, tokenizer

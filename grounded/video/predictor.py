@@ -4,13 +4,14 @@
 
     predictor = VideoPredictor(detector="IDEA-Research/grounding-dino-tiny", segmenter="facebook/sam2.1-hiera-tiny")
     predictor = VideoPredictor(model="facebook/sam3")          # SAM 3 video: every phrase in one session
+    predictor = VideoPredictor(detector=image_predictor.detector, segmenter="facebook/sam2.1-hiera-tiny")  # shared
     for frame_index, detections in predictor.track("clip.mp4", "car, person"):
         detections.tracker_id, detections.mask, detections.data["class_name"]
 
 Two ways, composed from built backends:
 
-- **detector + video segmenter** (:class:`DetectAndTrack`): any grounded detector (the registry's
-  ``load_backend``) finds the prompt's objects on each chunk's first frame and on every frame whose index is a
+- **detector + video segmenter** (:class:`DetectAndTrack`): any grounded detector (built as for images, or
+  an image Predictor's own) finds the prompt's objects on each chunk's first frame and on every frame whose index is a
   multiple of ``detect_every`` (the same frames in overlapping chunks, so both admit the same objects);
   a :class:`~grounded.video.interfaces.VideoSegmenter` (SAM 2 / 2.1, EdgeTAM video) propagates every object
   through the frames. New detections enter the running session (no reset) unless their mask matches a live
@@ -158,42 +159,39 @@ def as_source(video: Any, allow_vfr: bool = False) -> VideoSource:
 class VideoPredictor:
     """Detector + video segmenter, or one concept video model; see the module docstring."""
 
-    def __init__(self, detector: str | None = None, segmenter: str | None = None, *, model: str | None = None,
-                 device: str | None = None, dtype: str | None = None, local_files_only: bool = False,
-                 **options: Any) -> None:
-        """Load the models (Hugging Face names or folders) and keep the options (SegmentOptions and TrackOptions
-        fields). ``detector`` defaults to Grounding DINO tiny, ``segmenter`` to SAM 2.1 tiny (video);
-        ``model`` (SAM 3 video) replaces both."""
-        from grounded.config import DEFAULT_DETECTOR
+    def __init__(self, detector: Any = None, segmenter: Any = None, *, model: Any = None, device: str | None = None,
+                 dtype: str | None = None, local_files_only: bool = False, **options: Any) -> None:
+        """Each role is a name or folder (loaded here) or a backend built already: ``detector`` a
+        :class:`~grounded.models.interfaces.Detector` (an image Predictor's ``predictor.detector``: one loaded
+        Grounding DINO serves images and video), ``segmenter`` a
+        :class:`~grounded.video.interfaces.VideoSegmenter`, ``model`` a
+        :class:`~grounded.video.interfaces.ConceptVideoModel` (SAM 3 video), which replaces both. ``detector``
+        defaults to Grounding DINO tiny, ``segmenter`` to SAM 2.1 tiny (video). ``device`` / ``dtype`` /
+        ``local_files_only``: how the named roles load (a detector through
+        :func:`grounded.pipeline.build.build_backends`, as for images). ``options``: SegmentOptions and
+        TrackOptions fields."""
+        from grounded.config import ModelConfig
         from grounded.models.loading import resolve_device, resolve_dtype
-        from grounded.models.registry import load_backend
+        from grounded.pipeline.build import build_backends, is_built
         from grounded.video.backends import load_video_backend
 
         if model is not None and (detector is not None or segmenter is not None):
             raise InputError(f"model={model!r} (a concept video model) replaces the detector and the video segmenter; "
                              f"give either model (--model) or detector/segmenter (--detector/--segmenter), not both")
-        dev, dt = resolve_device(device), resolve_dtype(dtype)
         split_options(options)  # bad options fail before any model loads
-        if model is not None:
-            backends = {"model": load_video_backend(model, "model", dev, dt, local_files_only)}
-        else:
-            backends = {"detector": load_backend(detector or DEFAULT_DETECTOR, "detector", dev, dt, local_files_only),
-                        "segmenter": load_video_backend(segmenter or DEFAULT_VIDEO_SEGMENTER, "segmenter", dev, dt,
-                                                        local_files_only)}
-        self._setup(backends, options)
-
-    @classmethod
-    def from_backends(cls, *, detector: Any = None, segmenter: VideoSegmenter | None = None,
-                      model: ConceptVideoModel | None = None, **options: Any) -> VideoPredictor:
-        """A predictor on backends built already (or fakes: tests/video/fakes.py)."""
-        if (model is None) == (detector is None or segmenter is None):
-            raise InputError("give either model= (a concept video model) or both detector= and segmenter=")
-        self = cls.__new__(cls)
-        self._setup({"model": model} if model is not None else {"detector": detector, "segmenter": segmenter}, options)
-        return self
-
-    def _setup(self, backends: dict[str, Any], options: dict[str, Any]) -> None:
-        self.detector, self.segmenter, self.model = (backends.get(k) for k in ("detector", "segmenter", "model"))
+        roles = {"model": model} if model is not None else {"detector": detector, "segmenter": segmenter}
+        if (device is not None or dtype is not None) and all(is_built(v) for v in roles.values()):
+            raise InputError("device / dtype configure loading, and the backends given are already built: pass names "
+                             "or folders instead, or build the backends on that device")
+        if "detector" in roles and not is_built(detector):
+            config = ModelConfig(detector=detector, device=device, dtype=dtype, local_files_only=local_files_only)
+            roles["detector"] = build_backends(config, roles=("detector",)).detector
+        for role in ("segmenter", "model"):
+            if role in roles and not is_built(roles[role]):
+                name = roles[role] or DEFAULT_VIDEO_SEGMENTER
+                roles[role] = load_video_backend(str(name), role, resolve_device(device), resolve_dtype(dtype),
+                                                 local_files_only)
+        self.detector, self.segmenter, self.model = (roles.get(k) for k in ("detector", "segmenter", "model"))
         self.segment_options, self.options = split_options(options)
         defaults = SegmentOptions()
         changed = [f.name for f in fields(SegmentOptions) if getattr(self.segment_options, f.name) != getattr(defaults, f.name)]

@@ -196,8 +196,9 @@ def track(video: Any, prompt: str | Sequence[str] | Ontology | Path, *, out: str
     docstring) and return the summary ``{"out", "videos": [status rows], "failed"}`` (also ``OUT/summary.json``).
 
     ``predictor``: a VideoPredictor, or a zero-argument callable building one (picklable for ``engine="ray"``);
-    default ``VideoPredictor(**options)`` (options: detector, segmenter, model, device, dtype,
-    local_files_only, SegmentOptions and TrackOptions fields).
+    default ``VideoPredictor(**options)`` (options: detector, segmenter, model (each a name, a folder or a built
+    backend, e.g. an image Predictor's ``detector``), device, dtype, local_files_only, SegmentOptions and
+    TrackOptions fields).
     """
     ontology = as_ontology(prompt)
     if out is None:

@@ -28,14 +28,14 @@ def clip():
 
 @pytest.fixture(scope="module")
 def video_checkpoints(tmp_path_factory):
-    from grounded.testing.tiny_video import build_tiny_edgetam_video, build_tiny_sam2_video
+    from grounded.testing.tiny_published import build_tiny_edgetam_video, build_tiny_sam2_video
 
     root = tmp_path_factory.mktemp("tiny_video")
-    out = {"sam2_video": build_tiny_sam2_video(root / "sam2_video")}
+    out = {"sam2_video": build_tiny_sam2_video(root / "sam2_video", tracking=True)}
     try:
         import timm  # noqa: F401
 
-        out["edgetam_video"] = build_tiny_edgetam_video(root / "edgetam_video")
+        out["edgetam_video"] = build_tiny_edgetam_video(root / "edgetam_video", tracking=True)
     except ImportError:
         pass
     return out
@@ -93,10 +93,10 @@ def test_sam2_family_matches_transformers_with_a_bounded_session(video_checkpoin
 def test_sam3_video_matches_transformers_iterator_with_local_post_processing(tmp_path, clip, shared):
     from transformers import Sam3VideoProcessor
 
-    from grounded.testing.tiny_video import build_tiny_sam3_video
+    from grounded.testing.tiny_published import build_tiny_sam3_video
     from grounded.video.backends import load_video_backend, postprocess
 
-    folder = build_tiny_sam3_video(tmp_path / "sam3_video", shared("vocab", "clip"))
+    folder = build_tiny_sam3_video(tmp_path / "sam3_video", shared("vocab", "clip"), tracking=True)
     tracker = load_video_backend(str(folder), "model", torch.device("cpu"), torch.float32)
     frames, _ = clip
     phrases = ["car", "person"]

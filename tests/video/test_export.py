@@ -27,7 +27,7 @@ def tracked(tmp_path_factory):
     frames, truth = scene(frames=FRAMES)
     out = tmp_path_factory.mktemp("export")
     store = ChunkStore(out)
-    predictor = VideoPredictor.from_backends(detector=ColourDetector(), segmenter=ColourTracker(), detect_every=4,
+    predictor = VideoPredictor(detector=ColourDetector(), segmenter=ColourTracker(), detect_every=4,
                                              lost_frames=3, chunk_frames=14, chunk_overlap=4)
     ids = {}  # ground-truth id -> track id, from the masks
     for index, detections in predictor.track(frames, "car, person", store=store):
@@ -122,7 +122,7 @@ def test_odd_sized_video_gets_an_even_mp4(tmp_path):
     av = pytest.importorskip("av")
     frames, _ = scene(frames=4, hw=(33, 47))
     store = ChunkStore(tmp_path)
-    predictor = VideoPredictor.from_backends(detector=ColourDetector(), segmenter=ColourTracker())
+    predictor = VideoPredictor(detector=ColourDetector(), segmenter=ColourTracker())
     list(predictor.track(frames, "car", store=store))
     written = export_video(store, FrameArray(frames), tmp_path, Ontology.from_classes("car"), formats=["mp4", "mot"])
     with av.open(written["mp4"]) as container:

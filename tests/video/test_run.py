@@ -25,7 +25,35 @@ OPTIONS = {"detect_every": 4, "lost_frames": 3, "chunk_frames": 9, "chunk_overla
 
 
 def fakes(**options):
-    return VideoPredictor.from_backends(detector=ColourDetector(), segmenter=ColourTracker(), **{**OPTIONS, **options})
+    return VideoPredictor(detector=ColourDetector(), segmenter=ColourTracker(), **{**OPTIONS, **options})
+
+
+
+def test_an_image_predictors_detector_tracks_without_a_second_load(monkeypatch):
+    """One loaded detector serves images and video: the Predictor's own is used as is, nothing is loaded."""
+    from grounded.pipeline.predictor import Predictor
+    from grounded.testing.fake import FAKE_DETECTOR, FakeDetector, FakeSegmenter
+
+    image = Predictor(detector=ColourDetector(), segmenter=FakeSegmenter())
+    frames, truth = scene(frames=8)
+    found = image.segment_batch([frames[0]], "car . person .")[0]
+    assert len(found) == len(truth[0]) and image.detector.calls == 1
+
+    def no_load(*args, **kwargs):
+        raise AssertionError(f"a backend was loaded: {args}")
+
+    monkeypatch.setattr("grounded.models.registry.load_backend", no_load)
+    monkeypatch.setattr("grounded.video.backends.load_video_backend", no_load)
+    video = VideoPredictor(detector=image.detector, segmenter=ColourTracker(), detect_every=4)
+    assert video.detector is image.detector
+    results = list(grounded.track(frames, "car . person .", detector=image.detector, segmenter=ColourTracker(),
+                                  detect_every=4))
+    assert [i for i, _ in results] == list(range(8)) and image.detector.calls == 1 + 2  # frames 0 and 4
+    assert len(results[0][1]) == len(truth[0]) and all(d.tracker_id is not None for _, d in results)
+    with pytest.raises(InputError, match="already built"):
+        VideoPredictor(detector=image.detector, segmenter=ColourTracker(), device="cpu")
+    monkeypatch.undo()  # a detector given by name is built as for images (the registry's 'module:Class' names too)
+    assert isinstance(VideoPredictor(detector=FAKE_DETECTOR, segmenter=ColourTracker()).detector, FakeDetector)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +97,7 @@ def test_a_folder_of_videos_is_one_run_with_a_fault_boundary_per_video(videos, t
     before = tree_bytes(out)
     detector = ColourDetector()
     again = grounded.track(videos, "car, person", out=out,
-                           predictor=VideoPredictor.from_backends(detector=detector, segmenter=ColourTracker(), **OPTIONS))
+                           predictor=VideoPredictor(detector=detector, segmenter=ColourTracker(), **OPTIONS))
     assert detector.calls == 0 and again["failed"] == 1  # finished videos are skipped; the corrupt one fails again
     assert tree_bytes(out) == before
     with pytest.raises(InputError, match="other settings"):
@@ -101,9 +129,9 @@ def test_kill_9_in_the_middle_and_rerun_gives_the_same_files(videos, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_sam2_video(tmp_path_factory):
     pytest.importorskip("torchvision")
-    from grounded.testing.tiny_video import build_tiny_sam2_video
+    from grounded.testing.tiny_published import build_tiny_sam2_video
 
-    return build_tiny_sam2_video(tmp_path_factory.mktemp("tiny") / "sam2_video")
+    return build_tiny_sam2_video(tmp_path_factory.mktemp("tiny") / "sam2_video", tracking=True)
 
 
 def test_command_line_with_tiny_detector_and_sam2_video(tiny_model_dirs, tiny_sam2_video, tmp_path, capsys):
@@ -138,9 +166,9 @@ def test_refused_options_and_bad_prompts():
 @pytest.mark.slow
 def test_command_line_with_tiny_sam3_video(tmp_path, capsys, shared):
     pytest.importorskip("torchvision")
-    from grounded.testing.tiny_video import build_tiny_sam3_video
+    from grounded.testing.tiny_published import build_tiny_sam3_video
 
-    model = build_tiny_sam3_video(tmp_path / "sam3_video", shared("vocab", "clip"))
+    model = build_tiny_sam3_video(tmp_path / "sam3_video", shared("vocab", "clip"), tracking=True)
     frames, _ = scene(frames=6)
     folder = write_frames(tmp_path / "frames", frames)
     code = main(["track", str(folder), "car . person .", "--out", str(tmp_path / "out"), "--model", str(model),

@@ -23,9 +23,9 @@ HERE = Path(__file__).resolve().parent
 
 def run(frames, prompt="car, person", model=None, **options):
     if model is None:
-        predictor = VideoPredictor.from_backends(detector=ColourDetector(), segmenter=ColourTracker(), **options)
+        predictor = VideoPredictor(detector=ColourDetector(), segmenter=ColourTracker(), **options)
     else:
-        predictor = VideoPredictor.from_backends(model=model, **options)
+        predictor = VideoPredictor(model=model, **options)
     return predictor, list(predictor.track(frames, prompt))
 
 
@@ -59,7 +59,7 @@ def test_ids_are_stable_new_objects_enter_and_lost_ones_end():
 def test_detect_every_n_frames_and_admission_by_mask_iou():
     frames, truth = scene(frames=24)
     detector = ColourDetector()
-    predictor = VideoPredictor.from_backends(detector=detector, segmenter=ColourTracker(), detect_every=5)
+    predictor = VideoPredictor(detector=detector, segmenter=ColourTracker(), detect_every=5)
     results = list(predictor.track(frames, "car, person"))
     assert detector.calls == 5  # frames 0, 5, 10, 15, 20
     ids = id_map(results, truth)
@@ -91,7 +91,7 @@ def test_ids_survive_chunk_boundaries(size, overlap):
     frames, truth = scene(frames=24)
     _, whole = run(frames, detect_every=4, lost_frames=3)
     tracker = ColourTracker()
-    predictor = VideoPredictor.from_backends(detector=ColourDetector(), segmenter=tracker, detect_every=4, lost_frames=3,
+    predictor = VideoPredictor(detector=ColourDetector(), segmenter=tracker, detect_every=4, lost_frames=3,
                                              chunk_frames=size, chunk_overlap=overlap)
     chunked = list(predictor.track(frames, "car, person"))
     assert [i for i, _ in chunked] == list(range(24))
@@ -108,7 +108,7 @@ def test_concept_model_holding_results_back_across_chunks():
     assert [d.tracker_id.tolist() for _, d in whole] == [d.tracker_id.tolist() for _, d in chunked]
     assert all(len(v) == 1 for v in id_map(chunked, truth).values())
     with pytest.raises(InputError, match="hold-back window"):
-        VideoPredictor.from_backends(model=ColourConcept(hold_back=5), chunk_frames=9, chunk_overlap=4)
+        VideoPredictor(model=ColourConcept(hold_back=5), chunk_frames=9, chunk_overlap=4)
 
 
 def test_chunk_plan_owns_every_frame_once():
@@ -140,7 +140,7 @@ def test_resume_after_an_interruption_gives_the_same_records(tmp_path):
     frames, _ = scene(frames=24)
     options = {"detect_every": 4, "lost_frames": 3, "chunk_frames": 8, "chunk_overlap": 2}
     whole = tmp_path / "whole"
-    predictor = VideoPredictor.from_backends(detector=ColourDetector(), segmenter=ColourTracker(), **options)
+    predictor = VideoPredictor(detector=ColourDetector(), segmenter=ColourTracker(), **options)
     assert len(list(predictor.track(frames, "car, person", store=ChunkStore(whole)))) == 24
     assert sorted(_record_bytes(whole)) == [f"{k:06d}.json" for k in range(4)]
 
@@ -159,7 +159,7 @@ def test_resume_after_an_interruption_gives_the_same_records(tmp_path):
             return step(*args)
 
         tracker.step = step_or_crash
-        return VideoPredictor.from_backends(detector=ColourDetector(), segmenter=tracker, **options)
+        return VideoPredictor(detector=ColourDetector(), segmenter=tracker, **options)
 
     with pytest.raises(Crash):
         list(crashing(13).track(frames, "car, person", store=ChunkStore(broken)))

@@ -1,6 +1,6 @@
 """Test doubles for the video roles, exact on video_scenes.py's scenes (objects = flat colours on black).
 
-- :class:`ColourDetector` (the Detector interface): every colour on the frame is one object; its class is its
+- :class:`ColourDetector` (a built Detector, main's FakeDetector): every colour on the frame is one object; its class is its
   dominant channel (video_scenes.CLASS_OF_CHANNEL), kept when the ontology names it; score 0.9; box = its pixels'.
 - :class:`ColourTracker` (a VideoSegmenter): an object admitted with a box follows the most common non-black
   colour inside the box; its mask on any frame is exactly the pixels of that colour (empty once it is gone).
@@ -13,14 +13,14 @@ Each counts its live sessions and steps, so tests can check that memory (session
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import supervision as sv
 from video_scenes import CLASS_OF_CHANNEL
 
 from grounded.models.detections import labelled_boxes
+from grounded.ontology import Ontology
+from grounded.testing.fake import FakeDetector
 from grounded.video.interfaces import ConceptVideoModel, ObjectMasks, VideoSegmenter
 
 
@@ -34,44 +34,28 @@ def colour_mask(frame: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
     return np.all(frame == np.asarray(colour, dtype=np.uint8), axis=-1)
 
 
-@dataclass
-class _Frames:  # what encode() returns (a Detector's Features; no torch needed here)
-    image_sizes: list[tuple[int, int]]
-    images: list[np.ndarray]
-
-
-class ColourDetector:
-    """See the module docstring. ``calls`` counts detect calls (frames detected on)."""
-
-    name = "colour-detector"
-    refused_options: dict[str, str] = {}
+class ColourDetector(FakeDetector):
+    """See the module docstring: main's built fake detector (grounded.testing.fake) with exact colour boxes.
+    ``calls`` counts the frames detected on."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls = 0
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "backend": "ColourDetector"}
-
-    def encode(self, images):
-        return _Frames([im.shape[:2] for im in images], list(images))
-
-    def detect(self, features, ontology, options) -> list[sv.Detections]:
-        out = []
-        for image in features.images:
-            self.calls += 1
-            boxes, scores, ids, phrases = [], [], [], []
-            for colour in colours(image):
-                name = CLASS_OF_CHANNEL[int(np.argmax(colour))]
-                if name not in ontology.class_names:
-                    continue
-                ys, xs = np.nonzero(colour_mask(image, colour))
-                boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-                scores.append(0.9)
-                ids.append(ontology.class_names.index(name))
-                phrases.append(name)
-            out.append(labelled_boxes(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(scores),
-                                      np.asarray(ids, dtype=int), phrases, ontology))
-        return out
+    def _detect(self, image: np.ndarray, ontology: Ontology) -> sv.Detections:
+        self.calls += 1
+        boxes, scores, ids, phrases = [], [], [], []
+        for colour in colours(image):
+            name = CLASS_OF_CHANNEL[int(np.argmax(colour))]
+            if name not in ontology.class_names:
+                continue
+            ys, xs = np.nonzero(colour_mask(image, colour))
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            scores.append(0.9)
+            ids.append(ontology.class_names.index(name))
+            phrases.append(name)
+        return labelled_boxes(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(scores),
+                              np.asarray(ids, dtype=int), phrases, ontology)
 
 
 class ColourTracker(VideoSegmenter):

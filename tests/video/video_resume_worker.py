@@ -20,7 +20,7 @@ if __name__ == "__main__":
     out = sys.argv[1]
     exit_after = int(sys.argv[2]) if len(sys.argv) > 2 else None
     frames, _ = scene(frames=40)
-    predictor = VideoPredictor.from_backends(detector=ColourDetector(), segmenter=ColourTracker(exit_after),
+    predictor = VideoPredictor(detector=ColourDetector(), segmenter=ColourTracker(exit_after),
                                              detect_every=4, lost_frames=3, chunk_frames=9, chunk_overlap=3)
     for _ in predictor.track(frames, "car, person", store=ChunkStore(out)):
         pass

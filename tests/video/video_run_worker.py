@@ -18,7 +18,7 @@ from grounded.video.run import track
 if __name__ == "__main__":
     videos, out = sys.argv[1], sys.argv[2]
     exit_after = int(sys.argv[3]) if len(sys.argv) > 3 else None
-    predictor = VideoPredictor.from_backends(detector=ColourDetector(), segmenter=ColourTracker(exit_after),
+    predictor = VideoPredictor(detector=ColourDetector(), segmenter=ColourTracker(exit_after),
                                              detect_every=4, lost_frames=3, chunk_frames=9, chunk_overlap=3)
     summary = track(videos, "car, person", out=out, predictor=predictor)
     sys.exit(1 if summary["failed"] else 0)
