@@ -57,7 +57,8 @@ def test_clicks_answer_the_segmenters_own_masks_and_reuse_the_encoding(make_clie
 
     features = tiny_predictor.encode([image]).segmenter
     segmenter = tiny_predictor.segmenter
-    assert click_segmenter(tiny_predictor) == (segmenter, False)  # the predictor's one SAM answers clicks too
+    clicker, separate = click_segmenter(tiny_predictor)
+    assert clicker is segmenter and not separate  # the predictor's one SAM answers clicks too
     one = decode_click(segmenter, features, PointPrompt.of([[40, 30]], [1]))
     two = decode_click(segmenter, features, PointPrompt.of([[40, 30], [80, 60]], [1, 0], mask_logits=one.logits))
     from grounded.utils.masks import rle_to_mask
@@ -91,7 +92,8 @@ def test_a_fix_starts_from_the_box_and_mask_of_a_detection(make_client, tiny_pre
 
     features = tiny_predictor.encode([image]).segmenter
     segmenter = tiny_predictor.segmenter
-    assert click_segmenter(tiny_predictor) == (segmenter, False)  # the predictor's one SAM answers clicks too
+    clicker, separate = click_segmenter(tiny_predictor)
+    assert clicker is segmenter and not separate  # the predictor's one SAM answers clicks too
     prior = segmenter.mask_prior(features, 0, existing)
     expected = decode_click(segmenter, features, PointPrompt.of([[30, 20]], [0], [20, 10, 70, 50], prior))
     assert np.array_equal(rle_to_mask(response.json()["detections"][0]["mask"]), expected.mask)
