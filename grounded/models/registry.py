@@ -185,10 +185,16 @@ def load_backend(name: str, role: str, device: torch.device, dtype: torch.dtype,
     if (cls := class_spec(name, role)) is not None:
         return cls.from_pretrained(name, device, dtype, local_files_only)
     model_type = checkpoint_model_type(name, role, local_files_only)
-    cls = backend_class(model_type, role, name)
+    return load_class(backend_class(model_type, role, name), name, role, model_type, device, dtype, local_files_only)
+
+
+def load_class(cls: type, name: str, role: str, model_type: str, device: torch.device, dtype: torch.dtype,
+               local_files_only: bool = False):
+    """``cls.from_pretrained(name, ...)`` once its optional packages are checked; a missing one (e.g. a
+    processor that exists only as a torchvision class) is a ModelLoadError naming the extra."""
     check_requirements(cls, model_type)
     try:
         return cls.from_pretrained(name, device, dtype, local_files_only)
-    except ImportError as exc:  # e.g. a processor that exists only as a torchvision class
+    except ImportError as exc:
         raise ModelLoadError(f"{role} model {name!r} ({model_type!r}) needs a package that is not installed "
                              f"({exc}); install the backends extra: {EXTRA_HINT}") from exc

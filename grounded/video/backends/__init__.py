@@ -17,17 +17,24 @@ _IMAGE_ONLY = {"sam": "SAM has no video memory", "sam_hq": "SAM-HQ has no video 
                "sam2": "a SAM 2 image checkpoint lacks the video memory weights",
                "edgetam": "an EdgeTAM image checkpoint lacks the video memory weights",
                "sam3": "a SAM 3 image checkpoint lacks the tracker"}
-_FLAGS = {"segmenter": "--segmenter (a video segmenter: sam2_video, edgetam_video)",
-          "model": "--model (a concept video model: sam3_video)"}
+_KINDS = {"segmenter": "a video segmenter", "model": "a concept video model"}  # by the image role's flag
+
+
+def _flag(role: str) -> str:
+    """The flag a tracker of ``role`` is given with, and the tracker types it takes (the registry's rows)."""
+    from grounded.models.registry import FLAGS, image_role, supported_types
+
+    types = ", ".join(t for t in supported_types("tracker") if image_role(t) == role)
+    return f"{FLAGS[role]} ({_KINDS[role]}: {types})"
 
 
 def load_video_backend(name: str, role: str, device: torch.device, dtype: torch.dtype, local_files_only: bool = False):
     """Load checkpoint ``name`` as the video backend its model_type names, for flag ``role`` (segmenter / model)."""
     from grounded.models.registry import (
         backend_class,
-        check_requirements,
         checkpoint_model_type,
         image_role,
+        load_class,
         supported_types,
     )
 
@@ -36,15 +43,10 @@ def load_video_backend(name: str, role: str, device: torch.device, dtype: torch.
     if model_type not in supported_types("tracker"):
         why = _IMAGE_ONLY.get(model_type, "grounded does not track with it")
         raise ModelLoadError(f"video {role} {name!r} is a {model_type!r} checkpoint ({why}); give a video checkpoint "
-                             f"of type {supported} to {_FLAGS[role]}, e.g. facebook/sam2.1-hiera-tiny")
+                             f"of type {supported} to {_flag(role)}, e.g. facebook/sam2.1-hiera-tiny")
     found_role = image_role(model_type)  # a tracker is given with its image role's flag
     if found_role != role:
-        raise ModelLoadError(f"{name!r} is a {model_type!r} checkpoint: pass it with {_FLAGS[found_role]}, not as the "
+        raise ModelLoadError(f"{name!r} is a {model_type!r} checkpoint: pass it with {_flag(found_role)}, not as the "
                              f"{role}")
     cls = backend_class(model_type, "tracker", name)
-    check_requirements(cls, model_type)
-    try:
-        return cls.from_pretrained(name, device, dtype, local_files_only)
-    except ImportError as exc:
-        raise ModelLoadError(f"{role} {name!r} ({model_type!r}) needs a package that is not installed ({exc}); "
-                             f'install the backends extra: pip install "grounded[backends]"') from exc
+    return load_class(cls, name, role, model_type, device, dtype, local_files_only)
