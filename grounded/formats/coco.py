@@ -49,7 +49,7 @@ from grounded.formats.checks import check_bbox, check_coco_structure, check_segm
 from grounded.formats.files import atomic_path
 from grounded.formats.polygons import mask_to_polygon
 from grounded.utils.images import IMAGE_EXTENSIONS, image_size
-from grounded.utils.masks import mask_to_rle
+from grounded.utils.masks import mask_box, mask_to_rle
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +87,6 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarr
 
 def _is_size(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _box_from_mask(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return [0.0, 0.0, 0.0, 0.0]
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
 class CocoDataset:
@@ -295,7 +288,7 @@ class CocoDataset:
                 boxes.append([x, y, x + w, y + h])
             else:
                 mask = masks[k] if masks is not None else segmentation_to_mask(a.get("segmentation"), height, width)
-                boxes.append(_box_from_mask(mask))
+                boxes.append(mask_box(mask))
         class_id = np.array([self.class_id_of(a["category_id"]) for a in anns], dtype=int)
         return sv.Detections(
             xyxy=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),

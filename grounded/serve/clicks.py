@@ -23,6 +23,7 @@ import torch
 
 from grounded.models.interfaces import Features, PointPrompt
 from grounded.serve.security import Refused
+from grounded.utils.masks import mask_box, rle_to_mask
 
 NO_CLICKS = ("clicks need a segmenter that takes point prompts (SAM, SAM-HQ, SAM 2, EdgeTAM, or SAM 3 with its "
              "tracker weights): {why}; start the server with --detector ... --segmenter ... for the Review tab's "
@@ -102,8 +103,6 @@ def json_field(name: str, text: str, default: Any, limit: int = 65536) -> Any:
 
 def rle_mask(rle: Any, hw: tuple[int, int]) -> np.ndarray:
     """A client's COCO RLE of an (H, W) image -> (H, W) bool; its size is checked before anything is decoded."""
-    from grounded.utils.masks import rle_to_mask
-
     if not isinstance(rle, dict) or set(rle) != {"size", "counts"}:
         raise Refused('mask must be a COCO RLE {"size": [H, W], "counts": "..."} of the image')
     if list(rle["size"]) != list(hw):
@@ -116,7 +115,5 @@ def rle_mask(rle: Any, hw: tuple[int, int]) -> np.ndarray:
 
 def one_mask(mask, score: float):
     """One click answer as sv.Detections: its mask, the box around it (zeros when empty), the predicted IoU."""
-    ys, xs = np.nonzero(mask)
-    box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [0, 0, 0, 0]
-    return sv.Detections(xyxy=np.asarray([box], dtype=np.float32), mask=mask[None],
+    return sv.Detections(xyxy=np.asarray([mask_box(mask)], dtype=np.float32), mask=mask[None],
                          data={"mask_score": np.asarray([score], dtype=np.float32)})

@@ -20,6 +20,16 @@ def mask_to_rle(mask: np.ndarray) -> dict:
     return rle
 
 
+def mask_box(mask: np.ndarray) -> list[float]:
+    """Tight XYXY pixel box of an (H, W) mask, ``[x0, y0, x1 + 1, y1 + 1]``; zeros when the mask is empty.
+    Row and column reductions, not ``np.nonzero``: a few ms less on a full-size mask."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    if len(ys) == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    xs = np.flatnonzero(mask.any(axis=0))
+    return [float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1)]
+
+
 def rle_to_mask(rle: dict) -> np.ndarray:
     """COCO RLE (compressed, string or bytes counts, or uncompressed list counts) -> (H, W) bool."""
     return mask_utils.decode(_compressed(rle)).astype(bool)

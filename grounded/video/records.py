@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from grounded.formats.files import atomic_write_text
-from grounded.utils.masks import mask_to_rle, rle_to_mask
-from grounded.video.tracks import TrackedObject, mask_box
+from grounded.utils.masks import mask_box, mask_to_rle, rle_to_mask
+from grounded.video.tracks import TrackedObject
 
 CHUNKS_DIR = "chunks"
 _NAME = re.compile(r"^(\d{6})\.json$")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import supervision as sv
 
-from grounded.utils.masks import masks_iou
+from grounded.utils.masks import mask_box, masks_iou
 from grounded.video.interfaces import ObjectMasks
 from grounded.video.options import TrackOptions
 
@@ -124,13 +124,6 @@ class TrackBook:
             self.retired.add(key)
         visible.sort(key=lambda o: o.track)
         return TrackedFrame(frame.frame_index, visible), ended
-
-
-def mask_box(mask: np.ndarray) -> list[float]:
-    """Tight XYXY pixel box of a non-empty (H, W) mask: [x0, y0, x1 + 1, y1 + 1]."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    xs = np.flatnonzero(mask.any(axis=0))
-    return [float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1)]
 
 
 def frame_detections(objects: list[TrackedObject], ids: list[int], hw: tuple[int, int]) -> sv.Detections:

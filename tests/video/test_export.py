@@ -12,11 +12,11 @@ from video_scenes import scene
 
 from grounded.errors import InputError
 from grounded.ontology import Ontology
+from grounded.utils.masks import mask_box
 from grounded.video.export import check_formats, export_video, id_map
 from grounded.video.frames import FrameArray
 from grounded.video.predictor import VideoPredictor
 from grounded.video.records import ChunkStore
-from grounded.video.tracks import mask_box
 
 FRAMES = 24
 
