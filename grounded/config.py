@@ -38,13 +38,15 @@ class Acceleration:
     threads: int | None = None  # torch.set_num_threads when the models load (process-wide); None: leave as is
     retain_memory: bool | None = None  # glibc keeps freed memory (no page faults); None: on for CPU models
     cpu_kernels: bool | None = None  # same maths in CPU-faster ops (deformable attention); None: on for the CPU
+    compile: bool | None = None  # torch.compile (inductor) each backend's compile_modules (SAM's mask decoder):
+    #   equal up to float rounding; the first call compiles (tens of seconds on a CPU); None/False: eager
 
     def __post_init__(self) -> None:
         if self.autocast is not None and self.autocast not in AUTOCAST_CHOICES:
             raise InputError(f"autocast must be one of {AUTOCAST_CHOICES} or None, got {self.autocast!r}")
         if self.quantize is not None and self.quantize not in QUANTIZE_CHOICES:
             raise InputError(f"quantize must be one of {QUANTIZE_CHOICES} or None, got {self.quantize!r}")
-        for name in ("retain_memory", "cpu_kernels"):
+        for name in ("retain_memory", "cpu_kernels", "compile"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise InputError(f"{name} must be True, False or None, got {value!r}")
@@ -54,10 +56,10 @@ class Acceleration:
                 raise InputError(f"{name} must be a positive integer or None, got {value!r}")
 
     def result_settings(self) -> Acceleration:
-        """These settings less the ones that keep the maths (``retain_memory``, ``cpu_kernels``): what an
-        identity for resume checks should record (a plain Acceleration, whatever subclass ``self`` is)."""
+        """These settings less the ones that keep the maths (``retain_memory``, ``cpu_kernels``, ``compile``):
+        what an identity for resume checks should record (a plain Acceleration, whatever subclass ``self`` is)."""
         return Acceleration(**{f.name: getattr(self, f.name) for f in fields(Acceleration)
-                               if f.name not in ("retain_memory", "cpu_kernels")})
+                               if f.name not in ("retain_memory", "cpu_kernels", "compile")})
 
 
 # Speed presets: each bundles opt-in settings; explicit settings override the preset's. A backend takes the

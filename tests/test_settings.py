@@ -37,6 +37,7 @@ FLAGS = {
     "threads": (["--threads", "3"], 3),
     "retain_memory": (["--no-retain-memory"], False),
     "cpu_kernels": (["--no-cpu-kernels"], False),
+    "compile": (["--compile"], True),
     "box_threshold": (["--box-threshold", "0.3"], 0.3),
     "text_threshold": (["--text-threshold", "0.2"], 0.2),
     "nms": (["--nms", "agnostic"], "agnostic"),

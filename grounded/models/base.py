@@ -16,6 +16,7 @@ class PretrainedPair:
     types a backend accepts are its rows of the registry's table (grounded/models/registry.py), declared there once."""
 
     role: ClassVar[str]  # "detector", "segmenter": names the CLI flag in load errors
+    compile_modules: ClassVar[tuple[str, ...]] = ()  # submodules of ``model`` that ``compile=True`` compiles
     requires: ClassVar[tuple[str, ...]] = ()  # optional packages it imports (e.g. torchvision): the extra's
 
     def __init__(self, model: nn.Module, processor: Any, name: str = "") -> None:

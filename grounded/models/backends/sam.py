@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -74,6 +74,8 @@ def mask_to_prior(mask: np.ndarray, inner_hw: tuple[int, int], frame_hw: tuple[i
 class SamSegmenter(Segmenter):
     """SAM processor + model; see the module docstring for shapes. Takes SAM-style sparse prompt tokens too
     (``text_tokens`` through a :mod:`grounded.clip` adapter: :meth:`embedding` gives the adapter its input)."""
+
+    compile_modules: ClassVar[tuple[str, ...]] = ("mask_decoder",)  # Acceleration.compile
 
     refused_options = {}  # text_tokens served through grounded.clip (decode_with_text)
 

@@ -67,6 +67,8 @@ class Sam2Features(Features):
 class Sam2Segmenter(Segmenter):
     """SAM 2 / 2.1: Hiera image encoder + FPN once per image, then box prompts; see the module docstring."""
 
+    compile_modules: ClassVar[tuple[str, ...]] = ("mask_decoder",)  # Acceleration.compile
+
     requires: ClassVar[tuple[str, ...]] = ("torchvision",)  # Sam2Processor is a torchvision class
 
     @classmethod
