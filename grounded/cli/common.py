@@ -10,7 +10,7 @@ says why it has no flag. The same generator serves every command's settings:
   every command that builds a :class:`grounded.Predictor` (:func:`add_model_arguments`, :func:`teacher_kwargs`);
 - ``STUDENT`` / ``TRAINING`` (grounded/cli/train.py): ``StudentConfig`` / ``TrainConfig`` (train, distill);
 - ``LABEL`` (grounded/cli/label.py): ``LabelConfig``, the run settings of ``grounded.label``;
-- :data:`TILE` (here): :class:`grounded.config.TileOptions`, tiled inference for segment and label.
+- :data:`TILE` (here): :class:`grounded.config.TileOptions`, tiled inference for segment, label, serve and track.
 
 A table row is argparse's keywords plus: ``flag`` (the flag, when not ``--field-name``; ``--no-...`` makes an
 on-by-default switch), ``also`` ((flag, value, help): a second flag storing a fixed value in the same field,
@@ -111,7 +111,7 @@ CLIP = {
                                                     "alone")},
     "verify": {"choices": ["clip"], "help": "clip: CLIP checks each label on its masked crop; keeps, corrects or drops it"},
 }
-TILING = {  # the fields of TileOptions (grounded/pipeline/tiled.py); segment and label take them
+TILING = {  # the fields of TileOptions (grounded/pipeline/tiled.py); segment, label, serve and track take them
     "tile": {"metavar": "auto|SIZE", "help": "run the detector over overlapping slices of large images: auto (as "
                                              "large as the detector sees, only for larger images) or SIZE pixels; "
                                              "masks at full resolution (default: off)"},

@@ -12,13 +12,21 @@ import argparse
 from functools import partial
 from pathlib import Path
 
-from grounded.cli.common import Flags, add_model_arguments, predictor_from_args, teacher_kwargs
+from grounded.cli.common import (
+    Flags,
+    add_model_arguments,
+    add_tile_arguments,
+    predictor_from_args,
+    teacher_kwargs,
+    tile_options,
+)
 from grounded.serve.settings import ServeConfig
 
 EXAMPLES = """examples:
   grounded serve                                       # http://127.0.0.1:8000 (API docs: /docs)
   grounded serve --run labelled/                       # + the Review tab over a `grounded label` run
   grounded serve --detector ./gdino --segmenter ./sam --offline --port 8080
+  grounded serve --tile auto     # large images through slices by default (a request may send tile=off / SIZE)
   GROUNDED_SERVE_TOKEN=secret grounded serve --host 0.0.0.0   # other machines: open /?token=secret"""
 
 
@@ -52,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     SERVE.add(p)
     add_model_arguments(p)
+    add_tile_arguments(p)  # the default of each POST /v1/segment; tile, tile_overlap, tile_whole per request
     p.set_defaults(func=run)
 
 
@@ -61,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     require_serve_extra()
     settings = ServeConfig(**SERVE.read(args))
+    tiling = tile_options(args)  # a bad --tile is refused before anything starts
     token = bind_token(settings.host, settings.token)
 
     import uvicorn
@@ -78,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                     probe=partial(probe_backends, models, config.local_files_only), cache_bytes=settings.cache_bytes)
     prompts = Path(settings.prompts) if settings.prompts is not None else _default_prompts()
     app = create_app(engine, run_view, token=token, prompts_dir=prompts, defaults=defaults, limits=settings.limits,
-                     allowed_hosts=None if token else list(LOOPBACK_HOSTS))
+                     allowed_hosts=None if token else list(LOOPBACK_HOSTS), tiling=tiling)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"grounded serve: http://{host}:{settings.port}/{'?token=...' if token else ''} (API docs: /docs)", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from grounded.cli.common import DETECTION, Flags
+from grounded.cli.common import DETECTION, TILE, Flags, add_tile_arguments
 from grounded.errors import InputError
 
 EXAMPLES = """examples:
@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   grounded track clip.mp4 "car, person" --out tracked/ --model facebook/sam3     # SAM 3 video, one session
   grounded track frames/ "a dog" --out tracked/          # a folder of numbered frames (00000.jpg, ...)
   grounded track videos/ "car, person" --out tracked/ --engine ray --workers 4    # one video per actor
+  grounded track drone.mp4 "a car" --out tracked/ --tile auto     # large frames, small objects: detector on slices
 
 writes OUT/<video>/: mot.txt (MOTChallenge boxes), mots.txt (MOTS RLE masks), idmaps/NNNNNN.png (16-bit track
 ids), ytvis.json (YouTube-VIS, RLE per frame), tracked.mp4 (annotated), status.json; OUT/summary.json.
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tracking, detection = _flags()
     tracking.add(p)
     detection.add(p)
+    add_tile_arguments(p)  # the detector on slices of key frames (detector + segmenter only)
     engine = p.add_argument_group("engine")
     engine.add_argument("--engine", choices=["local", "ray"], default="local",
                         help="local: videos one after another; ray: one video per actor on a Ray cluster")
@@ -86,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         prompt = args.prompt
     tracking, detection = _flags()
-    options = {**tracking.read(args), **detection.read(args)}  # a concept model refuses detection options changed
-    # from their defaults (it has its own thresholds), never ignores them
+    options = {**tracking.read(args), **detection.read(args), **TILE.read(args)}  # a concept model refuses
+    # detection options changed from their defaults (it has its own thresholds) and --tile, never ignores them
     models = {k: getattr(args, k) for k in ("detector", "segmenter", "model", "device", "dtype") if getattr(args, k)}
     summary = track(args.video, prompt, out=args.out, formats=[f.strip() for f in args.formats.split(",") if f.strip()],
                     force=args.force, allow_vfr=args.allow_vfr, progress=args.progress, engine=args.engine,

@@ -27,6 +27,9 @@ Per image (decoded once, at full resolution; slices and windows are views of it)
    takes its mask from the slices that found it; only an instance no slice found (a large object) keeps the
    mask of the whole-image pass, scaled up, as it would be without tiling.
 
+The detector's part (slices, merge, selection: :func:`detect_tiled`) is shared with video tracking, which
+tiles the detector on its key frames (grounded/video/predictor.py).
+
 Masks come back at the image's full size as supervision's ``CompactMask`` (each mask run-length encoded within
 its own box), which ``sv.Detections``, its annotators and grounded's writers read like a dense (N, H, W) array;
 so memory follows the slice and the window, not the image. Output as :class:`grounded.Predictor`'s.
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,7 +69,7 @@ from grounded.utils.images import ImageInput, load_image
 logger = logging.getLogger(__name__)
 
 MASK_PIXELS_PER_CALL = 16_000_000  # mask pixels decoded per segmenter call (bounds memory for large windows)
-NMS_HEAD = 2048  # NMS runs on the best this-many boxes first (see _select)
+NMS_HEAD = 2048  # NMS runs on the best this-many boxes first (see select_bounded)
 
 
 class TiledPredictor:
@@ -114,16 +118,7 @@ class TiledPredictor:
 
     def slices(self, hw: tuple[int, int]) -> np.ndarray | None:
         """(K, 4) int XYXY slices of an (H, W) image, or None when it is not tiled (see the module docstring)."""
-        backend = self.predictor.model or self.predictor.detector
-        if self.tiling.tile == TILE_AUTO:
-            seen = backend.input_size(hw).resized
-            if hw[0] <= seen[0] and hw[1] <= seen[1]:
-                return None
-            side = input_side(backend)
-        else:
-            side = int(self.tiling.tile)
-        boxes = slice_boxes(hw, (side, side), self.tiling.tile_overlap)
-        return None if len(boxes) == 1 else boxes
+        return plan_slices(self.predictor.model or self.predictor.detector, hw, self.tiling)
 
     # ------------------------------------------------------------------------------------------ one image
     def segment_tiled(self, image: np.ndarray, slices: np.ndarray, prompt: Prompt, **options: Any) -> sv.Detections:
@@ -142,53 +137,15 @@ class TiledPredictor:
             found = select_masks(self._select(self._concept(image, slices, ontology, opts), opts), opts)
         else:
             decode = clip.decoder(opts) if clip is not None else None
-            found = select_masks(self._masks(image, self._detect(image, slices, ontology, opts), opts, decode), opts)
+            boxes = detect_tiled(predictor.detector, image, slices, ontology, opts, self.tiling, predictor.timer)
+            found = select_masks(self._masks(image, boxes, opts, decode), opts)
         return clip.verified(found, image, ontology, opts) if clip is not None else found
-
-    def _views(self, backend: Any, image: np.ndarray, slices: np.ndarray,
-               call: Callable[[Any], list[sv.Detections]]) -> list[tuple[sv.Detections, View]]:
-        """``call(backend.encode(views))`` over the whole image (reduced to the backend's input, when
-        ``tile_whole``) and the slices, ``tile_batch`` at a time -> [(detections in the view's own pixels,
-        padding removed; where the view lies in the image)]."""
-        hw, out = image.shape[:2], []
-        if self.tiling.tile_whole:
-            whole = resized(image, fitted_size(hw, backend.input_size(hw).resized))
-            scale = (hw[1] / whole.shape[1], hw[0] / whole.shape[0])
-            out.append((self._run(backend, [whole], call)[0], View((0, 0), scale, whole.shape[:2], False)))
-        for group in batches(slices, self.tiling.tile_batch or (4 if backend.device.type == "cuda" else 1)):
-            views = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in group]
-            found = self._run(backend, views, call)
-            out.extend((f, View((int(b[0]), int(b[1])), (1.0, 1.0), v.shape[:2], True))
-                       for f, b, v in zip(found, group, views, strict=True))
-        return out
-
-    @staticmethod
-    def _run(backend: Any, views: list[np.ndarray], call: Callable[[Any], list[sv.Detections]]) -> list[sv.Detections]:
-        padded = [pad_image(np.ascontiguousarray(view)) for view in views]
-        found = call(backend.encode(padded))
-        return [d if p.shape == v.shape else crop_detections(d, v.shape[:2])
-                for d, p, v in zip(found, padded, views, strict=True)]
-
-    def _detect(self, image: np.ndarray, slices: np.ndarray, ontology: Ontology, opts: SegmentOptions) -> sv.Detections:
-        """Boxes from the slices and the whole image, in full-image pixels, merged and selected."""
-        detector = self.predictor.detector
-        parts = [_boxes_only(found, view) for found, view in
-                 self._views(detector, image, slices, lambda f: detector.detect(f, ontology, opts)) if len(found)]
-        if not parts:
-            return _boxes_only(empty_detections(), View((0, 0), (1.0, 1.0), image.shape[:2], True))
-        every = sv.Detections.merge(parts)
-        with self.predictor.timer("tiling.merge"):
-            boxes, groups = greedy_nmm(every.xyxy, every.confidence, every.class_id)
-        merged = every[[g[0] for g in groups]]  # the keeper: the group's best score, class and phrase
-        merged.xyxy = boxes.astype(np.float32)
-        logger.debug("%d slices: %d boxes -> %d merged", len(slices), len(every), len(merged))
-        return self._select(merged, opts)
 
     def _concept(self, image: np.ndarray, slices: np.ndarray, ontology: Ontology, opts: SegmentOptions) -> sv.Detections:
         """SAM 3 on the slices and the whole image; instances merged, masks united across slice edges."""
         model, hw = self.predictor.model, image.shape[:2]
         parts = []
-        for found, view in self._views(model, image, slices, lambda f: model.segment(f, ontology, opts)):
+        for found, view in tiled_views(model, image, slices, lambda f: model.segment(f, ontology, opts), self.tiling):
             if len(found):
                 part = _boxes_only(found, view)
                 masks = compact_masks(found.mask, view.offset, hw if view.is_slice else view.hw)
@@ -232,15 +189,7 @@ class TiledPredictor:
 
     @staticmethod
     def _select(detections: sv.Detections, opts: SegmentOptions) -> sv.Detections:
-        """:func:`select_boxes` in bounded memory: NMS keeps or drops a box by the boxes scored above it alone,
-        so NMS over the best ``NMS_HEAD`` boxes, then the best ``max_detections``, equals NMS over all of them
-        whenever that leaves ``max_detections``; otherwise the head grows."""
-        head = max(NMS_HEAD, 4 * opts.max_detections)
-        while True:
-            kept = select_boxes(top_k(detections, head), opts)
-            if len(kept) >= opts.max_detections or head >= len(detections):
-                return kept
-            head *= 4
+        return select_bounded(detections, opts)
 
 
 @dataclass(frozen=True)
@@ -261,6 +210,79 @@ def _boxes_only(found: sv.Detections, view: View) -> sv.Detections:
     return sv.Detections(xyxy=xyxy.astype(np.float32), confidence=found.confidence.astype(np.float32),
                          class_id=found.class_id.astype(int),
                          data={"class_name": found.data["class_name"], "phrase": found.data["phrase"]})
+
+
+# ------------------------------------------------------------------ the parts TiledPredictor and video share
+def plan_slices(backend: Any, hw: tuple[int, int], tiling: TileOptions) -> np.ndarray | None:
+    """(K, 4) int XYXY slices of an (H, W) image for ``backend`` (the detector, or SAM 3), or None when the image
+    is not tiled: tiling off, ``tile="auto"`` and the image no larger than the backend sees, or one slice."""
+    if not tiling.enabled:
+        return None
+    if tiling.tile == TILE_AUTO:
+        seen = backend.input_size(hw).resized
+        if hw[0] <= seen[0] and hw[1] <= seen[1]:
+            return None
+        side = input_side(backend)
+    else:
+        side = int(tiling.tile)
+    boxes = slice_boxes(hw, (side, side), tiling.tile_overlap)
+    return None if len(boxes) == 1 else boxes
+
+
+def tiled_views(backend: Any, image: np.ndarray, slices: np.ndarray, call: Callable[[Any], list[sv.Detections]],
+                tiling: TileOptions) -> list[tuple[sv.Detections, View]]:
+    """``call(backend.encode(views))`` over the whole image (reduced to the backend's input, when
+    ``tiling.tile_whole``) and the slices, ``tile_batch`` at a time -> [(detections in the view's own pixels,
+    padding removed; where the view lies in the image)]."""
+    hw, out = image.shape[:2], []
+    if tiling.tile_whole:
+        whole = resized(image, fitted_size(hw, backend.input_size(hw).resized))
+        scale = (hw[1] / whole.shape[1], hw[0] / whole.shape[0])
+        out.append((_run(backend, [whole], call)[0], View((0, 0), scale, whole.shape[:2], False)))
+    for group in batches(slices, tiling.tile_batch or (4 if backend.device.type == "cuda" else 1)):
+        views = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in group]
+        found = _run(backend, views, call)
+        out.extend((f, View((int(b[0]), int(b[1])), (1.0, 1.0), v.shape[:2], True))
+                   for f, b, v in zip(found, group, views, strict=True))
+    return out
+
+
+def _run(backend: Any, views: list[np.ndarray], call: Callable[[Any], list[sv.Detections]]) -> list[sv.Detections]:
+    padded = [pad_image(np.ascontiguousarray(view)) for view in views]
+    found = call(backend.encode(padded))
+    return [d if p.shape == v.shape else crop_detections(d, v.shape[:2])
+            for d, p, v in zip(found, padded, views, strict=True)]
+
+
+def detect_tiled(detector: Any, image: np.ndarray, slices: np.ndarray, ontology: Ontology, opts: SegmentOptions,
+                 tiling: TileOptions, timer: Callable[[str], AbstractContextManager] | None = None) -> sv.Detections:
+    """The detector's boxes over the slices (and the reduced whole image) of an RGB uint8 (H, W, 3) image, in
+    full-image XYXY pixels: merged (class-aware GREEDYNMM) and selected (NMS, ``max_detections``) as the
+    untiled pipeline selects them; no masks. Used by :class:`TiledPredictor` and by video key frames
+    (grounded/video/predictor.py). ``timer``: a stage timer (``predictor.timer``) for the merge, or None."""
+    parts = [_boxes_only(found, view) for found, view in
+             tiled_views(detector, image, slices, lambda f: detector.detect(f, ontology, opts), tiling) if len(found)]
+    if not parts:
+        return _boxes_only(empty_detections(), View((0, 0), (1.0, 1.0), image.shape[:2], True))
+    every = sv.Detections.merge(parts)
+    with timer("tiling.merge") if timer is not None else nullcontext():
+        boxes, groups = greedy_nmm(every.xyxy, every.confidence, every.class_id)
+    merged = every[[g[0] for g in groups]]  # the keeper: the group's best score, class and phrase
+    merged.xyxy = boxes.astype(np.float32)
+    logger.debug("%d slices: %d boxes -> %d merged", len(slices), len(every), len(merged))
+    return select_bounded(merged, opts)
+
+
+def select_bounded(detections: sv.Detections, opts: SegmentOptions) -> sv.Detections:
+    """:func:`select_boxes` in bounded memory: NMS keeps or drops a box by the boxes scored above it alone,
+    so NMS over the best ``NMS_HEAD`` boxes, then the best ``max_detections``, equals NMS over all of them
+    whenever that leaves ``max_detections``; otherwise the head grows."""
+    head = max(NMS_HEAD, 4 * opts.max_detections)
+    while True:
+        kept = select_boxes(top_k(detections, head), opts)
+        if len(kept) >= opts.max_detections or head >= len(detections):
+            return kept
+        head *= 4
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ Endpoints (OpenAPI at ``/docs``)::
                                  "capacity", "turned_away"} (segment requests; grounded.serve.admission)
     GET  /v1/models              the models (described; loaded or not), the options they honour (with defaults)
                                  and those they refuse (why), ontologies, limits
-    POST /v1/segment             multipart: image + prompt | ontology (+ thresholds, nms ...) -> the JSON of
-                                 `grounded segment` (boxes XYXY pixels, masks as COCO RLE) + image_id, or output=png
+    POST /v1/segment             multipart: image + prompt | ontology (+ thresholds, nms ..., tile, tile_overlap,
+                                 tile_whole) -> the JSON of `grounded segment` (boxes XYXY pixels, masks as COCO RLE
+                                 at the image's full size) + image_id, tiling, or output=png
     POST /v1/segment/points      multipart: image | image_id, points [[x, y], ...], labels [1, 0, ...] (+ box,
                                  mask_id, mask) -> one mask in the same JSON + image_id, mask_id (clicks)
     GET  /v1/run                 the run under review (--run OUT): classes, images root
@@ -28,18 +29,20 @@ read); an unexpected error is a 500 with its type and message, never a traceback
 
 from __future__ import annotations
 
+import inspect
 import io
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from grounded.config import NMS_MODES, SegmentOptions
+from grounded.config import NMS_MODES, SegmentOptions, TileOptions
 from grounded.errors import GroundedError, ModelLoadError, OrderError
 from grounded.io.detections_json import detections_to_json
 from grounded.label.reviews import ReviewConflict
@@ -50,7 +53,7 @@ from grounded.serve.clicks import POINTS_EXAMPLE, describe_clicks, json_field, o
 from grounded.serve.engine import Engine
 from grounded.serve.runs import RunView
 from grounded.serve.security import TOKEN_COOKIE, Refused, decode_upload, megabytes, token_matches
-from grounded.serve.settings import Limits
+from grounded.serve.settings import Limits, request_tile_fields, request_tiling
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +97,10 @@ def list_ontologies(prompts_dir: Path | None) -> dict[str, Ontology]:
 
 def create_app(engine: Engine | None, run: RunView | None = None, *, token: str | None = None,
                prompts_dir: Path | None = None, defaults: SegmentOptions | None = None,
-               limits: Limits | None = None, allowed_hosts: list[str] | None = None) -> FastAPI:
-    """The application. ``engine`` None: no models (review only); ``run`` None: no review endpoints."""
+               limits: Limits | None = None, allowed_hosts: list[str] | None = None,
+               tiling: TileOptions | None = None) -> FastAPI:
+    """The application. ``engine`` None: no models (review only); ``run`` None: no review endpoints;
+    ``tiling``: the default of a segment request's tiling (None: off; grounded/serve/settings.py)."""
     app = FastAPI(title="grounded", summary="Segment by text; review a labelled run.", version="1")
     limits = limits or Limits()
     admission = Admission(limits.max_queue)
@@ -103,7 +108,7 @@ def create_app(engine: Engine | None, run: RunView | None = None, *, token: str 
     _answer_errors(app)
     _serve_page(app)
     _model_routes(app, engine, admission, limits, defaults or SegmentOptions(), list_ontologies(prompts_dir),
-                  reviewing=run is not None)
+                  reviewing=run is not None, tiling=tiling or TileOptions())
     _run_routes(app, run)
     return app
 
@@ -170,8 +175,10 @@ def _serve_page(app: FastAPI) -> None:
 
 
 def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, limits: Limits,
-                  defaults: SegmentOptions, ontologies: dict[str, Ontology], reviewing: bool) -> None:
-    """GET /v1/health, GET /v1/models and POST /v1/segment."""
+                  defaults: SegmentOptions, ontologies: dict[str, Ontology], reviewing: bool,
+                  tiling: TileOptions) -> None:
+    """GET /v1/health, GET /v1/models and POST /v1/segment (``tiling``: the server's default TileOptions)."""
+    tile_fields = request_tile_fields(tiling)
 
     def refused() -> dict[str, str] | None:
         return engine.refused() if engine is not None else {}
@@ -196,6 +203,8 @@ def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, lim
             "refused": refused(),  # option -> why; None: not known until the models load (then all are offered)
             "clicks": clicks(),  # whether POST /v1/segment/points is served, and by which segmenter
             "ontologies": {name: ontology.class_names for name, ontology in ontologies.items()},
+            "tiling": {name: {"default": getattr(tiling, name), "description": text}  # POST /v1/segment's fields
+                       for name, (_, text) in tile_fields.items()},
             "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
                        "max_queue": limits.max_queue, "max_points": limits.max_points},
         }
@@ -211,8 +220,10 @@ def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, lim
         nms_iou: Annotated[float | None, Form(ge=0, le=1)] = None,
         max_detections: Annotated[int | None, Form(ge=1)] = None,
         output: Annotated[str, Form(description="json (default) or png (annotated image)")] = "json",
+        tiles: TileOptions = Depends(_tiling_form(tiling)),  # noqa: B008  (the form fields tile, tile_overlap, ...)
     ) -> Any:
-        """Segment what the prompt (or ontology) names; same JSON as `grounded segment`."""
+        """Segment what the prompt (or ontology) names; same JSON as `grounded segment`, masks at the image's
+        full size. ``tile``: large images through overlapping slices (grounded/pipeline/tiled.py)."""
         if engine is None:
             raise Refused("this server has no models", 503)
         if output not in ("json", "png"):
@@ -232,7 +243,7 @@ def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, lim
         name = image.filename or "upload"
         array = decode_upload(data, name, limits.max_upload_bytes, limits.max_pixels)
         tick = time.perf_counter()
-        detections, reused = engine.segment(array, data, classes, **options)
+        detections, reused = engine.segment(array, data, classes, tiling=tiles, **options)
         if output == "png":
             from grounded.io.annotate import annotate
 
@@ -242,7 +253,9 @@ def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, lim
         body = detections_to_json(detections, array.shape[:2], name)
         body.update(classes=classes.class_names, seconds=round(time.perf_counter() - tick, 3),
                     reused_image_encoding=reused, image_id=image_key(data),
-                    options=_applied(defaults, options, refused()))
+                    options=_applied(defaults, options, refused()),
+                    tiling={**{name: getattr(tiles, name) for name in tile_fields},
+                            "slices": engine.slices(array.shape[:2], tiles)})
         return body
 
     @app.post(POINTS_PATH, responses={200: {"description": "one mask, in the JSON of POST /v1/segment",
@@ -343,6 +356,20 @@ def _run_routes(app: FastAPI, run: RunView | None) -> None:
             return _run().save_review(file, body)
         except ReviewConflict as exc:
             return JSONResponse({"detail": str(exc), "current": exc.current}, status_code=409)
+
+
+def _tiling_form(server: TileOptions) -> Callable[..., TileOptions]:
+    """A dependency of POST /v1/segment: the request's TileOptions from its form fields, one per field
+    :func:`~grounded.serve.settings.request_tile_fields` lists (so OpenAPI documents them), over ``server``'s."""
+
+    def read(**given: Any) -> TileOptions:
+        return request_tiling(server, given)
+
+    read.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[kind | None, Form(description=text)])
+        for name, (kind, text) in request_tile_fields(server).items()])
+    return read
 
 
 def _honoured(refused: dict[str, str] | None) -> list[str]:

@@ -6,6 +6,13 @@ bounded by bytes (:mod:`grounded.serve.cache`), keyed by the sha256 of the image
 the text-conditioned parts (Grounding DINO's fusion and decoder, SAM's mask decoder), and each click only the
 segmenter's prompt encoder and mask decoder (:mod:`grounded.serve.clicks`).
 
+A tiled request (``tiling``: :class:`grounded.config.TileOptions`, an image larger than the detector's input)
+runs :class:`grounded.pipeline.tiled.TiledPredictor` over the same loaded models, under the same lock (and
+behind the same admission bound, grounded/serve/admission.py): its slices and segmenter windows are encoded
+for that request alone, neither read from nor kept in the encoding cache, so it is heavier than an untiled
+one and the running mean ``seconds`` (Retry-After) grows with it. An image tiling leaves whole (``"auto"`` and
+an image the detector sees at full size) goes the untiled, cached way: exactly the Predictor's result.
+
 What the models cannot honour (their backends' ``refused_options``) is known before they load: the
 checkpoints' ``config.json`` name the backend classes (:func:`probe_backends`), so the page offers only the
 options the loaded backends honour from its first request on.
@@ -24,6 +31,7 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from grounded.config import TileOptions
 from grounded.errors import GroundedError
 from grounded.serve.cache import DEFAULT_CACHE_BYTES, CachedImage, EncodingCache, image_key
 from grounded.serve.clicks import ClickAnswer, click_segmenter, decode_click, describe_clicks, rle_mask
@@ -82,14 +90,36 @@ class Engine:
                     self.seconds = took if self.seconds is None else 0.7 * self.seconds + 0.3 * took
                 self.busy = False
 
-    def segment(self, image: np.ndarray, image_bytes: bytes, prompt: Any, **options: Any) -> tuple[sv.Detections, bool]:
-        """(detections, whether the image encodings were reused) for ``prompt`` on ``image``."""
+    def segment(self, image: np.ndarray, image_bytes: bytes, prompt: Any, tiling: TileOptions | None = None,
+                **options: Any) -> tuple[sv.Detections, bool]:
+        """(detections, whether the image encodings were reused) for ``prompt`` on ``image`` (RGB uint8 (H, W, 3));
+        masks at (H, W). ``tiling``: tiled inference when it slices this image (see the module docstring)."""
         key = image_key(image_bytes)
         with self.use() as predictor:
             if hasattr(predictor, "check_options"):  # a refused option costs no image encoding
                 predictor.check_options(predictor.options.updated(**options))
+            tiled = self._tiled(predictor, tiling)
+            slices = tiled.slices(image.shape[:2]) if tiled is not None else None
+            if slices is not None:
+                logger.info("tiled request: %d slices of a %dx%d image", len(slices), image.shape[1], image.shape[0])
+                return tiled.segment_tiled(image, slices, prompt, **options), False
             entry, cached = self._encoded(predictor, key, image)
             return predictor.segment_encoded(entry.encoding, prompt, **options)[0], cached
+
+    @staticmethod
+    def _tiled(predictor: Any, tiling: TileOptions | None) -> Any:
+        """A TiledPredictor over ``predictor`` when ``tiling`` is on, else None."""
+        if tiling is None or not tiling.enabled:
+            return None
+        from grounded.pipeline.tiled import TiledPredictor
+
+        return TiledPredictor(predictor, tiling)
+
+    def slices(self, hw: tuple[int, int], tiling: TileOptions | None) -> int:
+        """How many slices ``tiling`` cuts an (H, W) image into with the loaded models (0: not tiled)."""
+        tiled = self._tiled(self.predictor, tiling) if self.predictor is not None else None
+        plan = tiled.slices(hw) if tiled is not None else None
+        return 0 if plan is None else len(plan)
 
     def _entry(self, key: str, image: np.ndarray | None) -> CachedImage:
         entry = self.cache.get(key)

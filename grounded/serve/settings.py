@@ -1,13 +1,20 @@
 """``grounded serve``'s settings, declared once: :class:`ServeConfig` (its flags are generated from it,
 grounded/cli/serve.py) and :class:`Limits`, what the application enforces (grounded/serve/app.py).
 
+Tiled inference (:class:`grounded.config.TileOptions`): the server's default is its ``--tile*`` flags, and a
+``POST /v1/segment`` may set the fields :func:`request_tile_fields` lists (all but ``SERVER_TILING``'s) as form
+fields, read by :func:`request_tiling`; their descriptions are the flags' help (grounded/cli/common.py).
+
 Imports nothing of FastAPI, so the command line can list the flags without the serve extra.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
+from grounded.config import TileOptions
 from grounded.errors import InputError
 from grounded.serve.admission import DEFAULT_MAX_QUEUE
 
@@ -52,3 +59,44 @@ class ServeConfig:
     @property
     def cache_bytes(self) -> int:
         return int(self.encoding_cache_mb * 2**20)
+
+
+TILE_OFF = ("off", "none")  # a request's ``tile`` for no tiling (TileOptions.tile=None), any case
+SERVER_TILING = {  # TileOptions field -> why a request cannot set it (the server's own flag sets it)
+    "tile_batch": "bounds the server's memory, not results: `grounded serve --tile-batch N`",
+}
+
+
+def request_tile_fields(server: TileOptions) -> dict[str, tuple[type, str]]:
+    """TileOptions field -> (form type, description) for each field a ``POST /v1/segment`` may set; the
+    description is the flag's help with ``server``'s value (this server's default) in place of the flag's."""
+    from grounded.cli.common import TILING
+
+    out = {}
+    for field in fields(TileOptions):
+        if field.name in SERVER_TILING:
+            continue
+        spec = TILING[field.name]
+        # the flag's "(default ...)" is not this server's default: that is named at the end
+        text = re.sub(r"\s*\(default(?:%\(default\)s|[^)])*\)", "", spec["help"])
+        if spec.get("flag", "").startswith("--no-"):  # a switch that turns the field off
+            text = f"false: {text}"
+        if field.name == "tile":
+            text += f"; {TILE_OFF[0]}: not tiled"
+        default = getattr(server, field.name)
+        kind = type(field.default) if field.default is not None else str
+        out[field.name] = (kind, f"{text} (this server's default: {TILE_OFF[0] if default is None else default})")
+    return out
+
+
+def request_tiling(server: TileOptions, given: dict[str, Any]) -> TileOptions:
+    """``server``'s TileOptions with a request's fields over it (None: not given; ``tile`` "off": no tiling).
+    A bad value is TileOptions' InputError, naming the field and what it accepts (a 400)."""
+    unknown = sorted(set(given) - set(request_tile_fields(server)))
+    if unknown:
+        raise InputError(f"{unknown} cannot be set per request; " + "; ".join(SERVER_TILING.get(k, "unknown field")
+                                                                             for k in unknown))
+    given = {k: v for k, v in given.items() if v is not None}
+    if isinstance(given.get("tile"), str) and given["tile"].strip().lower() in TILE_OFF:
+        given["tile"] = None
+    return replace(server, **given)

@@ -18,8 +18,13 @@ Two ways, composed from built backends:
   track (:mod:`grounded.video.tracks`). Detections go through the same thresholds, box NMS and
   ``max_detections`` as images (:class:`grounded.config.SegmentOptions`); the image segmenter's options
   (``multimask``, ``mask_threshold``, ...) and those the detector refuses are refused (``REFUSED_OPTIONS``).
+  With ``tile`` (:class:`grounded.config.TileOptions`, ``--tile auto|N``) the detector runs over overlapping
+  slices of each key frame (and the whole frame, unless ``tile_whole=False``), its boxes merged as for images
+  (:func:`grounded.pipeline.tiled.detect_tiled`, one code path): small objects in large frames; the video
+  segmenter still sees whole frames.
 - **concept video model** (:class:`ConceptTrack`): SAM 3 video finds and tracks every phrase of the ontology
-  in one session; phrase -> class is exact (the phrase's index).
+  in one session; phrase -> class is exact (the phrase's index). It has no separate detector to tile, so
+  ``tile`` is refused with it.
 
 Either way the video is streamed (:mod:`grounded.video.frames`) in overlapping chunks with ids stitched
 across them (:mod:`grounded.video.chunks`): memory does not grow with the video's length. Each frame's
@@ -36,10 +41,11 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from grounded.config import SegmentOptions
+from grounded.config import SegmentOptions, TileOptions
 from grounded.errors import InputError
 from grounded.ontology import Ontology
 from grounded.pipeline.selection import select_boxes
+from grounded.pipeline.tiled import detect_tiled, plan_slices
 from grounded.video.chunks import track_chunks
 from grounded.video.frames import FrameArray, VideoSource, open_video
 from grounded.video.interfaces import ConceptVideoModel, VideoSegmenter
@@ -62,14 +68,20 @@ class DetectAndTrack:
     """One chunk: a detector every ``detect_every`` frames + a video segmenter session (see module docstring)."""
 
     def __init__(self, detector: Any, segmenter: VideoSegmenter, ontology: Ontology, segment_options: SegmentOptions,
-                 options: TrackOptions, start: int, hw: tuple[int, int]) -> None:
+                 options: TrackOptions, start: int, hw: tuple[int, int], tiling: TileOptions | None = None) -> None:
+        """``hw``: the frames' (H, W); ``tiling``: the detector's slices on key frames (None or off: whole frames)."""
         self.detector, self.segmenter, self.ontology = detector, segmenter, ontology
         self.segment_options, self.options, self.start = segment_options, options, start
+        self.tiling = tiling or TileOptions()
+        self.slices = plan_slices(detector, hw, self.tiling)  # (K, 4) XYXY, or None: frames seen whole
         self.session = segmenter.start(hw)
         self.book = TrackBook(options)
         self.next_key = 0  # session object ids: never reused within the session
 
     def detect(self, frame: np.ndarray) -> sv.Detections:
+        """RGB uint8 (H, W, 3) key frame -> boxes (XYXY pixels) selected as for images, tiled when planned."""
+        if self.slices is not None:
+            return detect_tiled(self.detector, frame, self.slices, self.ontology, self.segment_options, self.tiling)
         features = self.detector.encode([frame])
         return select_boxes(self.detector.detect(features, self.ontology, self.segment_options)[0], self.segment_options)
 
@@ -134,15 +146,17 @@ def as_ontology(prompt: Any) -> Ontology:
     return Ontology.from_prompt(prompt)
 
 
-def split_options(options: dict[str, Any]) -> tuple[SegmentOptions, TrackOptions]:
-    """Keyword options -> (SegmentOptions, TrackOptions); an unknown name is an error listing the valid ones."""
-    segment_names = {f.name for f in fields(SegmentOptions)}
-    track_names = {f.name for f in fields(TrackOptions)}
-    unknown = sorted(set(options) - segment_names - track_names)
+def split_options(options: dict[str, Any]) -> tuple[SegmentOptions, TrackOptions, TileOptions]:
+    """Keyword options -> (SegmentOptions, TrackOptions, TileOptions); an unknown name is an error listing the
+    valid ones."""
+    classes = (SegmentOptions, TrackOptions, TileOptions)
+    names = [{f.name for f in fields(cls)} for cls in classes]
+    unknown = sorted(set(options).difference(*names))
     if unknown:
-        raise InputError(f"unknown option(s) {unknown}; valid options: {sorted(segment_names | track_names)}")
-    return (SegmentOptions(**{k: v for k, v in options.items() if k in segment_names}),
-            TrackOptions(**{k: v for k, v in options.items() if k in track_names}))
+        raise InputError(f"unknown option(s) {unknown}; valid options: {sorted(set().union(*names))}")
+    segment, track, tiling = (cls(**{k: v for k, v in options.items() if k in own})
+                              for cls, own in zip(classes, names, strict=True))
+    return segment, track, tiling
 
 
 def as_source(video: Any, allow_vfr: bool = False) -> VideoSource:
@@ -169,7 +183,8 @@ class VideoPredictor:
         defaults to Grounding DINO tiny, ``segmenter`` to SAM 2.1 tiny (video). ``device`` / ``dtype`` /
         ``local_files_only``: how the named roles load (a detector through
         :func:`grounded.pipeline.build.build_backends`, as for images). ``options``: SegmentOptions and
-        TrackOptions fields."""
+        TrackOptions fields, and TileOptions fields (``tile="auto"`` or N: the detector over slices of key frames;
+        refused with ``model``)."""
         from grounded.config import ModelConfig
         from grounded.models.loading import resolve_device, resolve_dtype
         from grounded.pipeline.build import build_backends, is_built
@@ -178,7 +193,12 @@ class VideoPredictor:
         if model is not None and (detector is not None or segmenter is not None):
             raise InputError(f"model={model!r} (a concept video model) replaces the detector and the video segmenter; "
                              f"give either model (--model) or detector/segmenter (--detector/--segmenter), not both")
-        split_options(options)  # bad options fail before any model loads
+        tiling = split_options(options)[2]  # bad options fail before any model loads
+        if model is not None and tiling.enabled:
+            raise InputError(f"tile={tiling.tile!r}: tiling runs a detector over slices of the key frames, and the "
+                             f"concept video model {getattr(model, 'name', model)!r} has none (it finds and tracks in "
+                             f"one session over whole frames); drop --tile, or track with --detector + --segmenter "
+                             f"(e.g. Grounding DINO + SAM 2.1 video), whose detector is tiled")
         roles = {"model": model} if model is not None else {"detector": detector, "segmenter": segmenter}
         if (device is not None or dtype is not None) and all(is_built(v) for v in roles.values()):
             raise InputError("device / dtype configure loading, and the backends given are already built: pass names "
@@ -192,7 +212,7 @@ class VideoPredictor:
                 roles[role] = load_video_backend(str(name), role, resolve_device(device), resolve_dtype(dtype),
                                                  local_files_only)
         self.detector, self.segmenter, self.model = (roles.get(k) for k in ("detector", "segmenter", "model"))
-        self.segment_options, self.options = split_options(options)
+        self.segment_options, self.options, self.tiling = split_options(options)
         defaults = SegmentOptions()
         changed = [f.name for f in fields(SegmentOptions) if getattr(self.segment_options, f.name) != getattr(defaults, f.name)]
         if self.model is not None and changed:
@@ -216,6 +236,8 @@ class VideoPredictor:
         out["track_options"] = self.options.to_dict()
         if self.model is None:
             out["options"] = asdict(self.segment_options)
+        if self.tiling.enabled:  # only then: runs recorded before tiling existed keep their identity
+            out["tiling"] = asdict(self.tiling)
         return out
 
     def chunk_tracker(self, ontology: Ontology, hw: tuple[int, int]):
@@ -223,7 +245,7 @@ class VideoPredictor:
         if self.model is not None:
             return lambda start: ConceptTrack(self.model, ontology, self.options, hw)
         return lambda start: DetectAndTrack(self.detector, self.segmenter, ontology, self.segment_options,
-                                            self.options, start, hw)
+                                            self.options, start, hw, self.tiling)
 
     def track(self, video: Any, prompt: str | Sequence[str] | Ontology, *, store: ChunkStore | None = None,
               allow_vfr: bool = False) -> Iterator[tuple[int, sv.Detections]]:

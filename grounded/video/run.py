@@ -197,8 +197,9 @@ def track(video: Any, prompt: str | Sequence[str] | Ontology | Path, *, out: str
 
     ``predictor``: a VideoPredictor, or a zero-argument callable building one (picklable for ``engine="ray"``);
     default ``VideoPredictor(**options)`` (options: detector, segmenter, model (each a name, a folder or a built
-    backend, e.g. an image Predictor's ``detector``), device, dtype, local_files_only, SegmentOptions and
-    TrackOptions fields).
+    backend, e.g. an image Predictor's ``detector``), device, dtype, local_files_only, SegmentOptions,
+    TrackOptions and TileOptions fields: ``tile="auto"`` tiles the detector on key frames, and is part of the
+    run's identity in ``OUT/run.json``, so resuming with other tile settings is refused unless ``force``).
     """
     ontology = as_ontology(prompt)
     if out is None:
