@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_car_parts import DATA, _interval, _signed, accuracy  # noqa: E402
+from distill_car_parts import DATA, accuracy  # noqa: E402
 
 from grounded.distill.budget import parse_budget  # noqa: E402
 from grounded.distill.checkpoint import read_record  # noqa: E402
@@ -124,7 +124,7 @@ def score_row(name: str, change: Change, data: Path, out: Path, student: Student
     row = {"name": name, "what": change.what, "train_changes": change.train, "augment_changes": change.augment,
            "tta_flip": change.tta_flip, "run": str(run), "steps": summary["steps"],
            "train_minutes": summary["train_minutes"], "load_end": summary.get("load_end"), **figures}
-    print(f"    test parts mIoU {row['parts_miou']:.3f} [{_interval(row['parts_miou_ci'])}], val {row['val_parts_miou']:.3f}, "
+    print(f"    test parts mIoU {_pct(row['parts_miou'])} [{_ci(row)}], val {_pct(row['val_parts_miou'])}, "
           f"{row['steps']} steps in {row['train_minutes']:.1f} min", flush=True)
     return row
 
@@ -142,14 +142,18 @@ def kept_changes(rows: list[dict[str, Any]], by: str) -> list[str]:
     return [r["name"][1:] for r in rows[1:] if r[key] > baseline]
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
+def _pct(value: float | None, sign: str = "") -> str:
+    return "-" if value is None else f"{100 * value:{sign}.1f}"
+
+
+def _ci(row: dict[str, Any]) -> str:
+    return "-".join(_pct(v) for v in row["parts_miou_ci"]) if row.get("parts_miou_ci") else "n/a"
 
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The ablation table (a row per change) and the per-class table (test / val IoU, %)."""
     baseline = rows[0]
-    lines = [f"# Ablation: {meta['data']}", "",
+    lines = [f"# Ablation: {meta['data']} (IoU in %)", "",
              f"`{meta['command']}`", "",
              f"Budget: {meta['budget']}; CPU: {meta['cpu']}, torch threads {meta['threads']}; load average "
              f"{meta['load_start']} at the start, {meta['load_end']} at the end; {meta['minutes']:.1f} min in all. "
@@ -158,12 +162,13 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              "val parts mIoU | gap val - test | test wheel IoU |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        delta = r["parts_miou"] - baseline["parts_miou"]
-        versus = "-" if r is baseline else f"{100 * delta:+.1f}"
-        lines.append(f"| {r['name']} | {r['what']} | {r['steps']} | {r['train_minutes']:.1f} | "
-                     f"{_pct(r['parts_miou'])} [{_interval(r['parts_miou_ci'])}] | {versus} | "
-                     f"{'-' if r is baseline else clears(r, baseline)} | {_pct(r['val_parts_miou'])} | "
-                     f"{_signed(r['val_test_gap'])} | {_pct(r['wheel_iou'])} |")
+        reused = Path(r["run"]).name != r["name"]  # scored with another row's student (same training)
+        minutes = f"({Path(r['run']).name}'s run)" if reused else f"{r['train_minutes']:.1f}"
+        first = r is baseline
+        lines.append(f"| {r['name']} | {r['what']} | {r['steps']} | {minutes} | {_pct(r['parts_miou'])} [{_ci(r)}] | "
+                     f"{'-' if first else _pct(r['parts_miou'] - baseline['parts_miou'], '+')} | "
+                     f"{'-' if first else clears(r, baseline)} | {_pct(r['val_parts_miou'])} | "
+                     f"{_pct(r['val_test_gap'], '+')} | {_pct(r['wheel_iou'])} |")
     lines += ["", "Per-class IoU %, test / val:", "",
               "| class | " + " | ".join(r["name"] for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
     for name in baseline["per_class_iou"]:
