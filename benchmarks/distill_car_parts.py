@@ -120,10 +120,25 @@ def teacher_seconds(class_names: list[str], threads: int, boxes: int = 8) -> dic
     return seconds
 
 
-def score(name: str, run: Path, data: Path, args: argparse.Namespace, speed_images: list[np.ndarray]) -> dict:
-    metrics, _ = evaluate_run(run, data=data, split="val", progress=False)
+def accuracy(run: Path, data: Path, tta_flip: bool | None = None, out: Path | None = None) -> tuple[dict, dict]:
+    """(metrics of ``evaluate_run``, the accuracy figures of a trained run): the test split (or, for a run from
+    before it, val) beside val; ``tta_flip`` overrides the student's test-time flip (report in ``out``)."""
+    metrics, _ = evaluate_run(run, data=data, split="val", out=out, progress=False, tta_flip=tta_flip)
     test = metrics.get("test", metrics)  # a run from before the test split: val only
-    print(f"\n== {name}: {run} on {metrics['images']} validation and {test['images'] if 'test' in metrics else 0} "
+    return metrics, {
+        "split_scored": "test" if "test" in metrics else "val", "test_images": test["images"],
+        "parts_miou": test["miou"], "parts_miou_ci": test.get("miou_ci"), "wheel_iou": test["per_class_iou"].get("wheel"),
+        "val_parts_miou": metrics["miou"], "val_wheel_iou": metrics["per_class_iou"].get("wheel"),
+        "val_test_gap": metrics.get("gap", {}).get("miou"),
+        "background_iou": test["background_iou"], "mask_ap": test["mask_ap"], "mask_ap50": test["mask_ap50"],
+        "mask_ap_components": test.get("mask_ap_components"),
+        "mask_ap50_components": test.get("mask_ap50_components"), "per_class_iou": test["per_class_iou"],
+        "val_per_class_iou": metrics["per_class_iou"]}
+
+
+def score(name: str, run: Path, data: Path, args: argparse.Namespace, speed_images: list[np.ndarray]) -> dict:
+    metrics, figures = accuracy(run, data)
+    print(f"\n== {name}: {run} on {metrics['images']} validation and {figures['test_images'] if 'test' in metrics else 0} "
           "test photos")
     print(format_table(metrics))
     flipped = (evaluate_run(run, data=data, split="test", out=run / "eval_tta_flip", progress=False, tta_flip=True)[0]
@@ -134,15 +149,7 @@ def score(name: str, run: Path, data: Path, args: argparse.Namespace, speed_imag
     result = {"run": str(run), "image_size": record["image_size"], "steps": summary.get("steps"),
               "planned_steps": summary.get("planned_steps"), "train_minutes": summary.get("train_minutes"),
               "params": int(at_train["params"]), "gflops_train_size": at_train["gflops"], "gflops_512": at_512["gflops"],
-              "split_scored": "test" if "test" in metrics else "val", "test_images": test["images"],
-              "parts_miou": test["miou"], "parts_miou_ci": test.get("miou_ci"), "wheel_iou": test["per_class_iou"].get("wheel"),
-              "val_parts_miou": metrics["miou"], "val_wheel_iou": metrics["per_class_iou"].get("wheel"),
-              "val_test_gap": metrics.get("gap", {}).get("miou"),
-              "tta_flip_parts_miou": flipped["miou"] if flipped else None,
-              "background_iou": test["background_iou"], "mask_ap": test["mask_ap"], "mask_ap50": test["mask_ap50"],
-              "mask_ap_components": test.get("mask_ap_components"),
-              "mask_ap50_components": test.get("mask_ap50_components"), "per_class_iou": test["per_class_iou"],
-              "val_per_class_iou": metrics["per_class_iou"]}
+              **figures, "tta_flip_parts_miou": flipped["miou"] if flipped else None}
     for threads in (1, 2):
         result[f"seconds_{threads}_thread"] = student_speed(run, speed_images, threads, args.repeats)
     return result

@@ -74,7 +74,7 @@ STUDENT = Flags("student_fields", (StudentConfig,), (("student", STUDENT_TABLE),
 })
 TRAINING = Flags("train_fields", (TrainConfig,), (
     ("training (length: --budget, or --epochs, or --max-steps; default --budget 30m)", TRAINING_TABLE),), {
-    **{name: PYTHON_ONLY for name in ("weight_decay", "warmup_steps", "min_lr_ratio", "dice_weight", "focal_gamma",
+    **{name: PYTHON_ONLY for name in ("weight_decay", "warmup_steps", "min_lr_ratio", "dice_weight", "focal_gamma", "lovasz_weight",
                                       "boundary_weight", "class_weights", "loss_scale", "channels_last", "val_every",
                                       "checkpoint_every", "num_workers", "augment")},
     "total_steps": "set by the plan (--budget, --epochs or --max-steps)",

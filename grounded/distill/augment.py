@@ -14,7 +14,16 @@ applied identically to the image (3, S, S) and the target (S, S):
 - multi-scale: zoom by a factor drawn from ``scale``, then crop (zoom in) or pad (zoom out) back to S x S;
   crops are class-balanced (``balanced_crops``): centred on a pixel of a class drawn among those present
   with probability ~ frequency ** -0.5, so rare parts are seen as often as they can be;
-- colour jitter on the image only: brightness, contrast, saturation.
+- small rotations (``rotate``, off by default): an angle drawn in [-rotate, rotate] degrees about the centre,
+  image bilinear and maps nearest through one sampling grid (``torch.nn.functional.grid_sample``), corners
+  that leave the picture padded (image 0, maps ``IGNORE_INDEX``);
+- colour jitter on the image only: brightness, contrast, saturation;
+- image degradations (off by default): Gaussian blur (probability ``blur``, sigma from ``blur_sigma`` pixels)
+  and a JPEG round trip (probability ``jpeg``, quality from ``jpeg_quality``), both by Pillow on the uint8
+  image, last (a camera blurs, then compresses).
+
+An option that is off draws nothing from the generator, so the default's augmentations are the same with or
+without the options' code.
 
 Determinism: :class:`~grounded.distill.cache.CachedSet` seeds each sample's generator from ``(seed, epoch,
 index)``, so an epoch's augmentations do not depend on worker count, on order, or on whether training was
@@ -23,11 +32,13 @@ interrupted and resumed.
 
 from __future__ import annotations
 
+import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 from torch.nn import functional as F
 
 from grounded.distill.config import IGNORE_INDEX, AugmentConfig
@@ -99,6 +110,38 @@ def _crop_offset(g: torch.Generator, classes: torch.Tensor, new: int, size: int,
     return tuple(int(torch.randint(0, new - size + 1, (), generator=g)) for _ in range(2))  # type: ignore[return-value]
 
 
+def rotate(image: torch.Tensor, maps: torch.Tensor, degrees: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate image (3, S, S) float and maps (M, S, S) long by ``degrees`` (counter-clockwise as displayed, as
+    ``torch.rot90``) about the centre: image bilinear, maps nearest; uncovered corners: image 0, maps
+    ``IGNORE_INDEX``."""
+    size = image.shape[-1]
+    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    # output pixel (x, y) (normalised, y down) samples the input at R(-degrees) (x, y)
+    theta = torch.tensor([[[cos, -sin, 0.0], [sin, cos, 0.0]]], dtype=torch.float32)
+    grid = F.affine_grid(theta, [1, 1, size, size], align_corners=False)
+    image = F.grid_sample(image[None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    # labels shifted by one so that the zero padding marks the uncovered pixels
+    shifted = F.grid_sample((maps + 1).float()[None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[0]
+    maps = shifted.round().long() - 1
+    return image, maps.masked_fill_(maps < 0, IGNORE_INDEX)
+
+
+def degrade(image: torch.Tensor, sigma: float = 0.0, quality: int | None = None) -> torch.Tensor:
+    """Image (3, H, W) float in [0, 1] -> the same after a Gaussian blur of ``sigma`` pixels (0: none) and a JPEG
+    round trip at ``quality`` (None: none), both by Pillow on the uint8 image."""
+    if not sigma and quality is None:
+        return image
+    array = (image.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array)
+    if sigma:
+        picture = picture.filter(ImageFilter.GaussianBlur(radius=sigma))
+    if quality is not None:
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=int(quality))
+        picture = Image.open(buffer).convert("RGB")
+    return torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1).float().div_(255.0)
+
+
 def augment(
     image: torch.Tensor, target: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, lut: torch.Tensor,
     balance: torch.Tensor | None = None,
@@ -126,6 +169,8 @@ def augment(
             labels = maps.new_full((len(maps), size, size), IGNORE_INDEX)
             labels[:, y : y + new, x : x + new] = maps
             image, maps = canvas, labels
+    if cfg.rotate:
+        image, maps = rotate(image, maps, _uniform(g, -cfg.rotate, cfg.rotate))
     if cfg.brightness:
         image = image * _uniform(g, 1 - cfg.brightness, 1 + cfg.brightness)
     if cfg.contrast:
@@ -134,6 +179,10 @@ def augment(
     if cfg.saturation:
         gray = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
         image = (image - gray) * _uniform(g, 1 - cfg.saturation, 1 + cfg.saturation) + gray
+    sigma = _uniform(g, *cfg.blur_sigma) if cfg.blur and float(torch.rand((), generator=g)) < cfg.blur else 0.0
+    quality = (int(torch.randint(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1, (), generator=g))
+               if cfg.jpeg and float(torch.rand((), generator=g)) < cfg.jpeg else None)
+    image = degrade(image, sigma, quality)
     maps = maps if target.dim() == 3 else maps[0]
     return image.clamp(0.0, 1.0).contiguous(), maps.contiguous()
 

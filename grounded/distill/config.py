@@ -116,9 +116,25 @@ class AugmentConfig(_Serialisable):
     brightness: float = 0.25  # colour jitter strengths (0 disables each)
     contrast: float = 0.25
     saturation: float = 0.25
+    rotate: float = 0.0  # small rotations: an angle drawn in [-rotate, rotate] degrees, e.g. 10 (0 disables);
+    #                      uncovered corners are padded (image 0, labels ignored)
+    blur: float = 0.0  # probability of a Gaussian blur (0 disables), its sigma drawn from blur_sigma
+    blur_sigma: tuple[float, float] = (0.3, 1.5)  # pixels at the training size
+    jpeg: float = 0.0  # probability of a JPEG round trip, compression noise (0 disables), quality from jpeg_quality
+    jpeg_quality: tuple[int, int] = (30, 90)  # Pillow's 1-95 scale, both ends included
 
     def __post_init__(self) -> None:
-        self.scale = tuple(self.scale)
+        self.scale, self.blur_sigma, self.jpeg_quality = tuple(self.scale), tuple(self.blur_sigma), tuple(self.jpeg_quality)
+        for name in ("hflip", "blur", "jpeg"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"augment config: {name} is a probability in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.rotate <= 180.0:
+            raise InputError(f"augment config: rotate is a largest angle in degrees, 0-180 (e.g. 10), got {self.rotate}")
+        ranges = {"scale": (self.scale, 1e-3, 100.0), "blur_sigma": (self.blur_sigma, 0.0, 100.0),
+                  "jpeg_quality": (self.jpeg_quality, 1, 95)}
+        for name, (pair, low, high) in ranges.items():
+            if len(pair) != 2 or not low <= pair[0] <= pair[1] <= high:
+                raise InputError(f"augment config: {name} is a (low, high) range within [{low}, {high}], got {pair}")
 
 
 @dataclass
@@ -133,9 +149,11 @@ class TrainConfig(_Serialisable):
     weight_decay: float = 1e-2
     warmup_steps: int = 50  # linear warm-up, then cosine decay to lr * min_lr_ratio at the last step
     min_lr_ratio: float = 0.01
-    dice_weight: float = 1.0  # loss = CE + dice_weight * Dice + focal_weight * focal
+    dice_weight: float = 1.0  # loss = CE + dice_weight * Dice + focal_weight * focal (+ lovasz_weight * Lovász)
     focal_weight: float = 0.0  # > 0 adds a focal term (gamma below) against easy-background dominance
     focal_gamma: float = 2.0
+    lovasz_weight: float = 0.0  # > 0 adds lovasz_weight * Lovász-softmax (Berman et al., 2018): a convex surrogate
+    #                             of per-class IoU, so a thin class's errors count as they do in its IoU
     boundary_weight: float = 1.0  # weight of the boundary head's loss (students with boundary_head)
     class_weights: bool = True  # CE weights from label frequencies (rare classes count more)
     val_fraction: float = 0.2  # used when the dataset has no validation split; split by seed
@@ -176,6 +194,9 @@ class TrainConfig(_Serialisable):
             raise InputError(f"train config: val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.test_fraction < 1.0:
             raise InputError(f"train config: test_fraction must be in [0, 1) (0: no test split), got {self.test_fraction}")
+        for name in ("dice_weight", "focal_weight", "lovasz_weight", "boundary_weight"):
+            if getattr(self, name) < 0:
+                raise InputError(f"train config: {name} must be >= 0 (0 leaves the term out), got {getattr(self, name)}")
         if not 0.0 < self.ema_decay < 1.0:
             raise InputError(f"train config: ema_decay must be in (0, 1), e.g. 0.999, got {self.ema_decay}")
         if self.amp not in AMP_MODES:

@@ -183,7 +183,7 @@ def _prepare_data(splits: DataSplits, num_classes: int, cfg: TrainConfig, device
     fraction = train_data.boundary_fraction()
     pos_weight = float(np.clip((1 - fraction) / fraction, 1.0, 20.0)) if fraction > 0 else 1.0
     loss_fn = SegmentationLoss(weight, cfg.dice_weight, cfg.focal_weight, cfg.focal_gamma, cfg.boundary_weight,
-                               pos_weight).to(device)
+                               pos_weight, cfg.lovasz_weight).to(device)
     train_set = CachedSet(train_data, cfg.augment, cfg.seed, crop_weights(counts))
     workers = cfg.num_workers if cfg.num_workers >= 0 else (2 if device.type == "cuda" else 0)
     return _Data(train_set, CachedSet(val_data), loss_fn,
