@@ -27,7 +27,10 @@ sessions** of one phrase each, the way SAM 3's own predictor needs (a new prompt
 
 Weights are random (default configs: ``GroundingDinoConfig()``, ``Sam2VideoConfig()`` = the SAM 2.1 hiera-tiny
 architecture at 1024 px, ``Sam3VideoConfig()``); random weights cost what real ones do, but the number of
-objects tracked depends on the (meaningless) detections, so rows compare within one run only. The machine's
+objects tracked depends on the (meaningless) detections, so rows compare within one run only. One change to
+the random SAM 2.1: its object-score head's output bias is set to +10, so every prompted object is "present"
+(random weights otherwise score every object absent: all masks empty, no track admitted, and the memory bank
+under test stays empty). The machine's
 load average is printed with the results.
 """
 
@@ -70,7 +73,7 @@ def build_models(cache: Path, tiny: bool, sam3: bool) -> dict[str, str]:
             out["model"] = str(cache / "tiny_sam3_video")
         return out
     out["detector"] = str(C.build_detector(cache / "gdino-tiny"))
-    folder = cache / "sam2.1-hiera-tiny-video"
+    folder = cache / "sam2.1-hiera-tiny-video-present"
     if not (folder / "config.json").exists():
         import torch
         from transformers import (
@@ -84,7 +87,10 @@ def build_models(cache: Path, tiny: bool, sam3: bool) -> dict[str, str]:
         torch.manual_seed(0)
         processor = Sam2VideoProcessor(image_processor=Sam2ImageProcessor(), video_processor=Sam2VideoVideoProcessor())
         processor.save_pretrained(folder)
-        Sam2VideoModel(Sam2VideoConfig()).eval().save_pretrained(folder)
+        model = Sam2VideoModel(Sam2VideoConfig()).eval()
+        with torch.no_grad():  # random weights call every object absent (masks all -1024): none would be tracked
+            model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(10.0)
+        model.save_pretrained(folder)
     out["segmenter"] = str(folder)
     if sam3:
         folder = cache / "sam3-video"

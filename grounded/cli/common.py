@@ -86,7 +86,7 @@ SPEED = {
     "cpu_kernels": {"flag": "--no-cpu-kernels", "help": "keep transformers' grid_sample deformable attention "
                     "(default on CPU: the same maths as one weighted gather, ~4x faster per call)"},
     "compile": {"const": True, "help": "torch.compile the segmenter's mask decoder (the per-box and per-click "
-                "step: 1.3-1.4x on a CPU, equal up to float rounding); its first calls compile (20-40 s each)"},
+                "step: 1.2-1.4x per click on a 2-core CPU, equal up to float rounding); its first calls compile (20-40 s each)"},
 }
 DETECTION = {
     "box_threshold": {"help": "keep boxes whose score exceeds this (default %(default)s)"},
