@@ -184,6 +184,18 @@ class TileOptions:
         return self.tile is not None
 
 
+TILE_HELP = {  # TileOptions field -> its flag's help (one text for the CLI's flags and serve's form fields)
+    "tile": {"metavar": "auto|SIZE", "help": "run the detector over overlapping slices of large images: auto (as "
+                                             "large as the detector sees, only for larger images) or SIZE pixels; "
+                                             "masks at full resolution (default: off)"},
+    "tile_overlap": {"help": "fraction of a slice shared with its neighbours (default %(default)s)"},
+    "tile_whole": {"flag": "--no-tile-whole", "help": "slices only: leave out the whole-image pass (SAHI's "
+                                                      "standard prediction) that finds objects larger than a slice"},
+    "tile_batch": {"type": int, "help": "slices per detector call: bounds memory, not results (default 4 on a GPU, "
+                                        "1 on the CPU, where batching buys no speed)"},
+}
+
+
 def as_kwargs(config: Any) -> dict[str, Any]:
     """A config dataclass's fields as keyword arguments (shallow: a loaded encoder is passed on, not copied)."""
     return {f.name: getattr(config, f.name) for f in fields(config)}

@@ -37,6 +37,7 @@ from grounded.config import (
     PRESETS,
     QUANTIZE_CHOICES,
     RESIZABLE_INPUT,
+    TILE_HELP,
     ModelConfig,
     SegmentOptions,
     TileOptions,
@@ -110,16 +111,6 @@ CLIP = {
                     "also": ("--text-only", "only", "no detector: one mask per class from the adapter's text tokens "
                                                     "alone")},
     "verify": {"choices": ["clip"], "help": "clip: CLIP checks each label on its masked crop; keeps, corrects or drops it"},
-}
-TILING = {  # the fields of TileOptions (grounded/pipeline/tiled.py); segment, label, serve and track take them
-    "tile": {"metavar": "auto|SIZE", "help": "run the detector over overlapping slices of large images: auto (as "
-                                             "large as the detector sees, only for larger images) or SIZE pixels; "
-                                             "masks at full resolution (default: off)"},
-    "tile_overlap": {"help": "fraction of a slice shared with its neighbours (default %(default)s)"},
-    "tile_whole": {"flag": "--no-tile-whole", "help": "slices only: leave out the whole-image pass (SAHI's "
-                                                      "standard prediction) that finds objects larger than a slice"},
-    "tile_batch": {"type": int, "help": "slices per detector call: bounds memory, not results (default 4 on a GPU, "
-                                        "1 on the CPU, where batching buys no speed)"},
 }
 NOT_ON_THE_COMMAND_LINE = {  # field -> why
     "class_box_thresholds": "per class: set box_threshold on the class in the ontology YAML",
@@ -202,7 +193,7 @@ def _add_field(group: Any, name: str, default: Any, spec: dict[str, Any]) -> Non
 
 
 TEACHER = Flags("teacher_fields", (ModelConfig, SegmentOptions), GROUPS, NOT_ON_THE_COMMAND_LINE)
-TILE = Flags("tile_fields", (TileOptions,), (("large images (tiled inference; off by default)", TILING),))
+TILE = Flags("tile_fields", (TileOptions,), (("large images (tiled inference; off by default)", TILE_HELP),))
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, clip_options: bool = True) -> None:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from grounded.config import TileOptions
+from grounded.config import TILE_HELP, TileOptions
 from grounded.errors import InputError
 from grounded.serve.admission import DEFAULT_MAX_QUEUE
 
@@ -70,13 +70,11 @@ SERVER_TILING = {  # TileOptions field -> why a request cannot set it (the serve
 def request_tile_fields(server: TileOptions) -> dict[str, tuple[type, str]]:
     """TileOptions field -> (form type, description) for each field a ``POST /v1/segment`` may set; the
     description is the flag's help with ``server``'s value (this server's default) in place of the flag's."""
-    from grounded.cli.common import TILING
-
     out = {}
     for field in fields(TileOptions):
         if field.name in SERVER_TILING:
             continue
-        spec = TILING[field.name]
+        spec = TILE_HELP[field.name]
         # the flag's "(default ...)" is not this server's default: that is named at the end
         text = re.sub(r"\s*\(default(?:%\(default\)s|[^)])*\)", "", spec["help"])
         if spec.get("flag", "").startswith("--no-"):  # a switch that turns the field off

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from grounded.cli import main
-from grounded.cli.common import TILING, add_tile_arguments, tile_options
-from grounded.config import TileOptions
+from grounded.cli.common import add_tile_arguments, tile_options
+from grounded.config import TILE_HELP, TileOptions
 from grounded.io.detections_json import detections_from_json
 from grounded.utils.masks import rle_to_mask
 
@@ -21,7 +21,7 @@ SHARED_CLIP = __import__("pathlib").Path(__file__).resolve().parents[2].parent /
 
 
 def test_every_tile_field_has_a_flag():
-    assert set(TILING) == {f.name for f in fields(TileOptions)}
+    assert set(TILE_HELP) == {f.name for f in fields(TileOptions)}
     parser = argparse.ArgumentParser()
     add_tile_arguments(parser)
     assert tile_options(parser.parse_args([])) == TileOptions()
