@@ -15,10 +15,11 @@ Modules, in the order data flows:
 - :mod:`~.cache`: every item decoded once, letterboxed to the training size and held in memory (images,
   class maps, instance-boundary maps);
 - :mod:`~.augment`: letterboxing, flip (left/right classes swapped) / multi-scale class-balanced crops /
-  colour jitter on image and maps together;
+  colour jitter on image and maps together; opt-in small rotations, blur and JPEG noise (AugmentConfig);
 - :mod:`~.students`: FastSeg (real-time, pure torch, the default) and U-Net (pure torch); SegFormer,
   DeepLabV3 + MobileNetV2, MobileViTV2 and an AutoBackbone U-Net (transformers); parameters and GFLOPs;
-- :mod:`~.losses`: cross-entropy + Dice (+ focal), class weights from label frequencies, boundary BCE;
+- :mod:`~.losses`: cross-entropy + Dice (+ focal, + opt-in Lovász-softmax), class weights from label
+  frequencies, boundary BCE;
 - :mod:`~.budget`: a wall-time budget turned into a number of steps, re-planned as the machine's speed changes;
 - :mod:`~.train`: AdamW under the project's one warm-up + cosine schedule, AMP on CUDA, best-by-validation
   checkpoints (:mod:`~.validation`; optionally of EMA weights, :mod:`~.ema`), resume, the test split scored once;
