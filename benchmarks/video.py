@@ -3,6 +3,7 @@
     python benchmarks/video.py --checkpoints 100 400 1600       # full size: Grounding DINO tiny + SAM 2.1 tiny
     python benchmarks/video.py --checkpoints 10 20 40            # a short run
     python benchmarks/video.py --sam3 --sam3-frames 3            # + SAM 3 video rows (full size: very slow on CPU)
+    python benchmarks/video.py --sam3 --rows                     # only the SAM 3 video rows
     python benchmarks/video.py --tiny --sam3                     # tiny models: checks the harness only
 
 Frames: ``../shared/data/video/bedroom.mp4`` (960x540, 200 frames), looped to the longest checkpoint, streamed.
@@ -241,7 +242,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoints", type=int, nargs="+", default=[100, 400, 1600], help="frames at which RSS is read")
     ap.add_argument("--detect-every", type=int, default=20)
-    ap.add_argument("--rows", nargs="+", default=["ours", "plain", "gsam2"], choices=["ours", "plain", "gsam2"])
+    ap.add_argument("--rows", nargs="*", default=["ours", "plain", "gsam2"], choices=["ours", "plain", "gsam2"],
+                    help="detector + video segmenter rows (none: `--sam3 --rows` runs only the SAM 3 rows)")
     ap.add_argument("--sam3", action="store_true", help="add the SAM 3 video rows (slow on a CPU at full size)")
     ap.add_argument("--sam3-frames", type=int, default=3)
     ap.add_argument("--tiny", action="store_true", help="tiny models: checks the harness only")
@@ -259,7 +261,8 @@ def main() -> None:
     results = [run_child(args, name) for name in args.rows]
     print(f"\n{'tiny' if args.tiny else 'full-size'} models, {VIDEO.name} looped, checkpoints {args.checkpoints}, "
           f"detect every {args.detect_every}; 1-min load average at the end: {os.getloadavg()[0]:.2f}\n")
-    print("| row | frames | objects/frame | seconds | frames/s | RSS GiB | peak RSS GiB |\n|---|---|---|---|---|---|---|")
+    if results:
+        print("| row | frames | objects/frame | seconds | frames/s | RSS GiB | peak RSS GiB |\n|---|---|---|---|---|---|---|")
     for result in results:
         for m in result.get("marks", []):
             print(f"| {result['row']} | {m['frames']} | {m['objects']:.1f} | {m['seconds']:.1f} | {m['frames'] / m['seconds']:.2f} | "
