@@ -152,7 +152,7 @@ def _ci(row: dict[str, Any]) -> str:
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The ablation table (a row per change) and the per-class table (test / val IoU, %)."""
-    baseline = rows[0]
+    baseline = rows[0] if rows[0]["name"] == "baseline" else None  # None: --no-baseline
     lines = [f"# Ablation: {meta['data']} (IoU in %)", "",
              f"`{meta['command']}`", "",
              f"Budget: {meta['budget']}; CPU: {meta['cpu']}, torch threads {meta['threads']}; load average "
@@ -164,14 +164,14 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     for r in rows:
         reused = Path(r["run"]).name != r["name"]  # scored with another row's student (same training)
         minutes = f"({Path(r['run']).name}'s run)" if reused else f"{r['train_minutes']:.1f}"
-        first = r is baseline
+        first = baseline is None or r is baseline
         lines.append(f"| {r['name']} | {r['what']} | {r['steps']} | {minutes} | {_pct(r['parts_miou'])} [{_ci(r)}] | "
                      f"{'-' if first else _pct(r['parts_miou'] - baseline['parts_miou'], '+')} | "
                      f"{'-' if first else clears(r, baseline)} | {_pct(r['val_parts_miou'])} | "
                      f"{_pct(r['val_test_gap'], '+')} | {_pct(r['wheel_iou'])} |")
     lines += ["", "Per-class IoU %, test / val:", "",
               "| class | " + " | ".join(r["name"] for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
-    for name in baseline["per_class_iou"]:
+    for name in rows[0]["per_class_iou"]:
         cells = [f"{_pct(r['per_class_iou'].get(name))} / {_pct(r['val_per_class_iou'].get(name))}" for r in rows]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| (background, test) | " + " | ".join(_pct(r["background_iou"]) for r in rows) + " |")
@@ -188,7 +188,7 @@ def cpu_name() -> str:
 
 
 def ablate(data: Path, out: Path, student: StudentConfig, base: TrainConfig, changes: list[str], keep_by: str = "val",
-           keep: list[str] | None = None, budget: str = "") -> dict[str, Any]:
+           keep: list[str] | None = None, budget: str = "", baseline: bool = True) -> dict[str, Any]:
     """Train and score the baseline, each change alone and the kept ones together; write ``out/ablation.md`` and
     ``out/ablation.json``; returns what the JSON holds."""
     import torch
@@ -199,7 +199,7 @@ def ablate(data: Path, out: Path, student: StudentConfig, base: TrainConfig, cha
     started, load_start = time.monotonic(), round(os.getloadavg()[0], 2)
     out.mkdir(parents=True, exist_ok=True)
     trained: dict[str, Path] = {}
-    rows = [score_row("baseline", Change("today's default"), data, out, student, base, trained)]
+    rows = [score_row("baseline", Change("today's default"), data, out, student, base, trained)] if baseline else []
     rows += [score_row(f"+{name}", CHANGES[name], data, out, student, base, trained) for name in changes]
     chosen = keep if keep is not None else kept_changes(rows, keep_by)
     if chosen:
@@ -229,6 +229,8 @@ def main() -> None:
                         help="which split chooses the changes of the +kept row (default %(default)s: test then "
                              "still chose nothing)")
     parser.add_argument("--keep", help="name the +kept row's changes instead (comma-separated; 'none': no row)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="leave out the baseline row (with --keep: e.g. the kept row alone, in another process)")
     parser.add_argument("--size", default="small", help="FastSeg size (default %(default)s)")
     parser.add_argument("--image-size", type=int, default=TrainConfig().image_size)
     parser.add_argument("--seed", type=int, default=0)
@@ -244,8 +246,10 @@ def main() -> None:
         base, budget = TrainConfig(max_steps=args.steps), f"{args.steps} optimiser steps per row"
     base.lr, base.seed, base.image_size = default_lr(student), args.seed, args.image_size
     keep = None if args.keep is None else [] if args.keep == "none" else args.keep.split(",")
+    if args.no_baseline and keep is None:
+        parser.error("--no-baseline needs --keep (the kept row is otherwise chosen against the baseline)")
     result = ablate(args.data, args.out, student, base, [c for c in args.changes.split(",") if c], args.keep_by, keep,
-                    budget)
+                    budget, baseline=not args.no_baseline)
     print("\n" + markdown(result["rows"], result["meta"]))
     print(f"wrote {args.out / 'ablation.md'} and {args.out / 'ablation.json'}")
 
