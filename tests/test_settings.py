@@ -194,6 +194,7 @@ LABEL_FLAGS = {
     "retry_errors": (["--retry-errors"], True),
     "progress": (["--no-progress"], False),
     "batch_size": (["--batch-size", "4"], 4),
+    "soft_masks": (["--soft-masks"], True),
     "engine": (["--engine", "ray"], "ray"),
     "ray_address": (["--ray-address", "auto"], "auto"),
     "workers": (["--workers", "3"], 3),
