@@ -174,6 +174,7 @@ TRAINING_FLAGS = {
     "image_size": (["--image-size", "96"], 96),
     "lr": (["--lr", "0.05"], 0.05),
     "focal_weight": (["--focal", "0.5"], 0.5),
+    "soft_weight": (["--soft-weight", "0.5"], 0.5),
     "val_fraction": (["--val-fraction", "0.3"], 0.3),
     "test_fraction": (["--test-fraction", "0.1"], 0.1),
     "ema": (["--ema"], True),
