@@ -7,8 +7,8 @@ disk means its soft file is there too), and ``OUT/run.json`` names them under ``
 (zip, deflated) with, for the N detections of the record, in the record's order::
 
     probs     (N, h, w) uint8   each mask's probability x 255 (the sigmoid of SAM's mask logits, before the
-                                threshold that makes the hard mask), over the whole image resized to
-                                SOFT_SIDE on its long side (never enlarged)
+                                threshold that makes the hard mask), over the whole image with its long
+                                side at most SOFT_SIDE (and at most what the models were given of it)
     xyxy      (N, 4) float32    the detections' boxes, XYXY pixels of the image as displayed
     class_id  (N,) int64        ontology class indices
     image_hw  (2,) int64        the image's displayed (H, W)
