@@ -81,7 +81,7 @@ def run_row(args) -> dict:
     start = time.perf_counter()
     labeller = Labeller(predictor, as_ontology(PROMPT), max_side=None if tiled else 1333)
     item = labeller.prepare(image.parent, image.name)
-    _, text, _ = labeller.label([item])[0]
+    _, text, _, _ = labeller.label([item])[0]
     seconds = time.perf_counter() - start
     record = json.loads(text)
     if "error" in record:

@@ -63,6 +63,8 @@ LABEL_TABLE = {  # LabelConfig field -> argparse keywords (+ grounded.cli.common
     "retry_errors": {"help": "label again the images that have an error row"},
     "progress": {"flag": "--no-progress", "help": "no progress bar"},
     "batch_size": {"help": "images per model call (default %(default)s)"},
+    "soft_masks": {"help": "also store SAM's mask probabilities per image (OUT/soft/, 256 px) for grounded train "
+                           "--soft-weight; SAM-family segmenters"},
 }
 RAY_TABLE = {
     "engine": {"choices": ENGINES, "help": "local: this process; ray: a pool of Ray Data actors (default %(default)s)"},

@@ -49,6 +49,8 @@ TRAINING_TABLE = {  # TrainConfig field -> argparse keywords
     "image_size": {"help": "training side in pixels (default %(default)s)"},
     "lr": {"type": float, "default": None, "help": "peak learning rate (default: by architecture)"},
     "focal_weight": {"flag": "--focal", "help": "weight of the focal term (default %(default)s)"},
+    "soft_weight": {"help": "weight of the KL term to the teacher's soft masks (a `grounded label --soft-masks` run; "
+                           "default %(default)s: hard labels only)"},
     "val_fraction": {"help": "validation share when the dataset has no val split (default %(default)s)"},
     "test_fraction": {"help": "held-out test share when the dataset has no test split, drawn first; nothing chooses "
                               "with it, evaluate reports it beside val (default %(default)s; 0: none)"},

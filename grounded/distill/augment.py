@@ -25,6 +25,12 @@ applied identically to the image (3, S, S) and the target (S, S):
 An option that is off draws nothing from the generator, so the default's augmentations are the same with or
 without the options' code.
 
+The teacher's soft masks (:func:`augment_with_soft`, training with ``soft_weight``): class probability maps
+(K, S, S) ride along as extra image channels through every geometric step (flip, with the left/right classes'
+channels swapped as the class map's values are; zoom bilinear; crop, or pad with 0; rotation bilinear), so they
+stay aligned with the image and the class map; they draw nothing from the generator, so the image and the
+maps come out the same with or without them.
+
 Determinism: :class:`~grounded.distill.cache.CachedSet` seeds each sample's generator from ``(seed, epoch,
 index)``, so an epoch's augmentations do not depend on worker count, on order, or on whether training was
 interrupted and resumed.
@@ -44,14 +50,20 @@ from torch.nn import functional as F
 from grounded.distill.config import IGNORE_INDEX, AugmentConfig
 
 
+def long_side_size(hw: tuple[int, int], size: int) -> tuple[int, int]:
+    """(H, W) -> the (h, w) with max(h, w) == size, aspect kept, that :func:`resize_long_side` gives."""
+    height, width = hw
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def resize_long_side(image: np.ndarray, size: int, resample: int = Image.BILINEAR) -> np.ndarray:
     """Resize (H, W[, 3]) uint8 so that max(H, W) == size, aspect kept."""
     height, width = image.shape[:2]
-    scale = size / max(height, width)
-    new = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if new == (width, height):
+    h, w = long_side_size((height, width), size)
+    if (h, w) == (height, width):
         return image
-    return np.asarray(Image.fromarray(image).resize(new, resample))
+    return np.asarray(Image.fromarray(image).resize((w, h), resample))
 
 
 def letterbox(image: np.ndarray, target: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +123,7 @@ def _crop_offset(g: torch.Generator, classes: torch.Tensor, new: int, size: int,
 
 
 def rotate(image: torch.Tensor, maps: torch.Tensor, degrees: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate image (3, S, S) float and maps (M, S, S) long by ``degrees`` (counter-clockwise as displayed, as
+    """Rotate image (C, S, S) float and maps (M, S, S) long by ``degrees`` (counter-clockwise as displayed, as
     ``torch.rot90``) about the centre: image bilinear, maps nearest; uncovered corners: image 0, maps
     ``IGNORE_INDEX``."""
     size = image.shape[-1]
@@ -149,11 +161,25 @@ def augment(
     """Augment image (3, S, S) float in [0, 1] and target (S, S) or (M, S, S) long (the class map first, then
     maps that only move with it, such as instance boundaries); see the module docstring. ``balance``: per-class
     weights for class-balanced crops (with ``cfg.balanced_crops``)."""
+    image, maps, _ = augment_with_soft(image, target, cfg, g, lut, balance)
+    return image, maps
+
+
+def augment_with_soft(
+    image: torch.Tensor, target: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, lut: torch.Tensor,
+    balance: torch.Tensor | None = None, soft: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`augment`, and the same geometry for ``soft`` (K, S, S) float class probability maps (channel k:
+    class k; None: none), returned third (0 where padding uncovered the picture)."""
     size = image.shape[-1]
     maps = target if target.dim() == 3 else target[None]
+    if soft is not None:  # extra channels of the image until the colour steps
+        image = torch.cat([image, soft.to(image.dtype)])
     if float(torch.rand((), generator=g)) < cfg.hflip:
         image, maps = image.flip(-1), maps.flip(-1)
         maps = torch.cat([lut[maps[:1]], maps[1:]])
+        if soft is not None:  # channel k takes the channel of the class k's pixels were before the flip
+            image = torch.cat([image[:3], image[3:][lut[1 : len(soft) + 1] - 1]])
     scale = _uniform(g, *cfg.scale)
     new = max(1, round(size * scale))
     if new != size:
@@ -164,13 +190,15 @@ def augment(
             image, maps = image[:, y : y + size, x : x + size], maps[:, y : y + size, x : x + size]
         else:
             y, x = (int(torch.randint(0, size - new + 1, (), generator=g)) for _ in range(2))
-            canvas = image.new_zeros((3, size, size))
+            canvas = image.new_zeros((len(image), size, size))
             canvas[:, y : y + new, x : x + new] = image
             labels = maps.new_full((len(maps), size, size), IGNORE_INDEX)
             labels[:, y : y + new, x : x + new] = maps
             image, maps = canvas, labels
     if cfg.rotate:
         image, maps = rotate(image, maps, _uniform(g, -cfg.rotate, cfg.rotate))
+    if soft is not None:
+        image, soft = image[:3], image[3:].contiguous()
     if cfg.brightness:
         image = image * _uniform(g, 1 - cfg.brightness, 1 + cfg.brightness)
     if cfg.contrast:
@@ -184,7 +212,7 @@ def augment(
                if cfg.jpeg and float(torch.rand((), generator=g)) < cfg.jpeg else None)
     image = degrade(image, sigma, quality)
     maps = maps if target.dim() == 3 else maps[0]
-    return image.clamp(0.0, 1.0).contiguous(), maps.contiguous()
+    return image.clamp(0.0, 1.0).contiguous(), maps.contiguous(), soft
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

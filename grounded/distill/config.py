@@ -174,6 +174,10 @@ class TrainConfig(_Serialisable):
     num_workers: int = -1  # DataLoader workers; -1: 2 on CUDA, 0 on CPU (the cached data costs ~nothing there)
     device: str | None = "auto"  # "auto" (or None): CUDA when available, else CPU | "cpu" | "cuda" | "cuda:1" ...
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    soft_weight: float = 0.0  # > 0 adds soft_weight * KL(teacher || student) per pixel at temperature 1 (Hinton et
+    #   al., 2015): the teacher's K + 1 class distribution from the soft masks of a `grounded label --soft-masks`
+    #   run (class c: max probability of its detections, background: 1 - max of all, normalised); images without
+    #   soft masks learn from the hard labels only, which stay the supervision either way (grounded.distill.losses)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -194,7 +198,7 @@ class TrainConfig(_Serialisable):
             raise InputError(f"train config: val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.test_fraction < 1.0:
             raise InputError(f"train config: test_fraction must be in [0, 1) (0: no test split), got {self.test_fraction}")
-        for name in ("dice_weight", "focal_weight", "lovasz_weight", "boundary_weight"):
+        for name in ("dice_weight", "focal_weight", "lovasz_weight", "boundary_weight", "soft_weight"):
             if getattr(self, name) < 0:
                 raise InputError(f"train config: {name} must be >= 0 (0 leaves the term out), got {getattr(self, name)}")
         if not 0.0 < self.ema_decay < 1.0:

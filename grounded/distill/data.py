@@ -6,7 +6,8 @@ that item is asked for, so memory stays flat however large the dataset.
 
 Accepted layouts (checked in this order):
 
-- a ``grounded label`` run folder: ``run.json`` (``images_root``) + ``coco/train.json`` [+ ``coco/val.json``];
+- a ``grounded label`` run folder: ``run.json`` (``images_root``) + ``coco/train.json`` [+ ``coco/val.json``],
+  and the teacher's soft masks when ``run.json`` names them (:mod:`grounded.distill.soft`; ``info["soft_masks"]``);
 - a COCO ``.json`` file, or a folder holding ``annotations.json``, ``_annotations.coco.json`` or a single
   ``*.json``; images relative to the JSON's folder (``file_name`` or ``path``; see
   :class:`grounded.formats.coco.CocoDataset` for the quirks handled);
@@ -50,6 +51,7 @@ import numpy as np
 import supervision as sv
 
 from grounded.distill.instances import label_map_to_detections
+from grounded.distill.soft import SoftFiles
 from grounded.distill.splits import DataSplits, View, seeded_split, seeded_splits
 from grounded.errors import InputError, quote
 from grounded.formats.coco import CocoDataset, segmentation_to_mask
@@ -105,9 +107,13 @@ def _rasterize(detections: sv.Detections, shape: tuple[int, int]) -> np.ndarray:
 class CocoSource:
     """A COCO file through the lazy :class:`~grounded.formats.coco.CocoDataset`; malformed annotations skipped."""
 
-    def __init__(self, path: Path, images_root: Path | None = None) -> None:
+    def __init__(self, path: Path, images_root: Path | None = None, soft: SoftFiles | None = None) -> None:
         self.coco = CocoDataset(path, images_root)
         self.class_names = list(self.coco.classes)
+        self.soft_files = soft  # a label run's soft masks, by file_name (grounded.distill.soft)
+
+    def soft(self, index: int):  # noqa: ANN201 (SoftMasks | None)
+        return self.soft_files(str(self.coco.images[index].get("file_name", ""))) if self.soft_files else None
 
     def __len__(self) -> int:
         return len(self.coco)
@@ -352,9 +358,11 @@ def _open(root: Path) -> tuple[Any, Any | None, Any | None, dict]:
         images_root = images_root if images_root.is_absolute() else (root / images_root)
         if not (root / "coco" / "train.json").is_file():
             raise InputError(f"label run {root} has no coco/train.json: is it finished? (re-run grounded label)")
-        val, test = (CocoSource(root / "coco" / f"{split}.json", images_root)
+        soft = SoftFiles.of_run(root, run)
+        val, test = (CocoSource(root / "coco" / f"{split}.json", images_root, soft)
                      if (root / "coco" / f"{split}.json").is_file() else None for split in ("val", "test"))
-        return CocoSource(root / "coco" / "train.json", images_root), val, test, {"kind": "label-run", "path": str(root)}
+        info = {"kind": "label-run", "path": str(root), **({"soft_masks": soft.folder} if soft else {})}
+        return CocoSource(root / "coco" / "train.json", images_root, soft), val, test, info
     if (root / "data.yaml").is_file():
         return _yolo(root)
     jsons = [root / n for n in COCO_NAMES if (root / n).is_file()] or sorted(root.glob("*.json"))

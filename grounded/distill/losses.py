@@ -19,8 +19,16 @@ in [0, C) or ``IGNORE_INDEX`` (255), which takes no part in any term.
   the class map then the boundary map in {0, 1, 255}): binary cross-entropy, positives weighted by
   ``boundary_pos_weight`` (boundaries are a few per cent of the pixels), ignored pixels left out.
 
-``SegmentationLoss(...)(logits, target)`` returns ``(total, {"ce": ..., "dice": ..., "focal": ..., "lovasz": ...,
-"boundary": ...})``
+- Soft distillation (``soft_weight``; a ``grounded label --soft-masks`` run): ``soft`` (B, C, H, W), the
+  teacher's per-pixel class distribution (:func:`grounded.distill.cache.soft_targets`), and the term is
+  ``KL(teacher || student) = sum_c t_c (log t_c - log p_c)``, the mean over pixels that have a teacher
+  distribution (an image without soft masks has none) and a label that is not ignored. Temperature 1 (Hinton
+  et al., 2015 soften both sides by T > 1): the teacher gives probabilities (stored x 255), not logits, and its
+  sigmoid masks are already soft at object edges, which is the knowledge a hard label drops; at T = 1 the
+  term is 0 exactly when the student's distribution is the teacher's.
+
+``SegmentationLoss(...)(logits, target[, soft=...])`` returns ``(total, {"ce": ..., "dice": ..., "focal": ..., "lovasz": ...,
+"boundary": ..., "soft": ...})``
 with the parts as floats for logging.
 """
 
@@ -95,6 +103,20 @@ def boundary_loss(logit: torch.Tensor, target: torch.Tensor, pos_weight: float =
     return F.binary_cross_entropy_with_logits(logit.float()[valid], target[valid].float(), pos_weight=weight)
 
 
+def soft_distillation(logits: torch.Tensor, soft: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """``KL(teacher || student)`` per pixel at temperature 1; logits (B, C, H, W), soft (B, C, H, W) float (each
+    pixel a distribution, or all 0 where there is no teacher), target (B, H, W) (``IGNORE_INDEX`` pixels left
+    out) -> scalar, the mean over the pixels that take part."""
+    valid = soft.sum(1) > 0.5
+    if target is not None:
+        valid &= target != IGNORE_INDEX
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    logp = F.log_softmax(logits.float(), 1)
+    kl = (torch.xlogy(soft, soft) - soft * logp).sum(1)
+    return kl[valid].mean()
+
+
 def class_weights(counts: np.ndarray, c: float = 1.2) -> np.ndarray:
     """Pixel counts per class (C,) -> CE weights (C,), ``1 / ln(c + frequency)`` (ENet), mean 1 over classes seen.
 
@@ -113,7 +135,8 @@ def class_weights(counts: np.ndarray, c: float = 1.2) -> np.ndarray:
 
 
 class SegmentationLoss(nn.Module):
-    """``CE(weight) + dice_weight * Dice + focal_weight * Focal + lovasz_weight * Lovász``; see the module docstring."""
+    """``CE(weight) + dice_weight * Dice + focal_weight * Focal + lovasz_weight * Lovász (+ soft_weight * KL to the
+    teacher)``; see the module docstring."""
 
     def __init__(
         self,
@@ -124,16 +147,18 @@ class SegmentationLoss(nn.Module):
         boundary_weight: float = 1.0,
         boundary_pos_weight: float = 1.0,
         lovasz_weight: float = 0.0,
+        soft_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.register_buffer("weight", weight if weight is not None else None)
         self.dice_weight, self.focal_weight, self.focal_gamma = dice_weight, focal_weight, focal_gamma
         self.boundary_weight, self.boundary_pos_weight = boundary_weight, boundary_pos_weight
-        self.lovasz_weight = lovasz_weight
+        self.lovasz_weight, self.soft_weight = lovasz_weight, soft_weight
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, num_classes: int | None = None
-                ) -> tuple[torch.Tensor, dict[str, float]]:
-        """``num_classes``: channels that are classes (K + 1); a further channel is the boundary head's."""
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, num_classes: int | None = None,
+                soft: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """``num_classes``: channels that are classes (K + 1); a further channel is the boundary head's.
+        ``soft``: the teacher's distribution (B, K + 1, H, W) for the ``soft_weight`` term (None: no term)."""
         boundary_parts: tuple[torch.Tensor, torch.Tensor] | None = None
         if target.dim() == 4:  # (B, 2, H, W): class map, boundary map
             target, boundary_target = target[:, 0], target[:, 1]
@@ -158,6 +183,10 @@ class SegmentationLoss(nn.Module):
             lovasz = lovasz_softmax(logits, target)
             total = total + self.lovasz_weight * lovasz
             parts["lovasz"] = float(lovasz.detach())
+        if soft is not None and self.soft_weight:
+            distilled = soft_distillation(logits, soft, target)
+            total = total + self.soft_weight * distilled
+            parts["soft"] = float(distilled.detach())
         if boundary_parts is not None and self.boundary_weight:
             boundary = boundary_loss(*boundary_parts, pos_weight=self.boundary_pos_weight)
             total = total + self.boundary_weight * boundary

@@ -175,15 +175,20 @@ class _Data:
 def _prepare_data(splits: DataSplits, num_classes: int, cfg: TrainConfig, device: torch.device,
                   progress: bool) -> _Data:
     """Decode both splits once at the training size; count label pixels for class-weighted cross-entropy and
-    class-balanced crops, and boundary pixels for the boundary loss's positive weight."""
-    train_data = CachedData.build(splits.train, cfg.image_size, progress=progress, desc="cache train")
+    class-balanced crops, and boundary pixels for the boundary loss's positive weight. ``soft_weight``: the
+    training images' soft masks too (a label run that has them, grounded.distill.soft)."""
+    if cfg.soft_weight and not splits.info.get("soft_masks"):
+        raise InputError(f"soft_weight {cfg.soft_weight} needs a `grounded label --soft-masks` run; "
+                         f"{splits.info.get('path')} has no soft masks: label with --soft-masks or leave it at 0")
+    train_data = CachedData.build(splits.train, cfg.image_size, progress=progress, desc="cache train",
+                                  soft=cfg.soft_weight > 0)
     val_data = CachedData.build(splits.val, cfg.image_size, progress=progress, desc="cache val")
     counts = train_data.pixel_counts(num_classes)
     weight = torch.from_numpy(class_weights(counts)).to(device) if cfg.class_weights else None
     fraction = train_data.boundary_fraction()
     pos_weight = float(np.clip((1 - fraction) / fraction, 1.0, 20.0)) if fraction > 0 else 1.0
     loss_fn = SegmentationLoss(weight, cfg.dice_weight, cfg.focal_weight, cfg.focal_gamma, cfg.boundary_weight,
-                               pos_weight, cfg.lovasz_weight).to(device)
+                               pos_weight, cfg.lovasz_weight, cfg.soft_weight).to(device)
     train_set = CachedSet(train_data, cfg.augment, cfg.seed, crop_weights(counts))
     workers = cfg.num_workers if cfg.num_workers >= 0 else (2 if device.type == "cuda" else 0)
     return _Data(train_set, CachedSet(val_data), loss_fn,
@@ -232,8 +237,8 @@ class _Run:
                         disable=not progress, dynamic_ncols=True)
         postfix: dict[str, str] = {}
         while self.total is None or self.step < self.total:
-            for pixels, target in self._rest_of_epoch():
-                self._optimise(pixels, target)
+            for batch in self._rest_of_epoch():  # (pixels, target[, the teacher's distribution])
+                self._optimise(*batch)
                 self._fix_budget_once_timed()
                 postfix.update(loss=f"{self.window[-1]:.3f}", lr=f"{self.lr:.1e}")
                 self.bar.set_postfix(postfix, refresh=False)
@@ -262,7 +267,7 @@ class _Run:
         return DataLoader(self.data.train, batch_sampler=batches, num_workers=self.data.workers,
                           pin_memory=self.device.type == "cuda")
 
-    def _optimise(self, pixels: torch.Tensor, target: torch.Tensor) -> None:
+    def _optimise(self, pixels: torch.Tensor, target: torch.Tensor, soft: torch.Tensor | None = None) -> None:
         """One AdamW step at the schedule's learning rate; the last step (index total - 1) runs at the bottom of
         the cosine, so the run ends decayed."""
         cfg = self.cfg
@@ -275,7 +280,8 @@ class _Run:
         with _autocast(self.device, cfg.amp):
             logits = self.model(pixels, full_size=False)
         logits, target = at_loss_scale(logits.float(), target, cfg.loss_scale)
-        loss, self.parts = self.data.loss_fn(logits, target, self.model.config.num_classes)
+        soft = None if soft is None else at_loss_scale(logits, soft.to(self.device), cfg.loss_scale)[1]
+        loss, self.parts = self.data.loss_fn(logits, target, self.model.config.num_classes, soft)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -355,7 +361,7 @@ def _pick_threads(model: Student, data: CachedSet, loss_fn: SegmentationLoss, cf
         logger.info("CPU threads: load average %.1f on %d cores -> training with 1", load, os.cpu_count())
         return 1
     saved = {k: v.clone() for k, v in model.state_dict().items()}
-    items = [data[i] for i in range(min(cfg.batch_size, len(data)))]
+    items = [data[i][:2] for i in range(min(cfg.batch_size, len(data)))]
     pixels, target = torch.stack([p for p, _ in items]), torch.stack([t for _, t in items])
     seconds: dict[int, float] = {}
     model.train()

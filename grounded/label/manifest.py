@@ -6,9 +6,13 @@ The file holds no time stamps, so two runs with equal settings write equal bytes
      "ontology": {...}, "ontology_fingerprint": "sha256", "model": {predictor.describe()},
      "model_fingerprint": "sha256", "split": {"train": 0.8, "val": 0.2}, "seed": 0}
 
+plus ``"soft_masks": {"folder": "soft", "side": 256, ...}`` only when the run stores the teacher's soft masks
+(:mod:`grounded.label.soft`; a run without them writes the same bytes as before they existed).
+
 Resuming with another images root, ontology or model is refused (the dataset would silently mix two
-settings) unless ``force=True``, which discards the finished records and starts over. The split and seed
-only shape the exports, which are rebuilt from the records on every run; changing them is allowed.
+settings) unless ``force=True``, which discards the finished records (and soft masks) and starts over. The
+split and seed only shape the exports, which are rebuilt from the records on every run; changing them is
+allowed, as is turning soft masks on or off (the entry says what the latest run stores).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 from grounded.errors import InputError
 from grounded.formats.files import atomic_write_text
 from grounded.label.records import RECORDS_DIR
+from grounded.label.soft import SOFT_DIR
 from grounded.ontology import Ontology
 
 logger = logging.getLogger(__name__)
@@ -42,8 +47,10 @@ def fingerprint(value: Any) -> str:
 
 
 def build_manifest(
-    images_root: Path, ontology: Ontology, model: dict[str, Any], split: dict[str, float], seed: int
+    images_root: Path, ontology: Ontology, model: dict[str, Any], split: dict[str, float], seed: int,
+    soft_masks: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``run.json``'s content; ``soft_masks``: the entry naming the soft files (None: the run stores none)."""
     return {
         "format_version": FORMAT_VERSION,
         "images_root": os.path.abspath(images_root),
@@ -54,6 +61,7 @@ def build_manifest(
         "model_fingerprint": fingerprint(model),
         "split": split,
         "seed": int(seed),
+        **({"soft_masks": soft_masks} if soft_masks else {}),
     }
 
 
@@ -110,6 +118,7 @@ def start_run(out: Path, manifest: dict[str, Any], force: bool = False) -> bool:
         if changed:
             logger.warning("--force: discarding the finished records in %s (%s changed)", out, ", ".join(changed))
             shutil.rmtree(out / RECORDS_DIR, ignore_errors=True)
+            shutil.rmtree(out / SOFT_DIR, ignore_errors=True)
         else:
             resumed = True
     out.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,9 @@
   images itself (a folder every worker sees at the same path: local, NFS, or a bucket mounted with
   s3fs / gcsfuse / mountpoint-s3), and labels a batch through the same :class:`~grounded.label.engine.Labeller`
   as the in-process engine: one fault boundary per image;
-- rows come back as ``(image, record JSON text, model seconds)``: masks as RLE inside the text, never dense
-  arrays; ONE writer on the driver writes each record atomically. A record already on disk with the same
+- rows come back as ``(image, record JSON text, soft-mask file bytes or None, model seconds)``: masks as RLE
+  inside the text, never dense arrays (soft masks: uint8 at 256 px, compressed); ONE writer on the driver writes
+  each soft file, then its record, atomically. A record already on disk with the same
   bytes is not rewritten, and each image is written once per run.
 
 Faults: an actor that dies mid-batch (killed, OOM-killed, its node lost) is restarted and the batch
@@ -43,6 +44,7 @@ from grounded.errors import InputError
 from grounded.label.engine import Labeller
 from grounded.label.modelview import MODEL_SIDE, MaxSide
 from grounded.label.records import write_record_text
+from grounded.label.soft import write_soft
 from grounded.ontology import Ontology
 
 logger = logging.getLogger(__name__)
@@ -94,8 +96,9 @@ def describe_on_cluster(ray: Any, factory: Callable[[], Any], options: RayOption
 class LabelActor:
     """The Ray Data UDF: builds the predictor once per actor, labels a batch of relative paths."""
 
-    def __init__(self, factory: Callable[[], Any], ontology: Ontology, root: str, max_side: MaxSide) -> None:
-        self.labeller = Labeller(factory(), ontology, max_side)
+    def __init__(self, factory: Callable[[], Any], ontology: Ontology, root: str, max_side: MaxSide,
+                 soft_side: int | None = None) -> None:
+        self.labeller = Labeller(factory(), ontology, max_side, soft_side)
         self.root = root
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -104,13 +107,14 @@ class LabelActor:
         return {
             "image": np.array([r[0] for r in rows], dtype=object),
             "record": np.array([r[1] for r in rows], dtype=object),
-            "seconds": np.array([r[2] for r in rows], dtype=np.float64),
+            "soft": np.array([r[2] for r in rows], dtype=object),
+            "seconds": np.array([r[3] for r in rows], dtype=np.float64),
         }
 
 
 def label_ray(out: Path, root: Path, todo: list[str], ray: Any, factory: Callable[[], Any], ontology: Ontology,
               options: RayOptions, *, batch_size: int = 1, max_side: MaxSide = MODEL_SIDE, progress: bool = False,
-              on_done: Callable[[], None] = lambda: None) -> float:
+              on_done: Callable[[], None] = lambda: None, soft_side: int | None = None) -> float:
     """Label ``todo`` on the cluster; write every record on this (the driver's) side; return model seconds."""
     if not todo:
         return 0.0
@@ -119,7 +123,8 @@ def label_ray(out: Path, root: Path, todo: list[str], ray: Any, factory: Callabl
     dataset = ray.data.from_items([{"image": rel} for rel in todo])
     labelled = dataset.map_batches(
         LabelActor,
-        fn_constructor_kwargs={"factory": factory, "ontology": ontology, "root": str(root), "max_side": max_side},
+        fn_constructor_kwargs={"factory": factory, "ontology": ontology, "root": str(root), "max_side": max_side,
+                               "soft_side": soft_side},
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=options.workers),
@@ -132,6 +137,8 @@ def label_ray(out: Path, root: Path, todo: list[str], ray: Any, factory: Callabl
         relative = str(row["image"])
         if relative in written:  # a retried batch never emits twice; kept as a guard
             continue
+        if row.get("soft") is not None:
+            write_soft(out, relative, bytes(row["soft"]))  # first: a record on disk means its soft file is there
         write_record_text(out, relative, str(row["record"]))
         written.add(relative)
         model_seconds += float(row["seconds"])

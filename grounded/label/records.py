@@ -112,10 +112,11 @@ def _unreadable(path: Path, why: str, warn: bool) -> None:
     return None
 
 
-def remove_stale_temporaries(out: Path) -> int:
-    """Delete temporary files a killed run left behind; return how many."""
+def remove_stale_temporaries(out: Path, folders: tuple[str, ...] = (RECORDS_DIR,)) -> int:
+    """Delete temporary files a killed run left behind in ``folders`` of ``out``; return how many."""
     count = 0
-    for tmp in (Path(out) / RECORDS_DIR).rglob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-        count += 1
+    for folder in folders:
+        for tmp in (Path(out) / folder).rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+            count += 1
     return count

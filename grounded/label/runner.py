@@ -20,6 +20,10 @@ drawn and ``OUT/summary.json`` written.
 Engines: ``"local"`` (this process: ``batch_size`` images per model call, decoding ``prefetch`` batches
 ahead on a background thread) or ``"ray"`` (a Ray cluster: :mod:`grounded.label.ray_engine`). Both write
 the same bytes.
+
+Soft masks (``soft_masks=True``, ``--soft-masks``; off by default, and then nothing of them is computed):
+each labelled image also gets ``OUT/soft/<relative path>.npz``, SAM's mask probabilities before the threshold
+at a bounded size, named in ``run.json`` for a student to learn from (:mod:`grounded.label.soft`).
 """
 
 from __future__ import annotations
@@ -43,8 +47,15 @@ from grounded.label.export import check_formats, export_locked
 from grounded.label.manifest import build_manifest, run_lock, start_run
 from grounded.label.modelview import MODEL_SIDE, MaxSide, check_max_side
 from grounded.label.preview import write_preview
-from grounded.label.records import RESUME_HINT, image_relatives, read_record, remove_stale_temporaries
+from grounded.label.records import (
+    RECORDS_DIR,
+    RESUME_HINT,
+    image_relatives,
+    read_record,
+    remove_stale_temporaries,
+)
 from grounded.label.reviews import review_counts
+from grounded.label.soft import SOFT_DIR, SOFT_SIDE, manifest_entry, soft_path
 from grounded.label.splits import parse_split
 from grounded.label.summary import LabelSummary
 from grounded.ontology import Ontology
@@ -111,6 +122,8 @@ class LabelConfig:
     cpus_per_worker: float = 0.5  # CPUs reserved per Ray actor (whole CPUs can starve Ray Data's reads)
     tiling: TileOptions | None = None  # tiled inference for large images (grounded.pipeline.tiled): images are then
     #   decoded at full resolution (max_side ignored) and the settings join the model's identity in run.json
+    soft_masks: bool = False  # also store SAM's mask probabilities (before the threshold) per image in OUT/soft/,
+    #   long side SOFT_SIDE (256), uint8, for `grounded train --soft-weight` (grounded.label.soft); SAM family only
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(check_formats(list(self.formats))))
@@ -141,7 +154,7 @@ def label(
             default ``grounded.Predictor(**predictor options)``, built after the run's lock is taken.
         config: the run's settings (:class:`LabelConfig`: formats, split, seed, force, retry_errors, preview,
             copy_images, progress, batch_size, prefetch, max_side, engine and the Ray engine's ray_address,
-            workers, gpus_per_worker, cpus_per_worker, and tiling); default ``LabelConfig()``.
+            workers, gpus_per_worker, cpus_per_worker, tiling and soft_masks); default ``LabelConfig()``.
         kwargs: keywords named like :class:`LabelConfig`'s fields override ``config``
             (``formats=["coco", "yolo-seg"]``, ``split="0.7,0.2,0.1"``, ``batch_size=4``, ...); the others are
             the default predictor's (``detector=``, ``box_threshold=``, ...: :class:`grounded.config.ModelConfig`
@@ -161,6 +174,7 @@ def label(
     engine, ray_address, workers, gpus_per_worker, cpus_per_worker = (c.engine, c.ray_address, c.workers,
                                                                       c.gpus_per_worker, c.cpus_per_worker)
     formats = list(formats)
+    soft_side = SOFT_SIDE if c.soft_masks else None
     fractions = parse_split(split)
     out = Path(out)
     root, relatives = _images_and_root(images, out)
@@ -178,15 +192,18 @@ def label(
             options = ray_engine.RayOptions(ray_address, int(workers), float(gpus_per_worker), float(cpus_per_worker))
             with ray_engine.ray_session(options) as ray:
                 model = ray_engine.describe_on_cluster(ray, factory, options)
-                todo, resumed = _start(out, root, relatives, ontology, model, fractions, seed, force, retry_errors)
+                todo, resumed = _start(out, root, relatives, ontology, model, fractions, seed, force, retry_errors,
+                                       soft_side)
                 with _progress(len(relatives), len(relatives) - len(todo), progress) as done:
                     model_seconds = ray_engine.label_ray(out, root, todo, ray, factory, ontology, options,
-                                                         batch_size=batch_size, max_side=max_side, on_done=done)
+                                                         batch_size=batch_size, max_side=max_side, on_done=done,
+                                                         soft_side=soft_side)
         else:
             instance = factory()
-            labeller = Labeller(instance, ontology, max_side)  # refuses what the models cannot do before run.json is written
+            # refuses what the models cannot do (soft masks included) before run.json is written
+            labeller = Labeller(instance, ontology, max_side, soft_side)
             todo, resumed = _start(out, root, relatives, ontology, instance.describe(), fractions, seed, force,
-                                   retry_errors)
+                                   retry_errors, soft_side)
             with _progress(len(relatives), len(relatives) - len(todo), progress) as done:
                 model_seconds = label_local(out, root, todo, labeller, batch_size=batch_size, prefetch=prefetch,
                                             on_done=done)
@@ -231,15 +248,19 @@ def _factory(predictor: Any, predictor_options: dict[str, Any]) -> Callable[[], 
 
 
 def _start(out: Path, root: Path, relatives: list[str], ontology: Ontology, model: dict[str, Any],
-           fractions: dict[str, float], seed: int, force: bool, retry_errors: bool) -> tuple[list[str], int]:
-    """Check or write ``run.json``; return (images to label, images labelled by earlier runs)."""
-    start_run(out, build_manifest(root, ontology, model, fractions, seed), force=force)
-    if remove_stale_temporaries(out):
+           fractions: dict[str, float], seed: int, force: bool, retry_errors: bool,
+           soft_side: int | None = None) -> tuple[list[str], int]:
+    """Check or write ``run.json``; return (images to label, images labelled by earlier runs). With soft masks
+    on, an image labelled without its soft file (by a run with them off) is labelled again."""
+    soft = manifest_entry() if soft_side is not None else None
+    start_run(out, build_manifest(root, ontology, model, fractions, seed, soft), force=force)
+    if remove_stale_temporaries(out, (RECORDS_DIR, SOFT_DIR)):
         logger.info("removed temporary files of an interrupted run")
     todo, resumed = [], 0
     for rel in relatives:
         record = read_record(out, rel)
-        if record is None or (retry_errors and "error" in record):
+        if (record is None or (retry_errors and "error" in record)
+                or (soft is not None and "error" not in record and not soft_path(out, rel).is_file())):
             todo.append(rel)
         elif "error" not in record:
             resumed += 1

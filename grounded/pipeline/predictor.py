@@ -26,7 +26,10 @@ Options a backend cannot honour (its ``refused_options``) are refused with an In
 Output: ``sv.Detections`` with ``xyxy`` (N, 4) float32 XYXY pixels of the original image, ``mask`` (N, H, W)
 bool at the original resolution, ``confidence`` (N,) detector score, ``class_id`` (N,) ontology class index,
 ``data["class_name"]``, ``data["phrase"]`` (the synonym that matched) and ``data["mask_score"]`` (the
-segmenter's predicted IoU), most confident first.
+segmenter's predicted IoU), most confident first. Only when asked (``segment_encoded(..., soft_side=256)``,
+what ``grounded label --soft-masks`` stores): ``data["soft_mask"]`` (N, h, w) uint8, each mask's probability x 255
+(the sigmoid of the segmenter's logits, before the threshold that makes ``mask``) over the whole image resized
+to ``soft_side`` on its long side (never enlarged: :func:`soft_mask_size`); SAM-family segmenters only.
 """
 
 from __future__ import annotations
@@ -55,6 +58,13 @@ from grounded.utils.timing import StageTimer
 logger = logging.getLogger(__name__)
 
 Prompt = str | Sequence[str] | Ontology
+SOFT_MASK = "soft_mask"  # data column of the mask probabilities, when asked (see the module docstring)
+
+
+def soft_mask_size(hw: tuple[int, int], side: int) -> tuple[int, int]:
+    """(H, W) -> the (h, w) soft masks of an image of that size have: long side ``side``, never enlarged."""
+    scale = min(1.0, side / max(hw))
+    return max(1, round(hw[0] * scale)), max(1, round(hw[1] * scale))
 
 
 @dataclass
@@ -167,6 +177,15 @@ class Predictor:
                     raise InputError(f"the ontology's {'; '.join(changes[:3])}{' ...' if len(changes) > 3 else ''}: "
                                      f"not supported by {where}; remove it from the ontology or choose another {role}")
 
+    def check_soft_masks(self) -> None:
+        """Refuse soft masks (``soft_side``) where they cannot be made: a concept segmenter, or a segmenter
+        without ``probabilities`` (the SAM family has it)."""
+        if self.model is not None or not callable(getattr(self.segmenter, "probabilities", None)):
+            backend = self.model if self.model is not None else self.segmenter
+            raise InputError(f"soft masks need a detector + a SAM-family segmenter (SAM, SAM-HQ, SAM 2, EdgeTAM); "
+                             f"{backend.name!r} ({type(backend).__name__}) gives none: leave soft masks off or "
+                             "choose such a segmenter")
+
     # ------------------------------------------------------------------------------------- identity
     def describe(self) -> dict[str, Any]:
         """JSON-able identity of the models and options (for manifests and resume checks)."""
@@ -237,23 +256,30 @@ class Predictor:
         (its own forward passes: grounded/models/batching.py)."""
         return self.segment_encoded(self.encode(images), prompt, **options)
 
-    def segment_encoded(self, encoding: ImageEncoding, prompt: Prompt, **options: Any) -> list[sv.Detections]:
-        """Stateless form: segment ``prompt`` in every image of ``encoding``; one Detections per image."""
+    def segment_encoded(self, encoding: ImageEncoding, prompt: Prompt, *, soft_side: int | None = None,
+                        **options: Any) -> list[sv.Detections]:
+        """Stateless form: segment ``prompt`` in every image of ``encoding``; one Detections per image.
+        ``soft_side``: also give ``data["soft_mask"]`` at that long side (module docstring; :meth:`check_soft_masks`)."""
+        if soft_side is not None:
+            self.check_soft_masks()
         opts = self.options.updated(**options)
+        if soft_side is not None and opts.text_tokens == "only":
+            raise InputError("soft masks need the detector's boxes; text_tokens='only' has none: leave one of them off")
         ontology = Ontology.from_prompt(prompt)
         self._own_timers()
         self.check_options(opts, ontology)
         clip = self.clip_stage(opts)
         if clip is not None:
             clip.check(opts)  # refuse text tokens without an adapter before any work
-        found = [self._cropped(self._found(encoding, i, ontology, opts, clip), encoding, i) for i in range(len(encoding))]
+        found = [self._cropped(self._found(encoding, i, ontology, opts, clip, soft_side), encoding, i)
+                 for i in range(len(encoding))]
         if clip is None:
             return found
         return [clip.verified(f, encoding.images[i] if encoding.images else None, ontology, opts)
                 for i, f in enumerate(found)]
 
     def _found(self, encoding: ImageEncoding, i: int, ontology: Ontology, opts: SegmentOptions,
-               clip: Any = None) -> sv.Detections:
+               clip: Any = None, soft_side: int | None = None) -> sv.Detections:
         """Image ``i``'s detections, computed on its own (grounded/models/batching.py)."""
         if opts.text_tokens == "only":  # whole-image text queries through the adapter: no detector
             return clip.text_only(encoding.segmenter.single(i), ontology, opts)
@@ -262,7 +288,13 @@ class Predictor:
                                 opts)
         boxes = select_boxes(self.detector.detect(encoding.detector.single(i), ontology, opts)[0], opts)
         decode = clip.decoder(opts) if clip is not None else None
-        return select_masks(self._add_masks(encoding.segmenter.single(i), boxes, opts, decode), opts)
+        soft = None
+        if soft_side is not None:  # (the padded frame's size, the image's) at the same scale: cropped like masks
+            hw = encoding.image_sizes[i]
+            scale = min(1.0, soft_side / max(hw))
+            frame = (encoding.padded_sizes or encoding.image_sizes)[i]
+            soft = (tuple(max(1, round(v * scale)) for v in frame), soft_mask_size(hw, soft_side))
+        return select_masks(self._add_masks(encoding.segmenter.single(i), boxes, opts, decode, soft), opts)
 
     def clip_stage(self, opts: SegmentOptions | None = None):
         """The CLIP stages (:class:`grounded.pipeline.clip_stage.ClipStage`) when ``opts`` (default this predictor's) or
@@ -282,13 +314,17 @@ class Predictor:
         return found
 
     def _add_masks(self, features: Features, found: sv.Detections, opts: SegmentOptions,
-                   decode: Any = None) -> sv.Detections:
+                   decode: Any = None, soft: tuple[tuple[int, int], tuple[int, int]] | None = None) -> sv.Detections:
         """The segmenter's mask for each box on one image's ``features`` (the best of K by predicted IoU),
         ``sam_box_batch`` boxes a call; ``decode(features, 0, boxes, phrases, multimask)``: a stage's decoder
-        (box + text prompts) instead."""
+        (box + text prompts) instead. ``soft``: (frame (h, w), kept (h, w)): also the masks' probabilities, at
+        the frame's size, kept top-left (``data["soft_mask"]``, uint8)."""
         if len(found) == 0:
-            return empty_detections(features.image_sizes[0])
-        masks, scores = [], []
+            found = empty_detections(features.image_sizes[0])
+            if soft is not None:
+                found.data[SOFT_MASK] = np.zeros((0, *soft[1]), dtype=np.uint8)
+            return found
+        masks, scores, probabilities = [], [], []
         for start in range(0, len(found), opts.sam_box_batch):
             chunk = found.xyxy[start : start + opts.sam_box_batch]
             if decode is not None:  # e.g. box + the adapter's tokens for each detection's phrase (grounded.clip)
@@ -301,8 +337,14 @@ class Predictor:
             logits, iou = logits[pick, best], iou[pick, best]
             masks.append(self.segmenter.upscale(features, 0, logits, opts.mask_threshold))
             scores.append(iou.cpu().numpy())
+            if soft is not None:
+                (h, w) = soft[1]
+                p = self.segmenter.probabilities(features, 0, logits, soft[0])[:, :h, :w]
+                probabilities.append(np.rint(p * 255.0).astype(np.uint8))
         found.mask = np.concatenate(masks, axis=0)
         found.data["mask_score"] = np.concatenate(scores).astype(np.float32)
+        if soft is not None:
+            found.data[SOFT_MASK] = np.concatenate(probabilities, axis=0)
         return found
 
 

@@ -9,6 +9,8 @@ Shapes and formats:
   -> low-resolution mask logits (N, K, 256, 256) and predicted IoU (N, K), with K = 3 when ``multimask`` else 1.
 - ``upscale``: low-resolution logits (N, 256, 256) -> boolean masks (N, H, W) at the original resolution,
   through the processor's ``post_process_masks`` (remove padding, bilinear resize, threshold).
+- ``probabilities`` (only when asked: ``grounded label --soft-masks``): the same logits, the same resize but to
+  a given (h, w) (the image at a bounded size), through a sigmoid instead of the threshold -> (N, h, w) float32.
 - ``decode_points``: one object's clicks (XY pixels, labels 1 / 0), optional box and previous low-res logits
   (:class:`~grounded.models.interfaces.PointPrompt`) -> logits (1, K, 256, 256) and predicted IoU (1, K).
 """
@@ -172,3 +174,13 @@ class SamSegmenter(Segmenter):
                 [logits[None]], [original_hw], [reshaped_hw], mask_threshold=threshold, binarize=True
             )[0][0]
             return masks.cpu().numpy().astype(bool)
+
+    def probabilities(self, features: SamFeatures, index: int, logits: torch.Tensor, size_hw: tuple[int, int]
+                      ) -> np.ndarray:
+        """(N, 256, 256) logits of image ``index`` -> (N, h, w) float32 mask probabilities in [0, 1] for the whole
+        image at ``size_hw``: :meth:`upscale`'s resize (to ``size_hw`` instead of the original size), then a
+        sigmoid instead of the threshold."""
+        with self.timer("soft_masks"):
+            upsampled = self.processor.image_processor.post_process_masks(
+                [logits[None].float()], [tuple(size_hw)], [features.reshaped_sizes[index]], binarize=False)[0][0]
+            return torch.sigmoid(upsampled).cpu().numpy().astype(np.float32)

@@ -24,6 +24,8 @@ Shapes and formats (one model family, one code path):
   1 (SAM 2 then picks among its masks by stability, as transformers does).
 - ``upscale``: (N, 256, 256) logits -> (N, H, W) bool masks through the processor's ``post_process_masks``
   (bilinear resize to the original size, ``logit > threshold``).
+- ``probabilities`` (only when asked: ``grounded label --soft-masks``): the same resize to a given (h, w), then a
+  sigmoid -> (N, h, w) float32 mask probabilities.
 - ``decode_points``: one object's clicks (XY pixels, labels 1 / 0), optional box and previous low-res logits
   (:class:`~grounded.models.interfaces.PointPrompt`), mapped by the processor -> logits (1, K, 256, 256), IoU (1, K).
 
@@ -150,6 +152,17 @@ class Sam2Segmenter(Segmenter):
             masks = self.processor.post_process_masks([logits[None].float().cpu()], [hw], mask_threshold=threshold,
                                                       binarize=True)[0][0]
             return masks.numpy().astype(bool)
+
+    def probabilities(self, features: Sam2Features, index: int, logits: torch.Tensor, size_hw: tuple[int, int]
+                      ) -> np.ndarray:
+        """(N, h, w) logits of image ``index`` -> (N, h', w') float32 mask probabilities in [0, 1] for the whole
+        image at ``size_hw`` (:meth:`upscale`'s resize to ``size_hw``, a sigmoid instead of the threshold)."""
+        if len(logits) == 0:
+            return np.zeros((0, *size_hw), dtype=np.float32)
+        with self.timer("soft_masks"):
+            upsampled = self.processor.post_process_masks([logits[None].float().cpu()], [tuple(size_hw)],
+                                                          binarize=False)[0][0]
+            return torch.sigmoid(upsampled).numpy().astype(np.float32)
 
 
 class EdgeTamSegmenter(Sam2Segmenter):
