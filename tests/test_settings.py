@@ -177,6 +177,7 @@ TRAINING_FLAGS = {
     "soft_weight": (["--soft-weight", "0.5"], 0.5),
     "val_fraction": (["--val-fraction", "0.3"], 0.3),
     "test_fraction": (["--test-fraction", "0.1"], 0.1),
+    "folds": (["--folds", "3"], 3),
     "ema": (["--ema"], True),
     "ema_decay": (["--ema-decay", "0.99"], 0.99),
     "seed": (["--seed", "7"], 7),

@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   grounded train runs/label_cars --out runs/student                       # FastSeg small, 30-minute budget
   grounded train ../shared/data/car_parts/train --out RUN --budget 2h --size base
   grounded train data/ --out RUN --arch unet --size tiny --epochs 20 --image-size 256
+  grounded train small_data/ --out RUN --folds auto   # under 64 images: scored by 5-fold (RUN/folds/), not a test split
   grounded train data/ --out RUN --arch segformer --pretrained nvidia/mit-b0 --max-steps 2000
   grounded train data/ --out RUN --arch mobilenet_deeplab --pretrained google/deeplabv3_mobilenet_v2_1.0_513
   grounded train data/ --out RUN --arch backbone_unet --pretrained ./resnet-18   # local folder, offline
@@ -54,6 +55,10 @@ TRAINING_TABLE = {  # TrainConfig field -> argparse keywords
     "val_fraction": {"help": "validation share when the dataset has no val split (default %(default)s)"},
     "test_fraction": {"help": "held-out test share when the dataset has no test split, drawn first; nothing chooses "
                               "with it, evaluate reports it beside val (default %(default)s; 0: none)"},
+    "folds": {"type": str, "metavar": "K|auto",
+              "help": "score by k-fold instead of a test split: K students on K - 1 folds each, then the kept one on "
+                      "all (a budget is shared K + 1 ways); auto: K = 5 when the test split would hold fewer than 10 "
+                      "images (default %(default)s: off)"},
     "ema": {"help": "validate and keep an exponential moving average of the weights"},
     "ema_decay": {"help": "the average's decay per step (default %(default)s)"},
     "seed": {"help": "default %(default)s"},

@@ -159,6 +159,9 @@ class TrainConfig(_Serialisable):
     val_fraction: float = 0.2  # used when the dataset has no validation split; split by seed
     test_fraction: float = 0.15  # held out first, by seed, when the dataset has no test split; 0: none. Nothing
     #                              chooses with it (not the checkpoint, not the budget): the honest estimate
+    folds: int | str = 0  # score by k-fold instead of the test split: k >= 2 students, each trained on k - 1 folds
+    #   of the non-validation images and scored on the last, then the kept student on all of them (a budget is
+    #   shared k + 1 ways); "auto": k = 5 when the seeded test split would hold < 10 images; 0: off (splits.py)
     seed: int = 0
     amp: str = "auto"  # AMP_MODES: "auto": float16 on CUDA, off on CPU | "bf16": bfloat16 autocast | "off"
     loss_scale: float = 0.5  # the loss is taken at this fraction of the training size (logits up-sampled from the
@@ -196,6 +199,10 @@ class TrainConfig(_Serialisable):
             raise InputError(f"train config: budget_minutes must be > 0, got {self.budget_minutes}")
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"train config: val_fraction must be in (0, 1), got {self.val_fraction}")
+        if isinstance(self.folds, str) and self.folds.strip().isdigit():  # the command line gives text
+            self.folds = int(self.folds)
+        if self.folds != "auto" and (not isinstance(self.folds, int) or self.folds < 0 or self.folds == 1):
+            raise InputError(f"train config: folds is 0 (off), a number of folds >= 2 or 'auto', got {self.folds!r}")
         if not 0.0 <= self.test_fraction < 1.0:
             raise InputError(f"train config: test_fraction must be in [0, 1) (0: no test split), got {self.test_fraction}")
         for name in ("dice_weight", "focal_weight", "lovasz_weight", "boundary_weight", "soft_weight"):

@@ -15,8 +15,10 @@ name. Both return one dict (see :mod:`grounded.distill.metrics` for the definiti
 :func:`write_report` writes it as ``metrics.json`` and a readable ``metrics.txt`` table; with ``pairs=N`` the
 first N images also get ``pairs/NAME.png``: image | ground truth | prediction, side by side.
 Memory stays small: per image one (K + 1)^2 confusion matrix (for the mIoU's seeded bootstrap interval over
-images, ``miou_ci``) and RLE masks for mask AP are kept. :func:`side_by_side` joins a run's validation and test
-results (``test``, and ``gap``: val - test), :func:`format_table` prints them in columns.
+images, ``miou_ci``) and RLE masks for mask AP are kept. :func:`evaluate_folds` scores a k-fold run's fold
+students each on its held-out fold and pools the images into one such result (``estimate``: "k-fold, k=5").
+:func:`side_by_side` joins a run's validation result and its estimate (``test``: the held-out test split or the
+pooled folds; ``estimate`` names which; ``gap``: val - test), :func:`format_table` prints them in columns.
 :func:`plot_history` draws a training run's losses and validation mIoU, with its test mIoU as one point
 (``training_curve.png``).
 """
@@ -35,7 +37,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from grounded.distill.instances import probs_to_detections
-from grounded.distill.metrics import MaskAP, bootstrap_miou, confusion_matrix, semantic_scores
+from grounded.distill.metrics import MaskAP, bootstrap_miou, confusion_matrix, mean_iou, semantic_scores
+from grounded.distill.splits import HELD_OUT, kfold_name
 from grounded.errors import InputError
 from grounded.formats.files import atomic_path, atomic_write_text
 from grounded.utils.masks import rasterize_semantic
@@ -72,7 +75,8 @@ def save_pair(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, path:
 
 
 def _score(items: Iterator[Item], class_names: Sequence[str], total: int, pairs_dir: Path | None, pairs: int,
-           progress: bool) -> dict[str, Any]:
+           progress: bool) -> tuple[dict[str, Any], np.ndarray]:
+    """The result of scoring ``items``, and their (N, C, C) per-image confusion matrices."""
     num_classes = len(class_names) + 1
     per_image = []  # (C, C) per image: C * C * 8 bytes each, for the bootstrap interval
     ap, ap_components = MaskAP(class_names), MaskAP(class_names)
@@ -89,40 +93,69 @@ def _score(items: Iterator[Item], class_names: Sequence[str], total: int, pairs_
             pairs_dir.mkdir(parents=True, exist_ok=True)
             save_pair(image, truth_sem, pred_sem, pairs_dir / f"{Path(name).stem}.png", num_classes)
     confusions = np.stack(per_image) if per_image else np.zeros((0, num_classes, num_classes), np.int64)
-    scores = semantic_scores(confusions.sum(0), class_names)
     instance = ap.compute()
-    result = {"images": total, **scores, "miou_ci": list(bootstrap_miou(confusions, CI_ROUNDS, CI_LEVEL)),
-              "ci_level": CI_LEVEL, "mask_ap": instance["ap"], "mask_ap50": instance["ap50"],
-              "mask_ap75": instance["ap75"], "per_class_ap": instance["per_class_ap"]}
+    result = {"images": total, **pooled_scores(confusions, class_names), "mask_ap": instance["ap"],
+              "mask_ap50": instance["ap50"], "mask_ap75": instance["ap75"], "per_class_ap": instance["per_class_ap"]}
     if ap_components.images:
         components = ap_components.compute()
         result.update(mask_ap_components=components["ap"], mask_ap50_components=components["ap50"])
-    return result
+    return result, confusions
+
+
+def pooled_scores(confusions: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Semantic scores of images pooled: per-class IoU, mIoU, pixel accuracy of their summed confusion, and the
+    mIoU's bootstrap interval over the images, from their (N, C, C) per-image confusion matrices."""
+    return {**semantic_scores(confusions.sum(0), class_names),
+            "miou_ci": list(bootstrap_miou(confusions, CI_ROUNDS, CI_LEVEL)), "ci_level": CI_LEVEL}
 
 
 def evaluate_student(predictor, views, out: str | Path | None = None, pairs: int = 0, progress: bool = True) -> dict[str, Any]:  # noqa: ANN001
     """Score a student predictor on every item of ``views`` (a view or a list of them); writes ``out/pairs``
     when ``pairs`` > 0."""
     views = list(views) if isinstance(views, (list, tuple)) else [views]
+    pairs_dir = Path(out) / "pairs" if out is not None and pairs else None
+    result, _ = _score(_student_items(predictor, views), views[0].class_names, sum(len(v) for v in views),
+                       pairs_dir, pairs, progress)
+    return {**result, "instances": _instances(predictor)}
+
+
+def _instances(predictor) -> str:  # noqa: ANN001
+    """How the predictor separates instances: "boundary" (its boundary head) or "components"."""
+    return "boundary" if predictor.boundary_head and predictor.instances == "boundary" else "components"
+
+
+def _student_items(predictor, views: Sequence) -> Iterator[Item]:  # noqa: ANN001
+    """The items of ``views`` with the predictor's outputs (classes checked against the views' first)."""
     names = list(views[0].class_names)
     if list(predictor.class_names) != names or any(list(v.class_names) != names for v in views):
         raise InputError(f"student classes {predictor.class_names} differ from the dataset's {names}")
-    boundary_aware = predictor.boundary_head and predictor.instances == "boundary"
+    boundary_aware = _instances(predictor) == "boundary"
+    for view in views:
+        for i in range(len(view)):
+            image = view.image(i)
+            probs, boundary = predictor.outputs(image)
+            pred = predictor.detections(probs, boundary)
+            components = probs_to_detections(probs, names, predictor.min_area) if boundary_aware else None
+            yield (str(view.image_path(i)), image, view.semantic(i), view.detections(i),
+                   probs.argmax(0).astype(np.uint8), pred, components)
 
-    def items() -> Iterator[Item]:
-        for view in views:
-            for i in range(len(view)):
-                image = view.image(i)
-                probs, boundary = predictor.outputs(image)
-                pred = predictor.detections(probs, boundary)
-                components = probs_to_detections(probs, names, predictor.min_area) if boundary_aware else None
-                yield (str(view.image_path(i)), image, view.semantic(i), view.detections(i),
-                       probs.argmax(0).astype(np.uint8), pred, components)
 
-    pairs_dir = Path(out) / "pairs" if out is not None and pairs else None
-    result = _score(items(), names, sum(len(v) for v in views), pairs_dir, pairs, progress)
-    result["instances"] = "boundary" if boundary_aware else "components"
-    return result
+def evaluate_folds(folds: Sequence[tuple[Any, Any]], progress: bool = True) -> dict[str, Any]:
+    """The k-fold estimate: each fold's student (a predictor) on its held-out fold (a view), the images pooled.
+
+    One result over all the folds' images, as :func:`evaluate_student` gives (per-class IoU and mIoU of the
+    summed confusion, its bootstrap interval over images, mask AP of all predictions together), plus
+    ``estimate`` ("k-fold, k=K"), ``confusion`` (the summed (C, C) matrix, rows true) and ``folds``: per fold
+    its ``images``, ``miou`` and ``confusion`` (the pooled confusion is their sum)."""
+    views = [view for _, view in folds]
+    items = (item for predictor, view in folds for item in _student_items(predictor, [view]))
+    result, confusions = _score(items, views[0].class_names, sum(len(v) for v in views), None, 0, progress)
+    bounds = np.cumsum([0, *(len(v) for v in views)])
+    per_fold = [confusions[a:b].sum(0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return {**result, "instances": _instances(folds[0][0]), "estimate": kfold_name(len(folds)),
+            "confusion": confusions.sum(0).tolist(),
+            "folds": [{"images": len(view), "miou": float(mean_iou(confusion)), "confusion": confusion.tolist()}
+                      for view, confusion in zip(views, per_fold, strict=True)]}
 
 
 def evaluate_labels(labels: Sequence, truth: Sequence, out: str | Path | None = None, pairs: int = 0,
@@ -145,7 +178,7 @@ def evaluate_labels(labels: Sequence, truth: Sequence, out: str | Path | None = 
             yield str(t.image_path(i)), image, t.semantic(i), t.detections(i), pred_sem, pred, None
 
     pairs_dir = Path(out) / "pairs" if out is not None and pairs else None
-    return _score(items(), names[0], len(matched), pairs_dir, pairs, progress)
+    return _score(items(), names[0], len(matched), pairs_dir, pairs, progress)[0]
 
 
 def _difference(a: float | None, b: float | None) -> float | None:
@@ -153,12 +186,13 @@ def _difference(a: float | None, b: float | None) -> float | None:
 
 
 def side_by_side(val: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
-    """One result for the validation split (the top-level keys, as before) with the test split's result under
-    ``test`` and ``gap``: val - test for mIoU, pixel accuracy, mask AP and per-class IoU (positive: the split
-    that chose the checkpoint flatters it)."""
+    """One result for the validation split (the top-level keys, as before) with the honest estimate's result
+    under ``test`` (the held-out test split, or the pooled folds of :func:`evaluate_folds`), ``estimate``
+    naming which ("held-out test" or "k-fold, k=K"), and ``gap``: val - test for mIoU, pixel accuracy, mask AP
+    and per-class IoU (positive: the split that chose the checkpoint flatters it)."""
     gap = {key: _difference(val.get(key), test.get(key)) for key in ("miou", "pixel_accuracy", "mask_ap", "mask_ap50")}
     gap["per_class_iou"] = {name: _difference(v, test["per_class_iou"].get(name)) for name, v in val["per_class_iou"].items()}
-    return {**val, "test": test, "gap": gap}
+    return {**val, "test": test, "estimate": test.get("estimate", HELD_OUT), "gap": gap}
 
 
 def _fmt(value: float | None) -> str:
@@ -174,27 +208,35 @@ def _summary(result: dict[str, Any], label: str = "") -> str:
 
 def format_table(result: dict[str, Any]) -> str:
     """The result as a fixed-width table (percentages): one row per class, then the summary (mIoU with its
-    bootstrap interval). With ``test`` (:func:`side_by_side`): IoU and AP of val and test, and the gap."""
+    bootstrap interval). With ``test`` (:func:`side_by_side`): IoU and AP of val and of the estimate (the test
+    split, or k-fold), and the gap."""
     names, test = list(result["per_class_iou"]), result.get("test")
+    kfold = test is not None and result.get("estimate", HELD_OUT) != HELD_OUT
+    column = "k-fold" if kfold else "test"
     width = max([len(n) for n in names] + [10])
     if test is None:
         header = f"{'class':<{width}}   IoU %   AP %"
         rows = [f"{_fmt(result['per_class_iou'][n])}  {_fmt(result['per_class_ap'].get(n))}" for n in names]
         background = _fmt(result["background_iou"])
     else:
-        header = f"{'class':<{width}}   val IoU  test IoU  gap     val AP  test AP"
-        rows = [f"{_fmt(result['per_class_iou'][n])}   {_fmt(test['per_class_iou'].get(n))}  "
+        pad = " " * (len(column) - len("test"))  # the estimate's columns are as wide as its name
+        header = f"{'class':<{width}}   val IoU  {column} IoU  gap     val AP  {column} AP"
+        rows = [f"{_fmt(result['per_class_iou'][n])}   {pad}{_fmt(test['per_class_iou'].get(n))}  "
                 f"{_fmt(result['gap']['per_class_iou'][n])}   {_fmt(result['per_class_ap'].get(n))}  "
-                f"{_fmt(test['per_class_ap'].get(n))}" for n in names]
-        background = f"{_fmt(result['background_iou'])}   {_fmt(test['background_iou'])}"
+                f"{pad}{_fmt(test['per_class_ap'].get(n))}" for n in names]
+        background = f"{_fmt(result['background_iou'])}   {pad}{_fmt(test['background_iou'])}"
     lines = [header, "-" * len(header), *(f"{n:<{width}}  {row}" for n, row in zip(names, rows, strict=True)),
              "-" * len(header), f"{'background':<{width}}  {background}"]
     if test is None:
         lines.append(_summary(result))
     else:
-        lines += [_summary(result, "val   "), _summary(test, "test  "),
-                  f"gap (val - test): mIoU {_fmt(result['gap']['miou'])} points; the val split chose the checkpoint, "
-                  "the test split chose nothing"]
+        chose_nothing = (f"each image scored by the one of {len(test['folds'])} fold students that neither trained "
+                         "nor chose with it" if kfold else "the test split chose nothing")
+        lines += [_summary(result, "val     "), _summary(test, f"{column:<8}"),
+                  f"gap (val - {column}): mIoU {_fmt(result['gap']['miou'])} points; the val split chose the "
+                  f"checkpoint, {chose_nothing}"]
+        if kfold:
+            lines.append(f"estimate: {result['estimate']} (of the recipe: the kept student trained on all the folds)")
     if "mask_ap_components" in result:
         lines.append(f"instances: boundary-aware (above) | connected components: mask AP "
                      f"{_fmt(result['mask_ap_components'])}   AP50 {_fmt(result['mask_ap50_components'])}"

@@ -9,6 +9,15 @@ A dataset's own splits are used as given. Otherwise :func:`seeded_splits` draws 
 of the images by ``seed``: the test images first (``test_fraction`` of all, at least one when it is > 0),
 then ``val_fraction`` of the rest. The test split therefore depends on the seed, the number of images and
 ``test_fraction`` only (not on ``val_fraction``).
+
+**k-fold** (``TrainConfig.folds``), the estimate for a small dataset, where a held-out test split would be a
+handful of images: the images a run trains on (all but the validation split) are cut by :func:`seeded_folds`
+into k folds; :func:`fold_splits` gives one split per fold (train: the other folds, val: the run's, test: the
+fold), so every image is scored once by a student that neither trained nor chose with it. :func:`folds_for`
+decides: ``"auto"`` folds (k = :data:`AUTO_FOLDS`) when the seeded test split holds fewer than
+:data:`MIN_TEST_IMAGES` images. (:func:`seeded_splits` itself keeps a test split whenever two images remain
+beside it, a threshold far too low to be an estimate.) Near-duplicate images are not grouped, here or in the
+splits above: each image is one item.
 """
 
 from __future__ import annotations
@@ -26,6 +35,15 @@ from grounded.utils.images import load_image
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+AUTO_FOLDS = 5  # k of TrainConfig.folds="auto"
+MIN_TEST_IMAGES = 10  # "auto": a seeded test split of fewer images scores by k-fold instead (at the default
+#                       test_fraction 0.15: datasets of fewer than 64 images)
+HELD_OUT = "held-out test"  # the name of each estimate in run records and reports
+
+
+def kfold_name(k: int) -> str:
+    """The name of the k-fold estimate in run records and reports: ``"k-fold, k=5"``."""
+    return f"k-fold, k={k}"
 
 
 @dataclass
@@ -101,3 +119,48 @@ def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], lis
     """Split ``range(n)`` at random by ``seed``: (train indices, val indices), each sorted (no test split)."""
     train, val, _ = seeded_splits(n, val_fraction, seed)
     return train, val
+
+
+
+def seeded_folds(items: list[Any], k: int, seed: int) -> list[list[Any]]:
+    """Cut ``items`` into ``k`` folds by ``seed``: disjoint, covering ``items``, sizes differing by at most one,
+    each in the order of ``items``; the same for the same (items, k, seed)."""
+    if not 2 <= k <= len(items):
+        raise InputError(f"{len(items)} image(s) cannot be cut into {k} folds: folds needs 2 <= k <= the number of "
+                         "training images; lower --folds or add images")
+    order = np.random.default_rng(seed).permutation(len(items))
+    return [[items[j] for j in sorted(order[f::k].tolist())] for f in range(k)]
+
+
+def fold_splits(splits: DataSplits, k: int, seed: int) -> list[DataSplits]:
+    """One :class:`DataSplits` per fold of ``splits.train`` (:func:`seeded_folds`): train on the other folds,
+    validate on ``splits.val``, test on the fold."""
+    pool = splits.train
+    folds = seeded_folds(list(pool.indices), k, seed)
+    return [DataSplits(View(pool.source, sorted(j for g, other in enumerate(folds) if g != f for j in other)),
+                       splits.val, splits.class_names, {**splits.info, "fold": f"{f + 1} of {k}"},
+                       View(pool.source, fold)) for f, fold in enumerate(folds)]
+
+
+def folds_for(splits: DataSplits, folds: int | str, test_fraction: float) -> int:
+    """How many folds a run on ``splits`` (opened with ``test_fraction``) scores by; 0: its held-out test split.
+
+    ``folds`` k >= 2 asks for k (refused when the dataset has a test split of its own, which is the estimate);
+    ``"auto"``: :data:`AUTO_FOLDS` (at most one per image) when the test split is seeded (``test_fraction`` > 0)
+    and holds fewer than :data:`MIN_TEST_IMAGES` images, else 0; 0: none."""
+    given = splits.info.get("test_split") == "given"
+    if folds == "auto":
+        held_out = len(splits.test or [])
+        if given or not test_fraction or held_out >= MIN_TEST_IMAGES:
+            return 0
+        k = min(AUTO_FOLDS, len(splits.train) + held_out)
+        if k < 2:
+            logger.warning("%d training image(s) are too few for k-fold scoring: no estimate", k)
+            return 0
+        logger.info("a held-out test split of %d image(s) (fewer than %d): scoring by %s instead", held_out,
+                    MIN_TEST_IMAGES, kfold_name(k))
+        return k
+    if folds and given:
+        raise InputError(f"dataset {splits.info.get('path')} has a test split of its own, the honest estimate: "
+                         "drop --folds (or use --folds auto, which keeps it)")
+    return int(folds)
