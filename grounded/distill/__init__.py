@@ -11,7 +11,8 @@ The loop, from Python (the ``grounded train / evaluate / predict / distill`` com
 Modules, in the order data flows:
 
 - :mod:`~.data`: datasets (label runs, COCO, YOLO-seg, mask PNGs), lazy; :mod:`~.splits`: train / val / test,
-  the test split held out first by seed (nothing chooses with it);
+  the test split held out first by seed (nothing chooses with it), or k seeded folds for small datasets
+  (``TrainConfig.folds``); :mod:`~.soft`: the teacher's soft masks (``grounded label --soft-masks``) as targets;
 - :mod:`~.cache`: every item decoded once, letterboxed to the training size and held in memory (images,
   class maps, instance-boundary maps);
 - :mod:`~.augment`: letterboxing, flip (left/right classes swapped) / multi-scale class-balanced crops /
@@ -26,7 +27,8 @@ Modules, in the order data flows:
 - :mod:`~.checkpoint`: safetensors + JSON (the project's one format); :mod:`~.export`: ONNX and onnxruntime;
 - :mod:`~.predictor` + :mod:`~.instances`: images -> class and boundary probabilities -> ``sv.Detections``
   (touching objects of one class split by the boundary head, or connected components);
-- :mod:`~.metrics` + :mod:`~.evaluate`: IoU / mIoU / pixel accuracy and pycocotools mask AP, reports;
+- :mod:`~.metrics` + :mod:`~.evaluate`: IoU / mIoU / pixel accuracy and pycocotools mask AP, reports; the
+  k-fold students' held-out folds pooled into one estimate;
 - :mod:`~.workflow`: the steps chained (train -> export -> evaluate; label -> train for ``distill``).
 
 Heavy imports (torch, transformers) happen when a name is first used, not on ``import grounded.distill``.
