@@ -163,4 +163,8 @@ def folds_for(splits: DataSplits, folds: int | str, test_fraction: float) -> int
     if folds and given:
         raise InputError(f"dataset {splits.info.get('path')} has a test split of its own, the honest estimate: "
                          "drop --folds (or use --folds auto, which keeps it)")
+    held_out = len(splits.test or [])
+    if not folds and not given and 0 < held_out < MIN_TEST_IMAGES:
+        logger.warning("the held-out test split has %d image(s): too few for an estimate (a wide interval); "
+                       "--folds auto scores by k-fold instead", held_out)
     return int(folds)

@@ -62,6 +62,13 @@ def test_auto_folds_small_datasets_only(n, test_fraction, folds, given, k):
     assert folds_for(splits_of(n, test_fraction, given), folds, test_fraction) == k
 
 
+@pytest.mark.parametrize("n, warned", [(16, True), (63, True), (64, False), (400, False)])
+def test_a_small_held_out_split_without_folds_says_so(n, warned, caplog):
+    with caplog.at_level("WARNING", logger="grounded.distill.splits"):
+        assert folds_for(splits_of(n, 0.15), 0, 0.15) == 0
+    assert ("--folds auto" in caplog.text) == warned
+
+
 def test_asked_folds_with_a_given_test_split_are_refused():
     with pytest.raises(InputError, match="test split of its own"):
         folds_for(splits_of(16, 0.15, test_given=True), 5, 0.15)
