@@ -94,7 +94,7 @@ def build_models(cache: Path, tiny: bool, sam3: bool) -> dict[str, str]:
         model.save_pretrained(folder)
     out["segmenter"] = str(folder)
     if sam3:
-        folder = cache / "sam3-video"
+        folder = cache / "sam3-video-1008"
         if not (folder / "config.json").exists():
             import torch
             from transformers import (
@@ -108,7 +108,9 @@ def build_models(cache: Path, tiny: bool, sam3: bool) -> dict[str, str]:
 
             torch.manual_seed(0)
             tokenizer = CLIPTokenizer.from_pretrained(str(C.SHARED / "vocab" / "clip"))
-            Sam3VideoProcessor(image_processor=Sam3ImageProcessor(), video_processor=Sam2VideoVideoProcessor(),
+            square, half = {"height": 1008, "width": 1008}, [0.5] * 3  # as facebook/sam3's video processor
+            video = Sam2VideoVideoProcessor(size=square, image_mean=half, image_std=half)
+            Sam3VideoProcessor(image_processor=Sam3ImageProcessor(), video_processor=video,
                                tokenizer=tokenizer).save_pretrained(folder)
             Sam3VideoModel(Sam3VideoConfig()).eval().save_pretrained(folder)
         out["model"] = str(folder)
