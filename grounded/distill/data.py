@@ -45,13 +45,12 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import supervision as sv
 
 from grounded.distill.instances import label_map_to_detections
-from grounded.distill.soft import SoftFiles
 from grounded.distill.splits import DataSplits, View, seeded_split, seeded_splits
 from grounded.errors import InputError, quote
 from grounded.formats.coco import CocoDataset, segmentation_to_mask
@@ -59,6 +58,9 @@ from grounded.formats.masks_png import load_mask_png
 from grounded.formats.yolo import parse_yolo_line
 from grounded.utils.images import IMAGE_EXTENSIONS, find_images, image_size
 from grounded.utils.masks import rasterize_semantic
+
+if TYPE_CHECKING:
+    from grounded.distill.soft import SoftFiles
 
 logger = logging.getLogger(__name__)
 
@@ -358,6 +360,8 @@ def _open(root: Path) -> tuple[Any, Any | None, Any | None, dict]:
         images_root = images_root if images_root.is_absolute() else (root / images_root)
         if not (root / "coco" / "train.json").is_file():
             raise InputError(f"label run {root} has no coco/train.json: is it finished? (re-run grounded label)")
+        from grounded.distill.soft import SoftFiles  # torch: only for runs (dataset checks stay light)
+
         soft = SoftFiles.of_run(root, run)
         val, test = (CocoSource(root / "coco" / f"{split}.json", images_root, soft)
                      if (root / "coco" / f"{split}.json").is_file() else None for split in ("val", "test"))
