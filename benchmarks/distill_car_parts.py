@@ -42,6 +42,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import (
+    median_seconds,  # benchmarks/ is on sys.path: run as a script, or imported by its neighbours
+)
 
 from grounded.distill.budget import parse_budget
 from grounded.distill.checkpoint import load_student
@@ -55,16 +58,6 @@ from grounded.distill.workflow import default_lr, evaluate_run, train_run
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SIZES = {"fast": "small", "unet": "small", "segformer": "b0", "mobilenet_deeplab": "1.0", "mobilevit": "1.0"}
-
-
-def median_seconds(fn, repeats: int) -> float:  # noqa: ANN001
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def student_speed(run: Path, images: list[np.ndarray], threads: int, repeats: int) -> dict[str, float]:

@@ -34,10 +34,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,14 +52,6 @@ PROMPT = ["truck", "wheel", "window"]  # the detect stage's ontology, as benchma
 
 
 # ----------------------------------------------------------------------------------------------- peaks
-def _timed(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up: first-call costs (kernel choice, allocation)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def peaks(size: int, repeats: int, native_bf16: bool) -> dict[str, dict[str, float]]:
@@ -72,16 +62,16 @@ def peaks(size: int, repeats: int, native_bf16: bool) -> dict[str, dict[str, flo
     b = torch.randn(size, size, generator=gen)
     out: dict[str, dict[str, float]] = {}
     with torch.inference_mode():
-        out["fp32"] = {"s": _timed(lambda: a @ b, repeats)}
+        out["fp32"] = {"s": C.median_seconds(lambda: a @ b, repeats)}
         side = size if native_bf16 else min(size, 1024)  # emulated bf16 runs ~100x below fp32: keep it short
         a16, b16 = a[:side, :side].bfloat16(), b[:side, :side].bfloat16()
-        out["bf16"] = {"s": _timed(lambda: a16 @ b16, repeats), "size": side}
+        out["bf16"] = {"s": C.median_seconds(lambda: a16 @ b16, repeats), "size": side}
         linear = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(size, size, bias=False)),
                                                         {torch.nn.Linear}, dtype=torch.qint8)
-        out["int8"] = {"s": _timed(lambda: linear(a), repeats)}
+        out["int8"] = {"s": C.median_seconds(lambda: linear(a), repeats)}
         small = min(size, 1024)  # int8 x int8 -> int32; slow where the CPU has no VNNI / AMX-int8 kernel for it
         ai = torch.randint(-128, 128, (small, small), dtype=torch.int8, generator=gen)
-        out["int_mm"] = {"s": _timed(lambda: torch._int_mm(ai, ai), repeats), "size": small}
+        out["int_mm"] = {"s": C.median_seconds(lambda: torch._int_mm(ai, ai), repeats), "size": small}
     for row in out.values():
         row["tflops"] = 2.0 * row.get("size", size) ** 3 / row["s"] / 1e12
     return out
@@ -185,7 +175,7 @@ def run_row(name: str, build: Callable[[Path], Any], stages: Callable, paths: li
             flops = {stage: count_flops(call) for stage, call in calls.items()}
         with torch.inference_mode():
             for stage, call in calls.items():
-                seconds = _timed(call, repeats)
+                seconds = C.median_seconds(call, repeats)
                 results.append({"row": name, "stage": stage, "path": path, "gflop": flops[stage] / 1e9, "s": seconds})
                 print(f"  {name} {stage} {path}: {seconds:.2f} s ({flops[stage] / 1e9:.0f} GFLOP)", flush=True)
         del backend, calls
