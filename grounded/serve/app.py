@@ -33,6 +33,7 @@ import inspect
 import io
 import logging
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,14 +61,15 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 SEGMENT_PATH = "/v1/segment"
 POINTS_PATH = "/v1/segment/points"
-# The option fields of POST /v1/segment (SegmentOptions fields), with the bounds its form checks; GET /v1/models
-# lists those the models honour, with this server's defaults, and the page builds its controls from that list.
+# The option fields of POST /v1/segment (SegmentOptions fields, typed as there), with the bounds its form checks
+# (422 beyond them); GET /v1/models lists those the models honour, with this server's defaults, and the page builds
+# its controls from that list. Values are then checked by SegmentOptions itself, as for every other caller.
 REQUEST_OPTIONS: dict[str, dict[str, Any]] = {
-    "box_threshold": {"min": 0.0, "max": 1.0},
-    "text_threshold": {"min": 0.0, "max": 1.0},
-    "nms": {"choices": list(NMS_MODES)},
-    "nms_iou": {"min": 0.0, "max": 1.0},
-    "max_detections": {"min": 1},
+    "box_threshold": {"min": 0.0, "max": 1.0, "description": "for every class"},
+    "text_threshold": {"min": 0.0, "max": 1.0, "description": "for every class"},
+    "nms": {"choices": list(NMS_MODES), "description": ", ".join(NMS_MODES)},
+    "nms_iou": {"min": 0.0, "max": 1.0, "description": "IoU above which the lower-scored box is dropped"},
+    "max_detections": {"min": 1, "description": "per image, highest confidence first"},
 }
 
 
@@ -214,11 +216,7 @@ def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, lim
         image: Annotated[UploadFile, File(description="the image (JPEG, PNG, WebP, ...)")],
         prompt: Annotated[str, Form(description='what to find: "a wheel", "car . wheel ." or "car, wheel"')] = "",
         ontology: Annotated[str, Form(description="name of an ontology from GET /v1/models (instead of a prompt)")] = "",
-        box_threshold: Annotated[float | None, Form(ge=0, le=1, description="for every class")] = None,
-        text_threshold: Annotated[float | None, Form(ge=0, le=1, description="for every class")] = None,
-        nms: Annotated[str | None, Form(description="class, agnostic or none")] = None,
-        nms_iou: Annotated[float | None, Form(ge=0, le=1)] = None,
-        max_detections: Annotated[int | None, Form(ge=1)] = None,
+        given: dict[str, Any] = Depends(_options_form()),  # noqa: B008  (REQUEST_OPTIONS' fields: box_threshold, ...)
         output: Annotated[str, Form(description="json (default) or png (annotated image)")] = "json",
         tiles: TileOptions = Depends(_tiling_form(tiling)),  # noqa: B008  (the form fields tile, tile_overlap, ...)
     ) -> Any:
@@ -229,10 +227,9 @@ def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, lim
         if output not in ("json", "png"):
             raise Refused(f"output must be json or png, got {output!r}")
         classes = _ontology(prompt, ontology)
-        options: dict[str, Any] = {k: v for k, v in (("nms", nms), ("nms_iou", nms_iou),
-                                                     ("max_detections", max_detections)) if v is not None}
-        for kind, value in (("box", box_threshold), ("text", text_threshold)):
-            if value is not None:  # applies to every class: also over the ontology's own thresholds, where it has any
+        options = {k: v for k, v in given.items() if k not in ("box_threshold", "text_threshold")}
+        for kind in ("box", "text"):
+            if (value := given.get(f"{kind}_threshold")) is not None:  # applies to every class: also over the ontology's own thresholds, where it has any
                 options[f"{kind}_threshold"] = value
                 own = getattr(classes, f"{kind}_threshold_for")
                 overridden = {c.name: value for i, c in enumerate(classes.classes) if own(i, None) is not None}
@@ -356,6 +353,22 @@ def _run_routes(app: FastAPI, run: RunView | None) -> None:
             return _run().save_review(file, body)
         except ReviewConflict as exc:
             return JSONResponse({"detail": str(exc), "current": exc.current}, status_code=409)
+
+
+def _options_form() -> Callable[..., dict[str, Any]]:
+    """A dependency of POST /v1/segment: one form field per :data:`REQUEST_OPTIONS` entry, typed as the
+    SegmentOptions field and bounded as declared there (so OpenAPI documents them); -> the fields given."""
+
+    def read(**given: Any) -> dict[str, Any]:
+        return {name: value for name, value in given.items() if value is not None}
+
+    kinds = typing.get_type_hints(SegmentOptions)
+    read.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[kinds[name] | None, Form(ge=spec.get("min"), le=spec.get("max"),
+                                                                        description=spec["description"])])
+        for name, spec in REQUEST_OPTIONS.items()])
+    return read
 
 
 def _tiling_form(server: TileOptions) -> Callable[..., TileOptions]:

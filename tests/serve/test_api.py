@@ -80,6 +80,24 @@ def test_segment_png_and_ontology(make_client, image_bytes, bert_vocab_file):
     assert any(0.3 < d["confidence"] <= 0.9 for d in loose["detections"]), "the tiny models should find some"
 
 
+def test_segment_form_fields_are_request_options(make_client):
+    """POST /v1/segment's option fields, typed and bounded in OpenAPI, are REQUEST_OPTIONS (one declaration for
+    the form, its 422s and GET /v1/models' list the page builds its controls from)."""
+    from grounded.serve.app import REQUEST_OPTIONS
+
+    schema = make_client().get("/openapi.json").json()
+    form = schema["paths"]["/v1/segment"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    fields = schema["components"]["schemas"][form["$ref"].split("/")[-1]]["properties"]
+    kinds = {"box_threshold": "number", "text_threshold": "number", "nms": "string", "nms_iou": "number",
+             "max_detections": "integer"}
+    for name, spec in REQUEST_OPTIONS.items():
+        branch = next(b for b in fields[name]["anyOf"] if b["type"] != "null")
+        assert branch["type"] == kinds[name], name
+        assert {k: branch[k] for k in ("minimum", "maximum") if k in branch} == \
+            {k: spec[s] for s, k in (("min", "minimum"), ("max", "maximum")) if s in spec}, name
+        assert fields[name]["description"] == spec["description"]
+
+
 def test_models_lists_the_options_the_backends_honour(make_client, tiny_model_dirs, tiny_owlv2_dir, image_bytes):
     """OWLv2 has no text threshold: /v1/models says so before the models load, and a request without one
     (as the page sends it) works; no per-class text threshold is made up from a default value."""
@@ -95,7 +113,8 @@ def test_models_lists_the_options_the_backends_honour(make_client, tiny_model_di
     before = client.get("/v1/models").json()
     assert before["loaded"] is False and "Owlv2Detector" in before["refused"]["text_threshold"]
     assert set(before["options"]) == {"box_threshold", "nms", "nms_iou", "max_detections"}
-    assert before["options"]["box_threshold"] == {"default": 0.35, "min": 0.0, "max": 1.0}
+    assert before["options"]["box_threshold"] == {"default": 0.35, "min": 0.0, "max": 1.0,
+                                                  "description": "for every class"}
     assert before["options"]["nms"]["choices"] == ["class", "agnostic", "none"]
 
     response = _post(client, image_bytes, prompt="car . wheel", box_threshold="0", nms="class")
