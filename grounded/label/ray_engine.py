@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from grounded.errors import InputError
+from grounded.errors import GroundedError, InputError
 from grounded.label.engine import Labeller
 from grounded.label.modelview import MODEL_SIDE, MaxSide
 from grounded.label.records import write_record_text
@@ -83,14 +83,25 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
         ray.shutdown()
 
 
-def _describe(factory: Callable[[], Any]) -> dict[str, Any]:
-    return factory().describe()
+def _describe(factory: Callable[[], Any], ontology: Ontology | None, soft_side: int | None) -> dict[str, Any]:
+    instance = factory()
+    if ontology is not None:  # what the models cannot do (ontology thresholds, soft masks) is refused here
+        Labeller(instance, ontology, soft_side=soft_side)
+    return instance.describe()
 
 
-def describe_on_cluster(ray: Any, factory: Callable[[], Any], options: RayOptions) -> dict[str, Any]:
-    """The predictor's ``describe()``, computed on the cluster (the driver loads no model)."""
+def describe_on_cluster(ray: Any, factory: Callable[[], Any], options: RayOptions, ontology: Ontology | None = None,
+                        soft_side: int | None = None) -> dict[str, Any]:
+    """The predictor's ``describe()``, computed on the cluster (the driver loads no model). With ``ontology``
+    (labelling), a :class:`~grounded.label.engine.Labeller` is built there first, so what the models refuse
+    (soft masks with a segmenter that gives none, ...) is raised before ``run.json`` is written, as in process."""
     task = ray.remote(_describe).options(num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker)
-    return ray.get(task.remote(factory))
+    try:
+        return ray.get(task.remote(factory, ontology, soft_side))
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, GroundedError):  # a refusal: its message, not the worker's traceback
+            raise exc.cause from None
+        raise
 
 
 class LabelActor:

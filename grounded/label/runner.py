@@ -191,7 +191,7 @@ def label(
         if engine == "ray":
             options = ray_engine.RayOptions(ray_address, int(workers), float(gpus_per_worker), float(cpus_per_worker))
             with ray_engine.ray_session(options) as ray:
-                model = ray_engine.describe_on_cluster(ray, factory, options)
+                model = ray_engine.describe_on_cluster(ray, factory, options, ontology, soft_side)
                 todo, resumed = _start(out, root, relatives, ontology, model, fractions, seed, force, retry_errors,
                                        soft_side)
                 with _progress(len(relatives), len(relatives) - len(todo), progress) as done:

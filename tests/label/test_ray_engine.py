@@ -116,3 +116,13 @@ def test_a_killed_driver_is_resumed_by_running_again(ray_cluster, tmp_path, tree
     summary = label(images, CLASSES, out, predictor=FakePredictor(), formats=FORMATS, progress=False, preview=4)
     assert summary.resumed >= 6 and summary.resumed + summary.processed == 40
     assert tree_bytes(out) == tree_bytes(tmp_path / "reference")
+
+
+def test_soft_masks_refused_on_the_cluster_before_run_json(ray_cluster, tmp_path):
+    """As in process: a segmenter without soft masks is refused before run.json, with the message alone."""
+    make_images(tmp_path / "images", 2)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="^soft masks need a detector"):
+        label(tmp_path / "images", CLASSES, out, predictor=FakePredictor, soft_masks=True, engine="ray", workers=1,
+              progress=False, preview=0)
+    assert not (out / "run.json").exists()
