@@ -7,7 +7,7 @@
     python benchmarks/video.py --tiny --sam3                     # tiny models: checks the harness only
 
 Frames: ``../shared/data/video/bedroom.mp4`` (960x540, 200 frames), looped to the longest checkpoint, streamed.
-Prompt "child . bed ."; the detector keeps at most 5 boxes a frame; at most 8 live tracks. The number of objects
+Prompt "child . bed ."; the detector keeps at most 5 boxes a frame; at most ``--max-objects`` (8) live tracks. The number of objects
 tracked per frame is printed: it follows the random detections and differs between rows, so frames/s compare
 only at equal objects/frame. Each row runs in its
 own process (its own peak RSS); RSS is read when the run reaches each checkpoint (frames done so far).
@@ -56,6 +56,18 @@ PROMPT = "child . bed ."
 PHRASES = ["child", "bed", "toy", "window", "lamp"]
 
 
+def always_present(folder: Path) -> None:
+    """Set a saved random SAM 2 video model's object-score bias to +10: random weights call every object absent
+    (masks all -1024), so none would be tracked and the memory bank under test would stay empty."""
+    import torch
+    from transformers import Sam2VideoModel
+
+    model = Sam2VideoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(10.0)
+    model.save_pretrained(folder)
+
+
 def build_models(cache: Path, tiny: bool, sam3: bool) -> dict[str, str]:
     """Folders of the models (built once, then loaded by path like a user's checkpoint)."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -64,10 +76,11 @@ def build_models(cache: Path, tiny: bool, sam3: bool) -> dict[str, str]:
         from grounded.testing.tiny import build_tiny_models
         from grounded.testing.tiny_published import build_tiny_sam2_video, build_tiny_sam3_video
 
-        if not (cache / "tiny_sam2_video" / "config.json").exists():
+        if not (cache / "tiny_sam2_video_present" / "config.json").exists():
             build_tiny_models(cache / "tiny", vocab_file=C.BERT_VOCAB if C.BERT_VOCAB.exists() else None)
-            build_tiny_sam2_video(cache / "tiny_sam2_video", tracking=True)
-        out = {"detector": str(cache / "tiny" / "detector"), "segmenter": str(cache / "tiny_sam2_video")}
+            build_tiny_sam2_video(cache / "tiny_sam2_video_present", tracking=True)
+            always_present(cache / "tiny_sam2_video_present")
+        out = {"detector": str(cache / "tiny" / "detector"), "segmenter": str(cache / "tiny_sam2_video_present")}
         if sam3:
             if not (cache / "tiny_sam3_video" / "config.json").exists():
                 build_tiny_sam3_video(cache / "tiny_sam3_video", C.SHARED / "vocab" / "clip", tracking=True)
@@ -88,10 +101,8 @@ def build_models(cache: Path, tiny: bool, sam3: bool) -> dict[str, str]:
         torch.manual_seed(0)
         processor = Sam2VideoProcessor(image_processor=Sam2ImageProcessor(), video_processor=Sam2VideoVideoProcessor())
         processor.save_pretrained(folder)
-        model = Sam2VideoModel(Sam2VideoConfig()).eval()
-        with torch.no_grad():  # random weights call every object absent (masks all -1024): none would be tracked
-            model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(10.0)
-        model.save_pretrained(folder)
+        Sam2VideoModel(Sam2VideoConfig()).eval().save_pretrained(folder)
+        always_present(folder)
     out["segmenter"] = str(folder)
     if sam3:
         folder = cache / "sam3-video-1008"
@@ -166,8 +177,8 @@ def _boxes(detector, frame):
     return np.asarray(select_boxes(found, options).xyxy, dtype=np.float32)
 
 
-def row(name: str, models: dict[str, str], checkpoints: list[int], detect_every: int) -> dict:
-    """One row, in this process: seconds and RSS at each checkpoint."""
+def row(name: str, models: dict[str, str], checkpoints: list[int], detect_every: int, max_objects: int) -> dict:
+    """One row, in this process: seconds and RSS at each checkpoint (each also written to stderr when reached)."""
     import torch
 
     marks, started, objects = [], time.perf_counter(), []
@@ -178,12 +189,13 @@ def row(name: str, models: dict[str, str], checkpoints: list[int], detect_every:
             marks.append({"frames": done, "seconds": round(time.perf_counter() - started, 2),
                           "objects": round(float(np.mean(objects)), 2),
                           "rss_gib": round(C.current_rss_gib(), 3), "peak_rss_gib": round(C.peak_rss_gib(), 3)})
+            print(json.dumps({"row": name, **marks[-1]}), file=sys.stderr, flush=True)
 
     if name == "ours":
         from grounded.video.predictor import VideoPredictor
 
         predictor = VideoPredictor(detector=_detector(models), segmenter=_segmenter(models),
-                                   detect_every=detect_every, max_objects=8, box_threshold=0.05,
+                                   detect_every=detect_every, max_objects=max_objects, box_threshold=0.05,
                                    text_threshold=0.0, max_detections=5)
         started = time.perf_counter()
         for index, detections in predictor.track(looped(count), PROMPT):
@@ -197,7 +209,7 @@ def row(name: str, models: dict[str, str], checkpoints: list[int], detect_every:
             for index, frame in looped(count).frames():
                 pixels = processor(images=frame, return_tensors="pt")
                 if index == 0 or (name == "gsam2" and index % 20 == 0):
-                    boxes = _boxes(detector, frame)[:8]
+                    boxes = _boxes(detector, frame)[:max_objects]
                     session = processor.init_video_session(inference_device="cpu", dtype=torch.float32)
                     if len(boxes):
                         processor.add_inputs_to_inference_session(session, frame_idx=index, obj_ids=list(range(len(boxes))),
@@ -231,12 +243,12 @@ def sam3_row(name: str, models: dict[str, str], frames: int) -> dict:
 
 def run_child(args, name: str) -> dict:
     command = [sys.executable, __file__, "--child", name, "--cache-dir", args.cache_dir, "--detect-every",
-               str(args.detect_every), "--sam3-frames", str(args.sam3_frames), "--checkpoints",
+               str(args.detect_every), "--max-objects", str(args.max_objects), "--sam3-frames", str(args.sam3_frames), "--checkpoints",
                *map(str, args.checkpoints)] + (["--tiny"] if args.tiny else []) + (["--sam3"] if args.sam3 else [])
     env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, check=False)  # stderr: progress
     if done.returncode != 0:
-        return {"row": name, "error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+        return {"row": name, "error": f"exit status {done.returncode} (its traceback is on stderr above)"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -244,6 +256,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoints", type=int, nargs="+", default=[100, 400, 1600], help="frames at which RSS is read")
     ap.add_argument("--detect-every", type=int, default=20)
+    ap.add_argument("--max-objects", type=int, default=8, help="live tracks at most (plain/gsam2: boxes prompted)")
     ap.add_argument("--rows", nargs="*", default=["ours", "plain", "gsam2"], choices=["ours", "plain", "gsam2"],
                     help="detector + video segmenter rows (none: `--sam3 --rows` runs only the SAM 3 rows)")
     ap.add_argument("--sam3", action="store_true", help="add the SAM 3 video rows (slow on a CPU at full size)")
@@ -256,13 +269,13 @@ def main() -> None:
     models = build_models(Path(args.cache_dir), args.tiny, args.sam3)
     if args.child:
         result = sam3_row(args.child, models, args.sam3_frames) if args.child.startswith("sam3") else \
-            row(args.child, models, sorted(args.checkpoints), args.detect_every)
+            row(args.child, models, sorted(args.checkpoints), args.detect_every, args.max_objects)
         print(json.dumps(result))
         return
     started = time.time()
     results = [run_child(args, name) for name in args.rows]
     print(f"\n{'tiny' if args.tiny else 'full-size'} models, {VIDEO.name} looped, checkpoints {args.checkpoints}, "
-          f"detect every {args.detect_every}; 1-min load average at the end: {os.getloadavg()[0]:.2f}\n")
+          f"detect every {args.detect_every}, at most {args.max_objects} objects; 1-min load average at the end: {os.getloadavg()[0]:.2f}\n")
     if results:
         print("| row | frames | objects/frame | seconds | frames/s | RSS GiB | peak RSS GiB |\n|---|---|---|---|---|---|---|")
     for result in results:
