@@ -47,8 +47,9 @@ def cache_folder() -> Path:
 
 
 def model_key(model: torch.nn.Module) -> str:
-    """A short hash of the model's class, config and weights (names, shapes, dtypes, bytes)."""
-    digest = hashlib.sha256(type(model).__name__.encode())
+    """A short hash of the model's class, config and weights (names, shapes, dtypes, bytes), and of the opset and
+    torch version that export it (an upgrade exports again)."""
+    digest = hashlib.sha256(f"{type(model).__name__}:{OPSET}:{torch.__version__}".encode())
     config = getattr(model, "config", None)
     if config is not None:
         digest.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
