@@ -25,7 +25,6 @@ TEXT_TOKENS = (False, True, "only")  # SegmentOptions.text_tokens
 VERIFY_MODES = (None, "clip")  # SegmentOptions.verify
 AUTOCAST_CHOICES = ("auto", "bfloat16", "float16")
 QUANTIZE_CHOICES = ("int8",)
-RUNTIME_CHOICES = ("onnxruntime",)  # Acceleration.runtime (grounded/models/onnx_encoder.py)
 
 
 @dataclass(frozen=True)
@@ -41,16 +40,12 @@ class Acceleration:
     cpu_kernels: bool | None = None  # same maths in CPU-faster ops (deformable attention); None: on for the CPU
     compile: bool | None = None  # torch.compile (inductor) each backend's compile_modules (SAM's mask decoder):
     #   equal up to float rounding; the first call compiles (tens of seconds on a CPU); None/False: eager
-    runtime: str | None = None  # "onnxruntime": the SAM family's image encoders run by ONNX Runtime (CPU, float32;
-    #   exported once per checkpoint, cached; equal up to float rounding); None: PyTorch
 
     def __post_init__(self) -> None:
         if self.autocast is not None and self.autocast not in AUTOCAST_CHOICES:
             raise InputError(f"autocast must be one of {AUTOCAST_CHOICES} or None, got {self.autocast!r}")
         if self.quantize is not None and self.quantize not in QUANTIZE_CHOICES:
             raise InputError(f"quantize must be one of {QUANTIZE_CHOICES} or None, got {self.quantize!r}")
-        if self.runtime is not None and self.runtime not in RUNTIME_CHOICES:
-            raise InputError(f"runtime must be one of {RUNTIME_CHOICES} or None, got {self.runtime!r}")
         for name in ("retain_memory", "cpu_kernels", "compile"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
@@ -61,11 +56,10 @@ class Acceleration:
                 raise InputError(f"{name} must be a positive integer or None, got {value!r}")
 
     def result_settings(self) -> Acceleration:
-        """These settings less the ones that keep the maths (``retain_memory``, ``cpu_kernels``, ``compile``,
-        ``runtime``): what an identity for resume checks should record (a plain Acceleration, whatever subclass
-        ``self`` is)."""
+        """These settings less the ones that keep the maths (``retain_memory``, ``cpu_kernels``, ``compile``):
+        what an identity for resume checks should record (a plain Acceleration, whatever subclass ``self`` is)."""
         return Acceleration(**{f.name: getattr(self, f.name) for f in fields(Acceleration)
-                               if f.name not in ("retain_memory", "cpu_kernels", "compile", "runtime")})
+                               if f.name not in ("retain_memory", "cpu_kernels", "compile")})
 
 
 # Speed presets: each bundles opt-in settings; explicit settings override the preset's. A backend takes the

@@ -38,7 +38,6 @@ FLAGS = {
     "retain_memory": (["--no-retain-memory"], False),
     "cpu_kernels": (["--no-cpu-kernels"], False),
     "compile": (["--compile"], True),
-    "runtime": (["--runtime", "onnxruntime"], "onnxruntime"),
     "box_threshold": (["--box-threshold", "0.3"], 0.3),
     "text_threshold": (["--text-threshold", "0.2"], 0.2),
     "nms": (["--nms", "agnostic"], "agnostic"),

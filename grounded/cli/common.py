@@ -37,7 +37,6 @@ from grounded.config import (
     PRESETS,
     QUANTIZE_CHOICES,
     RESIZABLE_INPUT,
-    RUNTIME_CHOICES,
     TILE_HELP,
     ModelConfig,
     SegmentOptions,
@@ -89,9 +88,6 @@ SPEED = {
                     "(default on CPU: the same maths as one weighted gather, ~4x faster per call)"},
     "compile": {"const": True, "help": "torch.compile the segmenter's mask decoder (the per-box and per-click "
                 "step: 1.2-1.4x per click on a 2-core CPU, equal up to float rounding); its first calls compile (20-40 s each)"},
-    "runtime": {"choices": RUNTIME_CHOICES, "help": "onnxruntime: run the segmenter's image encoder by ONNX Runtime "
-                "(CPU, float32; 1.2-1.4x on a 2-core AVX2 CPU, equal up to float rounding; grounded[onnx]); the "
-                "first use of a checkpoint exports it once (~40 s for SAM ViT-B) to ~/.cache/grounded/onnx"},
 }
 DETECTION = {
     "box_threshold": {"help": "keep boxes whose score exceeds this (default %(default)s)"},

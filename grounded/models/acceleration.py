@@ -40,11 +40,9 @@ Opt-in:
   element-wise ops fuse: SAM ViT-B's prompt encoder + decoder 121 -> 95 ms per click, SAM 2.1 tiny's 132 -> 93
   ms, on one AVX2 core (``benchmarks/clicks.py server --compile``; the decoder alone equal to eager within 1e-8).
   Each graph compiles on its first call (3 masks and 1 mask per prompt are two: 20-40 s each). The
-  image encoders are not compiled: ONNX Runtime runs them as fast or faster with no compilation per process
-  (``benchmarks/runtimes.py``: SAM ViT-B compiled 1.24x, ONNX Runtime 1.41x; SAM 2.1 tiny 1.19x both).
-- ``runtime="onnxruntime"``: the SAM family's image encoders (``model.get_image_embeddings``) exported once per
-  checkpoint to a cache and run by ONNX Runtime (CPU, float32; equal up to float rounding): see
-  grounded/models/onnx_encoder.py. Refused with autocast, int8, other devices and dtypes.
+  image encoders are left eager: they already run at 65-75 % of the fp32 matmul peak on an AVX2 CPU
+  (``benchmarks/roofline.py``), compiling SAM 2.1's gained 5 % for 77 s of compilation, and ONNX Runtime ran
+  SAM ViT-B's and SAM 2.1's no faster than this eager path with ``retain_memory`` (``benchmarks/runtimes.py``).
 
 ``PRESETS`` (grounded/config.py) bundle opt-in ones: ``"accurate"`` is the float32 default at each checkpoint's
 input size; ``"fast"`` is ``autocast="auto"`` plus ``detector_size=512``. Explicit options override the
@@ -225,10 +223,6 @@ def apply_acceleration(acc: Acceleration, *backends: Any) -> torch.dtype | None:
     (``acc.from_preset``) it is skipped there.
     """
     device = backends[0].device
-    if acc.runtime == "onnxruntime":  # refused (autocast, int8, GPU, ...) before anything else is changed
-        from grounded.models.onnx_encoder import use_onnx_encoders
-
-        use_onnx_encoders(list(backends), autocast_dtype(acc.autocast, device), acc.quantize)
     if acc.quantize == "int8":
         if device.type != "cpu" or any(b.dtype != torch.float32 for b in backends):
             raise InputError("quantize='int8' needs float32 weights on the CPU; drop --dtype/--device cuda or --quantize")

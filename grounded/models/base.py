@@ -18,8 +18,6 @@ class PretrainedPair:
     role: ClassVar[str]  # "detector", "segmenter": names the CLI flag in load errors
     compile_modules: ClassVar[tuple[str, ...]] = ()  # submodules of ``model`` that ``compile=True`` compiles
     requires: ClassVar[tuple[str, ...]] = ()  # optional packages it imports (e.g. torchvision): the extra's
-    onnx_encodable: ClassVar[bool] = False  # its image encoder is ``model.get_image_embeddings``, which
-    #   Acceleration(runtime="onnxruntime") runs through ONNX Runtime (grounded/models/onnx_encoder.py)
 
     def __init__(self, model: nn.Module, processor: Any, name: str = "") -> None:
         self.model = model.eval()
@@ -27,7 +25,6 @@ class PretrainedPair:
         self.name = name
         self.autocast: torch.dtype | None = None  # forward passes under torch.autocast to this (acceleration.py)
         self.timer = StageTimer()  # stage seconds; a Predictor shares its own timer with its backends
-        self.onnx_encoder: Any = None  # set by runtime="onnxruntime": replaces model.get_image_embeddings
 
     @classmethod
     def classes(cls) -> tuple[Any, Any]:
@@ -43,12 +40,6 @@ class PretrainedPair:
         model = load_pretrained(model_cls, name, cls.role, local_files_only=local_files_only,
                                 model_types=types_served_by(cls) or None)
         return cls(model.to(device=device, dtype=dtype), processor, name)
-
-    def image_embeddings(self, pixel_values: torch.Tensor) -> Any:
-        """``model.get_image_embeddings(pixel_values)``, through ONNX Runtime when ``onnx_encoder`` is set."""
-        if self.onnx_encoder is not None:
-            return self.onnx_encoder(pixel_values)
-        return self.model.get_image_embeddings(pixel_values)
 
     @property
     def device(self) -> torch.device:

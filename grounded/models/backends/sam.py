@@ -78,7 +78,6 @@ class SamSegmenter(Segmenter):
     (``text_tokens`` through a :mod:`grounded.clip` adapter: :meth:`embedding` gives the adapter its input)."""
 
     compile_modules: ClassVar[tuple[str, ...]] = ("mask_decoder",)  # Acceleration.compile
-    onnx_encodable: ClassVar[bool] = True  # Acceleration.runtime
 
     refused_options = {}  # text_tokens served through grounded.clip (decode_with_text)
 
@@ -122,7 +121,7 @@ class SamSegmenter(Segmenter):
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> image embeddings (B, 256, 64, 64)."""
         with autocast_context(self.device, self.autocast):
-            return self.image_embeddings(pixel_values)
+            return self.model.get_image_embeddings(pixel_values)
 
     @torch.inference_mode()
     def decode(

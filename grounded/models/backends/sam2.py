@@ -70,7 +70,6 @@ class Sam2Segmenter(Segmenter):
     """SAM 2 / 2.1: Hiera image encoder + FPN once per image, then box prompts; see the module docstring."""
 
     compile_modules: ClassVar[tuple[str, ...]] = ("mask_decoder",)  # Acceleration.compile
-    onnx_encodable: ClassVar[bool] = True  # Acceleration.runtime
 
     requires: ClassVar[tuple[str, ...]] = ("torchvision",)  # Sam2Processor is a torchvision class
 
@@ -97,7 +96,7 @@ class Sam2Segmenter(Segmenter):
             out = self.processor(images=writable(images), return_tensors="pt")
             pixel_values = out["pixel_values"].to(self.device, self.dtype)
         with self.timer("sam.image_encoder"), autocast_context(self.device, self.autocast):
-            levels = self.image_embeddings(pixel_values)
+            levels = self.model.get_image_embeddings(pixel_values)
         sizes = [(int(h), int(w)) for h, w in out["original_sizes"].tolist()]
         return Sam2Features(image_sizes=sizes, embeddings=list(levels))
 

@@ -58,7 +58,7 @@ class SamHQSegmenter(SamSegmenter):
     def embed(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) -> embeddings (B, 256, 64, 64) and the first global block's output (B, 64, 64, C)."""
         with autocast_context(self.device, self.autocast):
-            embeddings, intermediate = self.image_embeddings(pixel_values)
+            embeddings, intermediate = self.model.get_image_embeddings(pixel_values)
         return embeddings, intermediate[0]  # the decoder reads only the first (SamHQMaskDecoder)
 
     def image_inputs(self, features: SamHQFeatures, index: int) -> dict[str, Any]:
