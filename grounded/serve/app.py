@@ -228,8 +228,8 @@ def _model_routes(app: FastAPI, engine: Engine | None, admission: Admission, lim
             raise Refused(f"output must be json or png, got {output!r}")
         classes = _ontology(prompt, ontology)
         options = {k: v for k, v in given.items() if k not in ("box_threshold", "text_threshold")}
-        for kind in ("box", "text"):
-            if (value := given.get(f"{kind}_threshold")) is not None:  # applies to every class: also over the ontology's own thresholds, where it has any
+        for kind in ("box", "text"):  # a threshold given applies to every class, over the ontology's own ones too
+            if (value := given.get(f"{kind}_threshold")) is not None:
                 options[f"{kind}_threshold"] = value
                 own = getattr(classes, f"{kind}_threshold_for")
                 overridden = {c.name: value for i, c in enumerate(classes.classes) if own(i, None) is not None}
@@ -355,34 +355,29 @@ def _run_routes(app: FastAPI, run: RunView | None) -> None:
             return JSONResponse({"detail": str(exc), "current": exc.current}, status_code=409)
 
 
+def _form_fields(read: Callable[..., Any], fields: dict[str, tuple[Any, Any]]) -> Callable[..., Any]:
+    """``read(**given)`` as a FastAPI dependency with one optional form field per ``fields`` entry (name ->
+    (type, ``Form(...)``)), so FastAPI parses and bounds them and OpenAPI documents them; absent ones are None."""
+    read.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind | None, form])
+        for name, (kind, form) in fields.items()])
+    return read
+
+
 def _options_form() -> Callable[..., dict[str, Any]]:
     """A dependency of POST /v1/segment: one form field per :data:`REQUEST_OPTIONS` entry, typed as the
-    SegmentOptions field and bounded as declared there (so OpenAPI documents them); -> the fields given."""
-
-    def read(**given: Any) -> dict[str, Any]:
-        return {name: value for name, value in given.items() if value is not None}
-
+    SegmentOptions field and bounded as declared there; -> the fields given."""
     kinds = typing.get_type_hints(SegmentOptions)
-    read.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=Annotated[kinds[name] | None, Form(ge=spec.get("min"), le=spec.get("max"),
-                                                                        description=spec["description"])])
-        for name, spec in REQUEST_OPTIONS.items()])
-    return read
+    fields = {name: (kinds[name], Form(ge=spec.get("min"), le=spec.get("max"), description=spec["description"]))
+              for name, spec in REQUEST_OPTIONS.items()}
+    return _form_fields(lambda **given: {name: value for name, value in given.items() if value is not None}, fields)
 
 
 def _tiling_form(server: TileOptions) -> Callable[..., TileOptions]:
     """A dependency of POST /v1/segment: the request's TileOptions from its form fields, one per field
-    :func:`~grounded.serve.settings.request_tile_fields` lists (so OpenAPI documents them), over ``server``'s."""
-
-    def read(**given: Any) -> TileOptions:
-        return request_tiling(server, given)
-
-    read.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=Annotated[kind | None, Form(description=text)])
-        for name, (kind, text) in request_tile_fields(server).items()])
-    return read
+    :func:`~grounded.serve.settings.request_tile_fields` lists, over ``server``'s."""
+    fields = {name: (kind, Form(description=text)) for name, (kind, text) in request_tile_fields(server).items()}
+    return _form_fields(lambda **given: request_tiling(server, given), fields)
 
 
 def _honoured(refused: dict[str, str] | None) -> list[str]:
